@@ -1,0 +1,84 @@
+//! The typed messages between the UI thread and the sync worker.
+//!
+//! Messages travel through `postMessage` as JSON text. Both sides decode with
+//! [`decode`], which refuses unknown or malformed messages instead of guessing,
+//! so a UI and a worker from different builds fail loudly, not subtly.
+
+use serde::{Deserialize, Serialize};
+
+/// From the UI to the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToWorker {
+    /// Asks for a [`FromWorker::Status`] answer carrying the same `id`.
+    Ping { id: u32 },
+    /// Local data changed in IndexedDB (a saved edit); the worker re-reads it.
+    LocalChange,
+}
+
+/// From the worker to the UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromWorker {
+    /// The worker started and opened the local database.
+    Ready { schema_version: u32 },
+    /// What the worker sees in the local database. `reply_to` is the id of the
+    /// ping it answers, or `None` for an unsolicited report.
+    Status {
+        reply_to: Option<u32>,
+        ticks: u64,
+        notes: u32,
+        pending: u32,
+    },
+    /// The worker could not do its job; the message is meant for a person.
+    Failed { message: String },
+}
+
+/// Why a message could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unreadable message between the page and the sync worker: {0}")]
+pub struct BridgeError(String);
+
+/// Encodes a message for `postMessage`.
+pub fn encode<T: Serialize>(message: &T) -> String {
+    // These enums contain only strings and integers, which always serialise.
+    serde_json::to_string(message).unwrap_or_default()
+}
+
+/// Decodes a message received through `postMessage`.
+pub fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, BridgeError> {
+    serde_json::from_str(text).map_err(|e| BridgeError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        for m in [ToWorker::Ping { id: 7 }, ToWorker::LocalChange] {
+            assert_eq!(decode::<ToWorker>(&encode(&m)), Ok(m));
+        }
+        for m in [
+            FromWorker::Ready { schema_version: 1 },
+            FromWorker::Status {
+                reply_to: Some(3),
+                ticks: 9,
+                notes: 2,
+                pending: 1,
+            },
+            FromWorker::Failed {
+                message: "disk full".into(),
+            },
+        ] {
+            assert_eq!(decode::<FromWorker>(&encode(&m)), Ok(m));
+        }
+    }
+
+    #[test]
+    fn unknown_and_malformed_messages_are_refused() {
+        assert!(decode::<ToWorker>(r#"{"type":"format_disk"}"#).is_err());
+        assert!(decode::<ToWorker>("not json").is_err());
+        assert!(decode::<FromWorker>(r#"{"type":"status","ticks":"many"}"#).is_err());
+    }
+}

@@ -1,0 +1,453 @@
+//! The page side of local-first editing: everything the UI asks for, done
+//! against IndexedDB.
+//!
+//! Promises:
+//! - what a person types is in the page's signals at once, in a synchronous
+//!   recovery journal (localStorage) at once, and in IndexedDB after a short
+//!   pause (coalesced), so a closed tab or a failed write loses nothing;
+//! - writes happen one at a time, in order, through one queue;
+//! - a failed write is shown with the reason, kept as "not saved", and
+//!   retried by the next edit or the Retry button; a closed database is
+//!   reopened and the write retried once.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use futures::channel::mpsc;
+use futures::StreamExt;
+use gloo_timers::callback::{Interval, Timeout};
+use leptos::prelude::*;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::db::{DbError, EditMeta, LocalDb};
+use super::{now_ms, random10};
+use crate::bridge::{decode, encode, FromWorker, ToWorker};
+use crate::domain::{newest_first, MutationId, Note, NoteId};
+use crate::ui::model::{SaveState, WorkerView};
+use crate::ui::NotesState;
+
+/// Pause after the last keystroke before the edit is written.
+const SAVE_DEBOUNCE_MS: u32 = 300;
+const JOURNAL_PREFIX: &str = "notesync.journal.v1.";
+const CHANNEL_NAME: &str = "notesync";
+
+struct Page {
+    state: NotesState,
+    db: RefCell<Option<Rc<LocalDb>>>,
+    dirty: RefCell<HashSet<NoteId>>,
+    timers: RefCell<HashMap<NoteId, Timeout>>,
+    queue: mpsc::UnboundedSender<NoteId>,
+    worker: RefCell<Option<web_sys::Worker>>,
+    channel: Option<web_sys::BroadcastChannel>,
+}
+
+thread_local! {
+    static PAGE: RefCell<Option<Rc<Page>>> = const { RefCell::new(None) };
+}
+
+fn page() -> Option<Rc<Page>> {
+    PAGE.with(|p| p.borrow().clone())
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+mod journal {
+    //! The recovery journal: a synchronous copy of every unsaved note in
+    //! localStorage, written on each keystroke and removed once IndexedDB
+    //! holds the same text.
+    use super::*;
+
+    pub fn put(note: &Note) {
+        if let (Some(storage), Ok(json)) = (local_storage(), serde_json::to_string(note)) {
+            // Best effort: if this fails too, the text is still on the page.
+            let _ = storage.set_item(&format!("{JOURNAL_PREFIX}{}", note.id), &json);
+        }
+    }
+
+    pub fn remove(id: NoteId) {
+        if let Some(storage) = local_storage() {
+            let _ = storage.remove_item(&format!("{JOURNAL_PREFIX}{id}"));
+        }
+    }
+
+    pub fn all() -> Vec<Note> {
+        let Some(storage) = local_storage() else {
+            return Vec::new();
+        };
+        let len = storage.length().unwrap_or(0);
+        let keys: Vec<String> = (0..len)
+            .filter_map(|i| storage.key(i).ok().flatten())
+            .collect();
+        keys.into_iter()
+            .filter(|k| k.starts_with(JOURNAL_PREFIX))
+            .filter_map(|k| storage.get_item(&k).ok().flatten())
+            .filter_map(|json| serde_json::from_str::<Note>(&json).ok())
+            .collect()
+    }
+}
+
+impl Page {
+    async fn db(&self) -> Result<Rc<LocalDb>, DbError> {
+        if let Some(db) = self.db.borrow().clone() {
+            return Ok(db);
+        }
+        let db = Rc::new(LocalDb::open().await?);
+        *self.db.borrow_mut() = Some(db.clone());
+        Ok(db)
+    }
+
+    fn current(&self, id: NoteId) -> Option<Note> {
+        self.state
+            .notes
+            .with_untracked(|ns| ns.iter().find(|n| n.id == id).cloned())
+    }
+
+    async fn write(&self, note: &Note) -> Result<(), DbError> {
+        let meta = || EditMeta {
+            mutation_id: MutationId::new(now_ms(), random10()),
+            at_ms: now_ms(),
+        };
+        let db = self.db().await?;
+        match db.save_edit(note, meta()).await {
+            Err(e) if e.needs_reopen() => {
+                *self.db.borrow_mut() = None;
+                self.db().await?.save_edit(note, meta()).await
+            }
+            result => result,
+        }
+    }
+
+    async fn save_now(&self, id: NoteId) {
+        let Some(note) = self.current(id) else {
+            self.dirty.borrow_mut().remove(&id);
+            return;
+        };
+        if !note.deleted {
+            if let Err(e) = note.draft().revalidate() {
+                self.fail(format!("This note cannot be saved: {e}."));
+                return;
+            }
+        }
+        match self.write(&note).await {
+            Ok(()) => {
+                if self.current(id).as_ref() == Some(&note) {
+                    self.dirty.borrow_mut().remove(&id);
+                    journal::remove(id);
+                }
+                if self.dirty.borrow().is_empty() {
+                    self.state.save_state.set(SaveState::Saved);
+                    self.state.storage_error.set(None);
+                }
+                self.announce_change();
+            }
+            Err(e) => self.fail(format!(
+                "{e} Your latest text is kept on this page and in a recovery copy, so nothing is lost. \
+                 Free some space or close other tabs of notesync, then retry."
+            )),
+        }
+    }
+
+    fn fail(&self, message: String) {
+        self.state.save_state.set(SaveState::Failed);
+        self.state.storage_error.set(Some(message));
+    }
+
+    fn enqueue(&self, id: NoteId) {
+        self.timers.borrow_mut().remove(&id);
+        let _ = self.queue.unbounded_send(id);
+    }
+
+    fn mark_dirty(&self, id: NoteId) {
+        self.dirty.borrow_mut().insert(id);
+        if self.state.save_state.get_untracked() != SaveState::Failed {
+            self.state.save_state.set(SaveState::Saving);
+        }
+        if let Some(note) = self.current(id) {
+            journal::put(&note);
+        }
+    }
+
+    fn announce_change(&self) {
+        if let Some(worker) = self.worker.borrow().as_ref() {
+            let _ = worker.post_message(&JsValue::from_str(&encode(&ToWorker::LocalChange)));
+        }
+        if let Some(channel) = &self.channel {
+            let _ = channel.post_message(&JsValue::from_str("changed"));
+        }
+    }
+
+    /// Re-reads IndexedDB after another context changed it, keeping the
+    /// page's own unsaved edits.
+    async fn reload(&self) {
+        let Ok(db) = self.db().await else { return };
+        match db.all_notes().await {
+            Ok(mut stored) => {
+                let dirty = self.dirty.borrow().clone();
+                let mine: Vec<Note> = self.state.notes.with_untracked(|ns| {
+                    ns.iter()
+                        .filter(|n| dirty.contains(&n.id))
+                        .cloned()
+                        .collect()
+                });
+                stored.retain(|n| !dirty.contains(&n.id));
+                stored.extend(mine);
+                self.state.notes.set(stored);
+                self.state.editor_epoch.update(|e| *e += 1);
+            }
+            Err(e) => self.fail(e.to_string()),
+        }
+    }
+}
+
+async fn writer_loop(page: Rc<Page>, mut queue: mpsc::UnboundedReceiver<NoteId>) {
+    while let Some(id) = queue.next().await {
+        if page.dirty.borrow().contains(&id) {
+            page.save_now(id).await;
+        }
+    }
+}
+
+async fn load(page: Rc<Page>) {
+    let state = page.state;
+    let mut notes = match page.db().await {
+        Ok(db) => match db.all_notes().await {
+            Ok(notes) => notes,
+            Err(e) => {
+                page.fail(e.to_string());
+                Vec::new()
+            }
+        },
+        Err(e) => {
+            page.fail(format!(
+                "{e} New notes stay on this page and in a recovery copy until it can be opened."
+            ));
+            Vec::new()
+        }
+    };
+    let mut recovered = Vec::new();
+    for draft in journal::all() {
+        match notes.iter_mut().find(|n| n.id == draft.id) {
+            Some(stored) if stored.draft() == draft.draft() && stored.deleted == draft.deleted => {
+                journal::remove(draft.id);
+            }
+            Some(stored) => {
+                *stored = draft.clone();
+                recovered.push(draft.id);
+            }
+            None => {
+                recovered.push(draft.id);
+                notes.push(draft);
+            }
+        }
+    }
+    notes.sort_by(newest_first);
+    let first = notes.iter().find(|n| !n.deleted).map(|n| n.id);
+    state.notes.set(notes);
+    for id in recovered {
+        page.mark_dirty(id);
+        page.enqueue(id);
+    }
+    if state.selected.get_untracked().is_none() {
+        state.selected.set(first);
+    }
+    state.loaded.set(true);
+}
+
+fn start_worker(page: &Rc<Page>) {
+    let state = page.state;
+    let options = web_sys::WorkerOptions::new();
+    options.set_type(web_sys::WorkerType::Module);
+    let worker = match web_sys::Worker::new_with_options("/worker.js", &options) {
+        Ok(w) => w,
+        Err(e) => {
+            state
+                .worker
+                .set(WorkerView::Failed(format!("could not start: {e:?}")));
+            return;
+        }
+    };
+    let reply = worker.clone();
+    let on_message =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+            let text = event.data().as_string().unwrap_or_default();
+            match decode::<FromWorker>(&text) {
+                Ok(FromWorker::Ready { .. }) => {
+                    let _ =
+                        reply.post_message(&JsValue::from_str(&encode(&ToWorker::Ping { id: 1 })));
+                }
+                Ok(FromWorker::Status {
+                    ticks,
+                    notes,
+                    pending,
+                    ..
+                }) => state.worker.set(WorkerView::Running {
+                    ticks,
+                    notes,
+                    pending,
+                }),
+                Ok(FromWorker::Failed { message }) => state.worker.set(WorkerView::Failed(message)),
+                Err(e) => state.worker.set(WorkerView::Failed(e.to_string())),
+            }
+        });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_event: web_sys::Event| {
+        state.worker.set(WorkerView::Failed(
+            "the worker script failed to load".into(),
+        ));
+    });
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    on_error.forget();
+    *page.worker.borrow_mut() = Some(worker);
+}
+
+fn listen(page: &Rc<Page>) {
+    let state = page.state;
+    if let Some(channel) = &page.channel {
+        let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_event| {
+            if let Some(page) = page_handle() {
+                wasm_bindgen_futures::spawn_local(async move { page.reload().await });
+            }
+        });
+        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        on_message.forget();
+    }
+    let _ = window_event_listener(leptos::ev::keydown, move |event| {
+        let key = event.key();
+        if event.alt_key()
+            && !event.ctrl_key()
+            && (key == "n" || key == "N" || event.code() == "KeyN")
+        {
+            event.prevent_default();
+            create_note(state);
+        }
+    });
+    // Leaving the page: start every pending write now rather than after the pause.
+    let _ = window_event_listener(leptos::ev::pagehide, move |_| flush());
+    let _ = window_event_listener(leptos::ev::visibilitychange, move |_| {
+        let hidden = web_sys::window()
+            .and_then(|w| w.document())
+            .map(|d| d.hidden())
+            .unwrap_or(false);
+        if hidden {
+            flush();
+        }
+    });
+    Interval::new(30_000, move || state.now_ms.set(now_ms())).forget();
+}
+
+fn page_handle() -> Option<Rc<Page>> {
+    page()
+}
+
+fn flush() {
+    if let Some(page) = page() {
+        let ids: Vec<NoteId> = page.dirty.borrow().iter().copied().collect();
+        for id in ids {
+            page.enqueue(id);
+        }
+    }
+}
+
+/// Starts the page side once: opens the database, loads the notes, recovers
+/// unsaved text from the journal, starts the worker and the listeners.
+pub fn start(state: NotesState) {
+    if page().is_some() {
+        return;
+    }
+    let (queue, receiver) = mpsc::unbounded();
+    let page = Rc::new(Page {
+        state,
+        db: RefCell::new(None),
+        dirty: RefCell::new(HashSet::new()),
+        timers: RefCell::new(HashMap::new()),
+        queue,
+        worker: RefCell::new(None),
+        channel: web_sys::BroadcastChannel::new(CHANNEL_NAME).ok(),
+    });
+    PAGE.with(|p| *p.borrow_mut() = Some(page.clone()));
+    state.now_ms.set(now_ms());
+    wasm_bindgen_futures::spawn_local(writer_loop(page.clone(), receiver));
+    wasm_bindgen_futures::spawn_local(load(page.clone()));
+    start_worker(&page);
+    listen(&page);
+}
+
+/// Creates an empty note, selects it and puts the cursor in its title.
+pub fn create_note(state: NotesState) {
+    let now = now_ms();
+    let note = Note::new(NoteId::new(now, random10()), now);
+    let id = note.id;
+    state.notes.update(|ns| ns.push(note));
+    state.selected.set(Some(id));
+    if let Some(page) = page() {
+        page.mark_dirty(id);
+        page.enqueue(id);
+    }
+    focus_soon("note-title");
+}
+
+/// Records that the note's content in `state.notes` was just edited.
+pub fn edited(state: NotesState, id: NoteId) {
+    let now = now_ms();
+    state.now_ms.set(now);
+    let Some(page) = page() else { return };
+    page.mark_dirty(id);
+    let timer = Timeout::new(SAVE_DEBOUNCE_MS, move || {
+        if let Some(page) = page_handle() {
+            page.enqueue(id);
+        }
+    });
+    page.timers.borrow_mut().insert(id, timer);
+}
+
+/// Deletes a note (it becomes a tombstone) and selects its neighbour.
+pub fn delete_note(state: NotesState, id: NoteId) {
+    let now = now_ms();
+    let next = state.notes.with_untracked(|ns| {
+        let mut live: Vec<&Note> = ns.iter().filter(|n| !n.deleted).collect();
+        live.sort_by(|a, b| newest_first(a, b));
+        let pos = live.iter().position(|n| n.id == id)?;
+        live.get(pos + 1)
+            .or_else(|| pos.checked_sub(1).and_then(|p| live.get(p)))
+            .map(|n| n.id)
+    });
+    state.notes.update(|ns| {
+        if let Some(n) = ns.iter_mut().find(|n| n.id == id) {
+            *n = n.tombstone(now);
+        }
+    });
+    state.selected.set(next);
+    if let Some(page) = page() {
+        page.mark_dirty(id);
+        page.enqueue(id);
+    }
+}
+
+/// Retries every write that has not succeeded yet.
+pub fn retry_saves(_state: NotesState) {
+    flush();
+}
+
+/// The current time, for the UI's edit timestamps.
+pub fn now() -> u64 {
+    now_ms()
+}
+
+/// Moves keyboard focus to the element with this id once it is rendered.
+pub fn focus_soon(element_id: &'static str) {
+    Timeout::new(0, move || {
+        let element = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.get_element_by_id(element_id))
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+        if let Some(element) = element {
+            let _ = element.focus();
+        }
+    })
+    .forget();
+}

@@ -1,0 +1,216 @@
+//! The browser's IndexedDB database, through `rexie`.
+//!
+//! Schema (version [`SCHEMA_VERSION`]):
+//! - `notes`: every note the browser holds, tombstones included, keyed by `id`;
+//! - `outbox`: at most one pending change per note, keyed by `note_id`;
+//! - `meta`: small key/value records (client id, checkpoint), keyed by `key`;
+//! - `conflicts`: notes whose concurrent edits need a person's choice.
+//!
+//! Promises: a local edit writes its note and its outbox entry in one
+//! transaction, so they can never disagree; no transaction is held across an
+//! unrelated await; every failure comes back as a [`DbError`] a person can read.
+
+use rexie::{Index, ObjectStore, Rexie, TransactionMode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wasm_bindgen::JsValue;
+
+use crate::domain::{MutationId, Note, NoteId, Revision};
+use crate::sync::{coalesce, Edit, PendingChange, PendingOp};
+
+pub const DB_NAME: &str = "notesync";
+pub const SCHEMA_VERSION: u32 = 1;
+
+const NOTES: &str = "notes";
+const OUTBOX: &str = "outbox";
+const META: &str = "meta";
+const CONFLICTS: &str = "conflicts";
+
+/// What went wrong with the local database, in terms a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DbError {
+    #[error("This device has run out of storage space for notesync.")]
+    QuotaExceeded,
+    #[error("The browser closed the notes database.")]
+    Closed,
+    #[error("The notes database could not be opened: {0}")]
+    Unavailable(String),
+    #[error("The browser refused to save: {0}")]
+    Other(String),
+}
+
+impl DbError {
+    /// Whether reopening the database may cure the error.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(self, DbError::Closed)
+    }
+
+    fn classify(text: String) -> Self {
+        // rexie/idb keep the DOMException only as text ("QuotaExceededError: …"),
+        // so its name is the stable part to match on.
+        if text.contains("QuotaExceededError") {
+            DbError::QuotaExceeded
+        } else if text.contains("InvalidStateError") || text.contains("connection is closing") {
+            DbError::Closed
+        } else {
+            DbError::Other(text)
+        }
+    }
+}
+
+impl From<rexie::Error> for DbError {
+    fn from(e: rexie::Error) -> Self {
+        match e {
+            rexie::Error::IdbError(inner) => DbError::classify(inner.to_string()),
+            other => DbError::classify(other.to_string()),
+        }
+    }
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, DbError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| DbError::Other(format!("could not encode a record: {e}")))
+}
+
+fn from_js<T: DeserializeOwned>(value: JsValue) -> Result<T, DbError> {
+    serde_wasm_bindgen::from_value(value)
+        .map_err(|e| DbError::Other(format!("a stored record is unreadable: {e}")))
+}
+
+/// An open handle on the local database.
+pub struct LocalDb {
+    rexie: Rexie,
+}
+
+/// What a pending-edit write needs beyond the note itself.
+pub struct EditMeta {
+    pub mutation_id: MutationId,
+    pub at_ms: u64,
+}
+
+impl LocalDb {
+    /// Opens (and if needed creates or upgrades) the database.
+    pub async fn open() -> Result<Self, DbError> {
+        let rexie = Rexie::builder(DB_NAME)
+            .version(SCHEMA_VERSION)
+            .add_object_store(
+                ObjectStore::new(NOTES)
+                    .key_path("id")
+                    .add_index(Index::new("updated_at", "updated_at")),
+            )
+            .add_object_store(ObjectStore::new(OUTBOX).key_path("note_id"))
+            .add_object_store(ObjectStore::new(META).key_path("key"))
+            .add_object_store(ObjectStore::new(CONFLICTS).key_path("note_id"))
+            .build()
+            .await
+            .map_err(|e| match DbError::from(e) {
+                DbError::Other(text) => DbError::Unavailable(text),
+                other => other,
+            })?;
+        Ok(Self { rexie })
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> u32 {
+        self.rexie.version().unwrap_or(SCHEMA_VERSION)
+    }
+
+    /// Every note, tombstones included, in key order.
+    pub async fn all_notes(&self) -> Result<Vec<Note>, DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[NOTES], TransactionMode::ReadOnly)?;
+        let values = tx.store(NOTES)?.get_all(None, None).await?;
+        values.into_iter().map(from_js).collect()
+    }
+
+    /// Every pending change, in note-id order.
+    pub async fn pending_changes(&self) -> Result<Vec<PendingChange>, DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[OUTBOX], TransactionMode::ReadOnly)?;
+        let values = tx.store(OUTBOX)?.get_all(None, None).await?;
+        values.into_iter().map(from_js).collect()
+    }
+
+    /// How many live notes and pending changes are stored.
+    pub async fn counts(&self) -> Result<(u32, u32), DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[NOTES, OUTBOX], TransactionMode::ReadOnly)?;
+        let notes: Vec<Note> = tx
+            .store(NOTES)?
+            .get_all(None, None)
+            .await?
+            .into_iter()
+            .map(from_js)
+            .collect::<Result<_, _>>()?;
+        let pending = tx.store(OUTBOX)?.count(None).await?;
+        let live = notes.iter().filter(|n| !n.deleted).count();
+        Ok((u32::try_from(live).unwrap_or(u32::MAX), pending))
+    }
+
+    /// Stores a local edit of `note` (an upsert, or a delete when the note is a
+    /// tombstone) together with its coalesced outbox entry, in one transaction.
+    ///
+    /// The outbox keeps the server revision and content the edit is based on:
+    /// when the note has no pending change yet, that is the stored copy.
+    pub async fn save_edit(&self, note: &Note, meta: EditMeta) -> Result<(), DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[NOTES, OUTBOX], TransactionMode::ReadWrite)?;
+        let notes = tx.store(NOTES)?;
+        let outbox = tx.store(OUTBOX)?;
+        let key = JsValue::from_str(&note.id.to_string());
+        let stored: Option<Note> = notes.get(key.clone()).await?.map(from_js).transpose()?;
+        let existing: Option<PendingChange> = outbox.get(key).await?.map(from_js).transpose()?;
+
+        let (base_rev, base) = match &stored {
+            Some(s) if s.rev != Revision::NEW => (s.rev, Some(s.draft())),
+            _ => (Revision::NEW, None),
+        };
+        let mut to_store = note.clone();
+        if let Some(s) = &stored {
+            // The server revision is the database's to know, not the page's.
+            to_store.rev = s.rev;
+            to_store.created_at = s.created_at;
+        }
+        let op = if note.deleted {
+            PendingOp::Delete
+        } else {
+            PendingOp::Upsert(note.draft())
+        };
+        let pending = coalesce(
+            existing,
+            Edit {
+                note_id: note.id,
+                mutation_id: meta.mutation_id,
+                base_rev,
+                base,
+                op,
+                at_ms: meta.at_ms,
+            },
+        );
+        notes.put(&to_js(&to_store)?, None).await?;
+        outbox.put(&to_js(&pending)?, None).await?;
+        match tx.done().await? {
+            rexie::TransactionResult::Committed => Ok(()),
+            rexie::TransactionResult::Aborted => Err(DbError::Other(
+                "the write was aborted by the browser (storage may be full)".into(),
+            )),
+        }
+    }
+
+    /// Reads one note.
+    pub async fn note(&self, id: NoteId) -> Result<Option<Note>, DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[NOTES], TransactionMode::ReadOnly)?;
+        let value = tx
+            .store(NOTES)?
+            .get(JsValue::from_str(&id.to_string()))
+            .await?;
+        value.map(from_js).transpose()
+    }
+}

@@ -1,0 +1,150 @@
+//! View models: the plain data the components render, derived from domain
+//! values by pure functions that are tested natively.
+
+use crate::domain::{newest_first, Note, NoteId};
+
+/// One row of the notes list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListItem {
+    pub id: NoteId,
+    pub title: String,
+    pub preview: String,
+    pub when: String,
+}
+
+/// The rows of the notes list: live notes only, most recently edited first.
+pub fn list_items(notes: &[Note], now_ms: u64) -> Vec<ListItem> {
+    let mut live: Vec<&Note> = notes.iter().filter(|n| !n.deleted).collect();
+    live.sort_by(|a, b| newest_first(a, b));
+    live.into_iter()
+        .map(|n| ListItem {
+            id: n.id,
+            title: n.display_title(),
+            preview: n.preview(120),
+            when: relative_time(n.updated_at, now_ms),
+        })
+        .collect()
+}
+
+/// A short, human description of how long ago `at_ms` was.
+pub fn relative_time(at_ms: u64, now_ms: u64) -> String {
+    let secs = now_ms.saturating_sub(at_ms) / 1000;
+    match secs {
+        0..=44 => "just now".to_string(),
+        45..=89 => "1 min ago".to_string(),
+        90..=3_599 => format!("{} min ago", (secs + 30) / 60),
+        3_600..=7_199 => "1 hour ago".to_string(),
+        7_200..=86_399 => format!("{} hours ago", secs / 3_600),
+        86_400..=172_799 => "yesterday".to_string(),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+/// Whether the open note's latest text is safely in IndexedDB.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SaveState {
+    /// Everything typed is stored.
+    #[default]
+    Saved,
+    /// Typed text is waiting for (or in) a write.
+    Saving,
+    /// The last write failed; the text is kept on the page and in the
+    /// recovery journal until a retry succeeds.
+    Failed,
+}
+
+impl SaveState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            SaveState::Saved => "Saved on this device",
+            SaveState::Saving => "Saving…",
+            SaveState::Failed => "Not saved yet",
+        }
+    }
+}
+
+/// What the page knows of the sync worker.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum WorkerView {
+    #[default]
+    Starting,
+    Running {
+        ticks: u64,
+        notes: u32,
+        pending: u32,
+    },
+    Failed(String),
+}
+
+impl WorkerView {
+    /// The footer line describing the worker.
+    pub fn describe(&self) -> String {
+        match self {
+            WorkerView::Starting => "Sync worker starting…".to_string(),
+            WorkerView::Running { notes, pending, .. } => format!(
+                "Sync worker running · {} stored · {} waiting to sync",
+                plural(*notes, "note", "notes"),
+                plural(*pending, "change", "changes"),
+            ),
+            WorkerView::Failed(message) => format!("Sync worker stopped: {message}"),
+        }
+    }
+}
+
+/// "1 note", "2 notes".
+pub fn plural(n: u32, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::NoteId;
+
+    fn note(n: u64, updated: u64) -> Note {
+        let mut note = Note::new(NoteId::new(n, [n as u8; 10]), updated);
+        note.title = format!("note {n}");
+        note
+    }
+
+    #[test]
+    fn list_hides_tombstones_and_sorts_newest_first() {
+        let mut dead = note(3, 500);
+        dead.deleted = true;
+        let items = list_items(&[note(1, 100), note(2, 300), dead], 1_000);
+        let titles: Vec<_> = items.iter().map(|i| i.title.as_str()).collect();
+        assert_eq!(titles, vec!["note 2", "note 1"]);
+    }
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = 10_000_000_000;
+        assert_eq!(relative_time(now, now), "just now");
+        assert_eq!(relative_time(now + 5_000, now), "just now");
+        assert_eq!(relative_time(now - 60_000, now), "1 min ago");
+        assert_eq!(relative_time(now - 10 * 60_000, now), "10 min ago");
+        assert_eq!(relative_time(now - 3 * 3_600_000, now), "3 hours ago");
+        assert_eq!(relative_time(now - 30 * 3_600_000, now), "yesterday");
+        assert_eq!(relative_time(now - 5 * 86_400_000, now), "5 days ago");
+    }
+
+    #[test]
+    fn worker_description_counts_correctly() {
+        let view = WorkerView::Running {
+            ticks: 3,
+            notes: 1,
+            pending: 2,
+        };
+        assert_eq!(
+            view.describe(),
+            "Sync worker running · 1 note stored · 2 changes waiting to sync"
+        );
+        assert!(WorkerView::Failed("x".into())
+            .describe()
+            .contains("stopped: x"));
+    }
+}

@@ -1,0 +1,3 @@
+//! The UI's actions in the browser: delegated to the client module.
+
+pub use crate::client::actions::{create_note, delete_note, edited, now, retry_saves, start};

@@ -1,0 +1,14 @@
+//! The UI's actions during server rendering: there is no local database on
+//! the server and no events fire there, so each action does nothing.
+
+use super::NotesState;
+use crate::domain::NoteId;
+
+pub fn start(_state: NotesState) {}
+pub fn create_note(_state: NotesState) {}
+pub fn edited(_state: NotesState, _id: NoteId) {}
+pub fn delete_note(_state: NotesState, _id: NoteId) {}
+pub fn retry_saves(_state: NotesState) {}
+pub fn now() -> u64 {
+    0
+}
