@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sync::engine::SyncStatus;
+
 /// From the UI to the worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -14,6 +16,10 @@ pub enum ToWorker {
     Ping { id: u32 },
     /// Local data changed in IndexedDB (a saved edit); the worker re-reads it.
     LocalChange,
+    /// The page saw the browser go online or offline.
+    Connectivity { online: bool },
+    /// Sync now (a person asked, or the page learnt the server has news).
+    SyncNow,
 }
 
 /// From the worker to the UI.
@@ -30,6 +36,8 @@ pub enum FromWorker {
         notes: u32,
         pending: u32,
     },
+    /// The sync status changed.
+    Sync(SyncStatus),
     /// The worker could not do its job; the message is meant for a person.
     Failed { message: String },
 }
@@ -56,7 +64,12 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        for m in [ToWorker::Ping { id: 7 }, ToWorker::LocalChange] {
+        for m in [
+            ToWorker::Ping { id: 7 },
+            ToWorker::LocalChange,
+            ToWorker::Connectivity { online: false },
+            ToWorker::SyncNow,
+        ] {
             assert_eq!(decode::<ToWorker>(&encode(&m)), Ok(m));
         }
         for m in [
@@ -70,6 +83,13 @@ mod tests {
             FromWorker::Failed {
                 message: "disk full".into(),
             },
+            FromWorker::Sync(crate::sync::engine::SyncStatus {
+                state: crate::sync::engine::SyncState::Synced,
+                pending: 0,
+                last_synced_at: Some(5),
+                downloaded: 0,
+                retry_at: None,
+            }),
         ] {
             assert_eq!(decode::<FromWorker>(&encode(&m)), Ok(m));
         }

@@ -9,9 +9,11 @@
 
 #![recursion_limit = "256"]
 
+pub mod api;
 pub mod app;
 pub mod bridge;
 pub mod domain;
+pub mod store;
 pub mod sync;
 pub mod ui;
 

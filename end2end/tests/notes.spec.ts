@@ -1,5 +1,9 @@
 import { test, expect } from '@playwright/test';
-import { NotesApp } from '../fixtures/app';
+import { NotesApp, localOnly } from '../fixtures/app';
+
+test.beforeEach(async ({ context }) => {
+  await localOnly(context);
+});
 
 test('a fresh profile shows the empty state', async ({ page }) => {
   const app = new NotesApp(page);

@@ -22,21 +22,24 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::db::{DbError, EditMeta, LocalDb};
+use super::worker::CHANNEL_NAME;
 use super::{now_ms, random10};
 use crate::bridge::{decode, encode, FromWorker, ToWorker};
-use crate::domain::{newest_first, MutationId, Note, NoteId};
+use crate::domain::{newest_first, MutationId, Note, NoteDraft, NoteId};
 use crate::ui::model::{SaveState, WorkerView};
 use crate::ui::NotesState;
 
 /// Pause after the last keystroke before the edit is written.
 const SAVE_DEBOUNCE_MS: u32 = 300;
 const JOURNAL_PREFIX: &str = "notesync.journal.v1.";
-const CHANNEL_NAME: &str = "notesync";
 
 struct Page {
     state: NotesState,
     db: RefCell<Option<Rc<LocalDb>>>,
     dirty: RefCell<HashSet<NoteId>>,
+    /// The copy of each note as last read from IndexedDB: what an edit is
+    /// based on until it is saved with a pending change.
+    bases: RefCell<HashMap<NoteId, Note>>,
     timers: RefCell<HashMap<NoteId, Timeout>>,
     queue: mpsc::UnboundedSender<NoteId>,
     worker: RefCell<Option<web_sys::Worker>>,
@@ -111,11 +114,15 @@ impl Page {
             mutation_id: MutationId::new(now_ms(), random10()),
             at_ms: now_ms(),
         };
+        let base = self.bases.borrow().get(&note.id).cloned();
         let db = self.db().await?;
-        match db.save_edit(note, meta()).await {
+        match db.save_edit(note, base.as_ref(), meta()).await {
             Err(e) if e.needs_reopen() => {
                 *self.db.borrow_mut() = None;
-                self.db().await?.save_edit(note, meta()).await
+                self.db()
+                    .await?
+                    .save_edit(note, base.as_ref(), meta())
+                    .await
             }
             result => result,
         }
@@ -193,12 +200,44 @@ impl Page {
                         .cloned()
                         .collect()
                 });
+                {
+                    let mut bases = self.bases.borrow_mut();
+                    for n in stored.iter().filter(|n| !dirty.contains(&n.id)) {
+                        bases.insert(n.id, n.clone());
+                    }
+                }
+                let open = self.state.selected.get_untracked();
+                let open_changed = open.is_some_and(|id| {
+                    !dirty.contains(&id)
+                        && stored.iter().find(|n| n.id == id) != self.current(id).as_ref()
+                });
                 stored.retain(|n| !dirty.contains(&n.id));
                 stored.extend(mine);
                 self.state.notes.set(stored);
-                self.state.editor_epoch.update(|e| *e += 1);
+                if open_changed {
+                    self.state.editor_epoch.update(|e| *e += 1);
+                }
+                self.load_conflicts(&db).await;
             }
             Err(e) => self.fail(e.to_string()),
+        }
+    }
+}
+
+impl Page {
+    async fn load_conflicts(&self, db: &LocalDb) {
+        match db.conflicts().await {
+            Ok(records) => self
+                .state
+                .conflicts
+                .set(records.into_iter().map(|r| (r.note_id, r.sides)).collect()),
+            Err(e) => self.fail(e.to_string()),
+        }
+    }
+
+    fn tell_worker(&self, message: &ToWorker) {
+        if let Some(worker) = self.worker.borrow().as_ref() {
+            let _ = worker.post_message(&JsValue::from_str(&encode(message)));
         }
     }
 }
@@ -215,7 +254,10 @@ async fn load(page: Rc<Page>) {
     let state = page.state;
     let mut notes = match page.db().await {
         Ok(db) => match db.all_notes().await {
-            Ok(notes) => notes,
+            Ok(notes) => {
+                page.load_conflicts(&db).await;
+                notes
+            }
             Err(e) => {
                 page.fail(e.to_string());
                 Vec::new()
@@ -228,6 +270,12 @@ async fn load(page: Rc<Page>) {
             Vec::new()
         }
     };
+    {
+        let mut bases = page.bases.borrow_mut();
+        for n in &notes {
+            bases.insert(n.id, n.clone());
+        }
+    }
     let mut recovered = Vec::new();
     for draft in journal::all() {
         match notes.iter_mut().find(|n| n.id == draft.id) {
@@ -289,6 +337,7 @@ fn start_worker(page: &Rc<Page>) {
                     notes,
                     pending,
                 }),
+                Ok(FromWorker::Sync(status)) => state.sync.set(Some(status)),
                 Ok(FromWorker::Failed { message }) => state.worker.set(WorkerView::Failed(message)),
                 Err(e) => state.worker.set(WorkerView::Failed(e.to_string())),
             }
@@ -316,6 +365,8 @@ fn listen(page: &Rc<Page>) {
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         on_message.forget();
     }
+    let _ = window_event_listener(leptos::ev::online, move |_| connectivity(true));
+    let _ = window_event_listener(leptos::ev::offline, move |_| connectivity(false));
     let _ = window_event_listener(leptos::ev::keydown, move |event| {
         let key = event.key();
         if event.alt_key()
@@ -338,6 +389,12 @@ fn listen(page: &Rc<Page>) {
         }
     });
     Interval::new(30_000, move || state.now_ms.set(now_ms())).forget();
+}
+
+fn connectivity(online: bool) {
+    if let Some(page) = page() {
+        page.tell_worker(&ToWorker::Connectivity { online });
+    }
 }
 
 fn page_handle() -> Option<Rc<Page>> {
@@ -364,6 +421,7 @@ pub fn start(state: NotesState) {
         state,
         db: RefCell::new(None),
         dirty: RefCell::new(HashSet::new()),
+        bases: RefCell::new(HashMap::new()),
         timers: RefCell::new(HashMap::new()),
         queue,
         worker: RefCell::new(None),
@@ -431,6 +489,41 @@ pub fn delete_note(state: NotesState, id: NoteId) {
 /// Retries every write that has not succeeded yet.
 pub fn retry_saves(_state: NotesState) {
     flush();
+}
+
+/// Asks the worker to sync now.
+pub fn sync_now(_state: NotesState) {
+    if let Some(page) = page() {
+        page.tell_worker(&ToWorker::SyncNow);
+    }
+}
+
+/// Resolves a conflict by keeping `content` (`None` deletes the note): a
+/// normal edit, pushed like any other, after which the record is dropped.
+pub fn resolve_conflict(state: NotesState, id: NoteId, content: Option<NoteDraft>) {
+    let now = now_ms();
+    state.notes.update(|ns| {
+        if let Some(n) = ns.iter_mut().find(|n| n.id == id) {
+            *n = match content {
+                Some(draft) => n.with_draft(draft, now),
+                None => n.tombstone(now),
+            };
+        }
+    });
+    state
+        .conflicts
+        .update(|cs| cs.retain(|(note_id, _)| *note_id != id));
+    state.editor_epoch.update(|e| *e += 1);
+    let Some(page) = page() else { return };
+    page.mark_dirty(id);
+    page.enqueue(id);
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Ok(db) = page.db().await {
+            if let Err(e) = db.drop_conflict(id).await {
+                page.fail(e.to_string());
+            }
+        }
+    });
 }
 
 /// The current time, for the UI's edit timestamps.

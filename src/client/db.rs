@@ -15,7 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::JsValue;
 
-use crate::domain::{MutationId, Note, NoteId, Revision};
+use crate::domain::{ClientId, MutationId, Note, NoteId, Revision};
+use crate::sync::driver::{PortError, ReplicaStore};
+use crate::sync::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
+use crate::sync::replica::{acknowledge, apply_entry, is_newer, AckDecision, EntryDecision};
 use crate::sync::{coalesce, Edit, PendingChange, PendingOp};
 
 pub const DB_NAME: &str = "notesync";
@@ -25,6 +28,26 @@ const NOTES: &str = "notes";
 const OUTBOX: &str = "outbox";
 const META: &str = "meta";
 const CONFLICTS: &str = "conflicts";
+
+const CHECKPOINT_KEY: &str = "checkpoint";
+const CLIENT_ID_KEY: &str = "client_id";
+
+/// A record of the `meta` store.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MetaRecord<T> {
+    key: String,
+    value: T,
+}
+
+/// A record of the `conflicts` store: a note whose concurrent edits the
+/// server could not merge cleanly, with both sides for the compare view.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConflictRecord {
+    pub note_id: NoteId,
+    pub sides: ConflictSides,
+    /// The feed position at which the conflict was recorded.
+    pub seq: u64,
+}
 
 /// What went wrong with the local database, in terms a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +99,57 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, DbError> {
 fn from_js<T: DeserializeOwned>(value: JsValue) -> Result<T, DbError> {
     serde_wasm_bindgen::from_value(value)
         .map_err(|e| DbError::Other(format!("a stored record is unreadable: {e}")))
+}
+
+async fn commit(tx: rexie::Transaction) -> Result<(), DbError> {
+    match tx.done().await? {
+        rexie::TransactionResult::Committed => Ok(()),
+        rexie::TransactionResult::Aborted => Err(DbError::Other(
+            "the write was aborted by the browser (storage may be full)".into(),
+        )),
+    }
+}
+
+impl From<DbError> for PortError {
+    fn from(e: DbError) -> Self {
+        PortError {
+            message: e.to_string(),
+            retryable: true,
+            offline: false,
+        }
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl ReplicaStore for LocalDb {
+    async fn checkpoint(&self) -> Result<Checkpoint, PortError> {
+        Ok(self.read_checkpoint().await?)
+    }
+
+    async fn outbox(&self) -> Result<Vec<PendingChange>, PortError> {
+        Ok(self.pending_changes().await?)
+    }
+
+    async fn settle(
+        &self,
+        sent: &[PendingChange],
+        results: &[ChangeResult],
+        fresh_ids: &[MutationId],
+    ) -> Result<(), PortError> {
+        Ok(self.settle_outbox(sent, results, fresh_ids).await?)
+    }
+
+    async fn apply_page(
+        &self,
+        entries: &[FeedEntry],
+        checkpoint: Checkpoint,
+    ) -> Result<(), PortError> {
+        Ok(self.store_page(entries, checkpoint).await?)
+    }
+
+    async fn reset_checkpoint(&self) -> Result<(), PortError> {
+        Ok(self.write_checkpoint(Checkpoint::default()).await?)
+    }
 }
 
 /// An open handle on the local database.
@@ -154,9 +228,16 @@ impl LocalDb {
     /// Stores a local edit of `note` (an upsert, or a delete when the note is a
     /// tombstone) together with its coalesced outbox entry, in one transaction.
     ///
-    /// The outbox keeps the server revision and content the edit is based on:
-    /// when the note has no pending change yet, that is the stored copy.
-    pub async fn save_edit(&self, note: &Note, meta: EditMeta) -> Result<(), DbError> {
+    /// `base` is the copy the person started editing from (as last read from
+    /// this database): when the note has no pending change yet, the edit is
+    /// based on it, so a server change stored by the worker in the meantime is
+    /// merged by the server instead of being overwritten.
+    pub async fn save_edit(
+        &self,
+        note: &Note,
+        base: Option<&Note>,
+        meta: EditMeta,
+    ) -> Result<(), DbError> {
         let tx = self
             .rexie
             .transaction(&[NOTES, OUTBOX], TransactionMode::ReadWrite)?;
@@ -166,9 +247,10 @@ impl LocalDb {
         let stored: Option<Note> = notes.get(key.clone()).await?.map(from_js).transpose()?;
         let existing: Option<PendingChange> = outbox.get(key).await?.map(from_js).transpose()?;
 
-        let (base_rev, base) = match &stored {
-            Some(s) if s.rev != Revision::NEW => (s.rev, Some(s.draft())),
-            _ => (Revision::NEW, None),
+        let (base_rev, base) = match base.or(stored.as_ref()) {
+            Some(b) if b.rev != Revision::NEW && !b.deleted => (b.rev, Some(b.draft())),
+            Some(b) => (b.rev, None),
+            None => (Revision::NEW, None),
         };
         let mut to_store = note.clone();
         if let Some(s) = &stored {
@@ -190,16 +272,158 @@ impl LocalDb {
                 base,
                 op,
                 at_ms: meta.at_ms,
+                created_at: note.created_at,
             },
         );
         notes.put(&to_js(&to_store)?, None).await?;
         outbox.put(&to_js(&pending)?, None).await?;
-        match tx.done().await? {
-            rexie::TransactionResult::Committed => Ok(()),
-            rexie::TransactionResult::Aborted => Err(DbError::Other(
-                "the write was aborted by the browser (storage may be full)".into(),
-            )),
+        commit(tx).await
+    }
+
+    /// This browser profile's replica id, made on first use.
+    pub async fn client_id(&self, make: impl FnOnce() -> ClientId) -> Result<ClientId, DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[META], TransactionMode::ReadWrite)?;
+        let meta = tx.store(META)?;
+        let key = JsValue::from_str(CLIENT_ID_KEY);
+        if let Some(value) = meta.get(key).await? {
+            let record: MetaRecord<ClientId> = from_js(value)?;
+            return Ok(record.value);
         }
+        let id = make();
+        meta.put(
+            &to_js(&MetaRecord {
+                key: CLIENT_ID_KEY.to_string(),
+                value: id,
+            })?,
+            None,
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(id)
+    }
+
+    /// Every recorded conflict.
+    pub async fn conflicts(&self) -> Result<Vec<ConflictRecord>, DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[CONFLICTS], TransactionMode::ReadOnly)?;
+        let values = tx.store(CONFLICTS)?.get_all(None, None).await?;
+        values.into_iter().map(from_js).collect()
+    }
+
+    /// Forgets a conflict the person resolved (the resolution itself is a
+    /// normal edit, saved with [`LocalDb::save_edit`]).
+    pub async fn drop_conflict(&self, id: NoteId) -> Result<(), DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[CONFLICTS], TransactionMode::ReadWrite)?;
+        tx.store(CONFLICTS)?
+            .delete(JsValue::from_str(&id.to_string()))
+            .await?;
+        commit(tx).await
+    }
+
+    async fn read_checkpoint(&self) -> Result<Checkpoint, DbError> {
+        let tx = self.rexie.transaction(&[META], TransactionMode::ReadOnly)?;
+        let value = tx
+            .store(META)?
+            .get(JsValue::from_str(CHECKPOINT_KEY))
+            .await?;
+        match value {
+            Some(v) => Ok(from_js::<MetaRecord<Checkpoint>>(v)?.value),
+            None => Ok(Checkpoint::default()),
+        }
+    }
+
+    async fn write_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[META], TransactionMode::ReadWrite)?;
+        tx.store(META)?
+            .put(
+                &to_js(&MetaRecord {
+                    key: CHECKPOINT_KEY.to_string(),
+                    value: checkpoint,
+                })?,
+                None,
+            )
+            .await?;
+        commit(tx).await
+    }
+
+    async fn settle_outbox(
+        &self,
+        sent: &[PendingChange],
+        results: &[ChangeResult],
+        fresh_ids: &[MutationId],
+    ) -> Result<(), DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[OUTBOX], TransactionMode::ReadWrite)?;
+        let outbox = tx.store(OUTBOX)?;
+        for ((sent, result), fresh) in sent.iter().zip(results).zip(fresh_ids) {
+            let key = JsValue::from_str(&sent.note_id.to_string());
+            let Some(current) = outbox.get(key.clone()).await? else {
+                continue;
+            };
+            let current: PendingChange = from_js(current)?;
+            match acknowledge(&current, sent, result, *fresh) {
+                AckDecision::Remove => outbox.delete(key).await?,
+                AckDecision::Keep(kept) => {
+                    outbox.put(&to_js(kept.as_ref())?, None).await?;
+                }
+            }
+        }
+        commit(tx).await
+    }
+
+    async fn store_page(
+        &self,
+        entries: &[FeedEntry],
+        checkpoint: Checkpoint,
+    ) -> Result<(), DbError> {
+        let tx = self.rexie.transaction(
+            &[NOTES, OUTBOX, CONFLICTS, META],
+            TransactionMode::ReadWrite,
+        )?;
+        let notes = tx.store(NOTES)?;
+        let outbox = tx.store(OUTBOX)?;
+        let conflicts = tx.store(CONFLICTS)?;
+        for entry in entries {
+            let key = JsValue::from_str(&entry.note.id.to_string());
+            let pending: Option<PendingChange> =
+                outbox.get(key.clone()).await?.map(from_js).transpose()?;
+            if let EntryDecision::Store(note) = apply_entry(entry, pending.as_ref()) {
+                let stored: Option<Note> =
+                    notes.get(key.clone()).await?.map(from_js).transpose()?;
+                if is_newer(stored.map(|s| s.rev), note.rev) {
+                    notes.put(&to_js(&note)?, None).await?;
+                }
+            }
+            match &entry.conflict {
+                Some(sides) => {
+                    let record = ConflictRecord {
+                        note_id: entry.note.id,
+                        sides: sides.clone(),
+                        seq: entry.seq,
+                    };
+                    conflicts.put(&to_js(&record)?, None).await?;
+                }
+                None => conflicts.delete(key).await?,
+            }
+        }
+        tx.store(META)?
+            .put(
+                &to_js(&MetaRecord {
+                    key: CHECKPOINT_KEY.to_string(),
+                    value: checkpoint,
+                })?,
+                None,
+            )
+            .await?;
+        commit(tx).await
     }
 
     /// Reads one note.

@@ -7,10 +7,12 @@
 mod ids;
 mod limits;
 mod note;
+mod user;
 
 pub use ids::{ClientId, MutationId, NoteId, Revision};
 pub use limits::{Limits, LIMITS};
 pub use note::{newest_first, Note, NoteDraft};
+pub use user::{InvalidUserId, UserId};
 
 use thiserror::Error;
 

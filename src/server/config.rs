@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::sync::merge::Strategy;
+
 /// notesync server.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "notesync", version, about = "Offline-first notes server")]
@@ -22,6 +24,21 @@ pub struct Config {
     /// The Leptos runtime settings file.
     #[arg(long, env = "NOTESYNC_LEPTOS_TOML", default_value = "Leptos.toml")]
     pub leptos_toml: String,
+
+    /// How concurrent edits of a note are reconciled: merge, server-wins,
+    /// client-wins or lww.
+    #[arg(long, env = "NOTESYNC_CONFLICT_STRATEGY", default_value = "merge")]
+    pub conflict_strategy: Strategy,
+
+    /// Days a deleted note's tombstone (and an applied mutation id) is kept;
+    /// replicas that stay offline longer resync from scratch.
+    #[arg(
+        long,
+        env = "NOTESYNC_TOMBSTONE_RETENTION_DAYS",
+        default_value_t = 90,
+        value_parser = clap::value_parser!(u32).range(1..=36_500)
+    )]
+    pub tombstone_retention_days: u32,
 }
 
 impl Config {
@@ -49,5 +66,24 @@ mod tests {
         .expect("flags parse");
         assert_eq!(c.addr, Some("127.0.0.1:9000".parse().expect("addr")));
         assert!(Config::try_parse_from(["notesync", "--addr", "nope"]).is_err());
+    }
+
+    #[test]
+    fn sync_flags_parse_and_default() {
+        let c = Config::try_parse_from(["notesync"]).expect("defaults parse");
+        assert_eq!(c.conflict_strategy, Strategy::Merge);
+        assert_eq!(c.tombstone_retention_days, 90);
+        let c = Config::try_parse_from([
+            "notesync",
+            "--conflict-strategy",
+            "server-wins",
+            "--tombstone-retention-days",
+            "7",
+        ])
+        .expect("flags parse");
+        assert_eq!(c.conflict_strategy, Strategy::ServerWins);
+        assert_eq!(c.tombstone_retention_days, 7);
+        assert!(Config::try_parse_from(["notesync", "--conflict-strategy", "theirs"]).is_err());
+        assert!(Config::try_parse_from(["notesync", "--tombstone-retention-days", "0"]).is_err());
     }
 }

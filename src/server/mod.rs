@@ -1,10 +1,23 @@
-//! The server half (ssr build only): configuration, the axum router and the
-//! process lifecycle. Server functions and stores plug in here.
+//! The server half (ssr build only): configuration, the sync service and its
+//! embedded store, the axum router and the process lifecycle.
+//!
+//! Server functions reach the services through Leptos context: [`router`]
+//! provides the [`AppState`] to every server function (and page render) with
+//! `leptos_routes_with_context`, which also mounts every registered server
+//! function under `/api/`.
 
+pub mod api;
+pub mod boundary;
 pub mod config;
+pub mod embedded;
+pub mod service;
+pub mod state;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use leptos::config::get_configuration;
@@ -13,20 +26,46 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::compression::CompressionLayer;
 
 use crate::app::{shell, App};
+use crate::domain::LIMITS;
+use crate::store;
 use config::Config;
+use embedded::EmbeddedStore;
+use service::{SyncService, PURGE_EVERY};
+pub use state::AppState;
 
-/// Builds the whole HTTP application for the given site options.
-pub fn router(options: LeptosOptions) -> Router {
+/// Builds the whole HTTP application for the given site options around
+/// `state` (tests build it around a memory store or a temporary database).
+pub fn router(options: LeptosOptions, state: AppState) -> Router {
+    // Explicit registration keeps the server functions reachable even where
+    // the linker drops `inventory`'s automatic registration (test binaries).
+    leptos::server_fn::axum::register_explicit::<crate::api::Push>();
+    leptos::server_fn::axum::register_explicit::<crate::api::Pull>();
     let routes = generate_route_list(App);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .leptos_routes(&options, routes, {
+        .leptos_routes_with_context(&options, routes, move || provide_context(state.clone()), {
             let options = options.clone();
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
+        // Server functions read their bodies under this limit; the boundary
+        // answers 413 above it.
+        .layer(DefaultBodyLimit::max(LIMITS.max_request_bytes))
+        .layer(axum::middleware::from_fn(boundary::api_boundary))
         .layer(CompressionLayer::new())
         .with_state(options)
+}
+
+/// Opens the embedded store in the configured data directory and builds the
+/// services around it.
+pub fn build_state(config: &Config) -> Result<AppState, store::StoreError> {
+    let store = EmbeddedStore::open(&config.data_dir)?;
+    let retention = Duration::from_secs(u64::from(config.tombstone_retention_days) * 24 * 60 * 60);
+    Ok(AppState::new(SyncService::new(
+        Arc::new(store),
+        config.conflict_strategy,
+        retention,
+    )))
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -57,8 +96,20 @@ pub async fn run() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let state = match build_state(&config) {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!(
+                "cannot open the store in {}: {e}",
+                config.data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    Arc::clone(&state.sync).spawn_purger(PURGE_EVERY);
     let addr = options.site_addr;
-    let app = router(options);
+    let strategy = state.sync.strategy();
+    let app = router(options, state);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -66,7 +117,13 @@ pub async fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "notesync listening");
+    tracing::info!(
+        %addr,
+        data_dir = %config.data_dir.display(),
+        %strategy,
+        retention_days = config.tombstone_retention_days,
+        "notesync listening"
+    );
     let served = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(shutdown_signal())
         .await;

@@ -12,15 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{MutationId, NoteDraft, NoteId, Revision};
 
-/// What a pending change does to its note.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum PendingOp {
-    /// Create the note or replace its content.
-    Upsert(NoteDraft),
-    /// Delete the note (leaves a tombstone).
-    Delete,
-}
+/// What a pending change does to its note: the same operation it will be
+/// pushed as.
+pub use super::protocol::ChangeOp as PendingOp;
 
 /// One entry of the outbox, keyed by its note.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +34,14 @@ pub struct PendingChange {
     pub last_edit_at: u64,
     /// How many local edits were folded into this change.
     pub edits: u32,
+    /// When the note was created (Unix ms), sent so the server can keep it.
+    #[serde(default)]
+    pub created_at: u64,
+    /// Why the server refused this change, if it did. A refused change stays
+    /// in the outbox (its text is never dropped) but is not pushed again until
+    /// the person edits the note.
+    #[serde(default)]
+    pub rejected: Option<String>,
 }
 
 /// One local edit, as the editor reports it.
@@ -53,6 +55,8 @@ pub struct Edit {
     pub base: Option<NoteDraft>,
     pub op: PendingOp,
     pub at_ms: u64,
+    /// When the note was created (Unix ms).
+    pub created_at: u64,
 }
 
 /// Folds an edit into the note's pending change, if there is one.
@@ -66,6 +70,7 @@ pub fn coalesce(existing: Option<PendingChange>, edit: Edit) -> PendingChange {
             op: edit.op,
             last_edit_at: edit.at_ms.max(pending.last_edit_at),
             edits: pending.edits.saturating_add(1),
+            rejected: None,
             ..pending
         },
         _ => PendingChange {
@@ -77,6 +82,8 @@ pub fn coalesce(existing: Option<PendingChange>, edit: Edit) -> PendingChange {
             first_edit_at: edit.at_ms,
             last_edit_at: edit.at_ms,
             edits: 1,
+            created_at: edit.created_at,
+            rejected: None,
         },
     }
 }
@@ -106,6 +113,7 @@ mod tests {
             base: Some(draft("base")),
             op,
             at_ms: at,
+            created_at: 1,
         }
     }
 

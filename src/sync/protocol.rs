@@ -1,8 +1,301 @@
 //! The versioned wire protocol between a replica and the server.
 //!
-//! History of `PROTOCOL_VERSION` (a change to any type below bumps it):
-//! - 1: first version: notes with title, body, tags and tombstones.
+//! History of [`PROTOCOL_VERSION`] (any change to a type below bumps it, and
+//! the history says what changed):
+//! - 1: push of change batches with per-change results; checkpointed pull of
+//!   a state-based feed (one entry per note, at its latest sequence number);
+//!   `resync_required` when a checkpoint predates the tombstone retention.
+//!
+//! Every request carries its `protocol` version. The server refuses any other
+//! version with [`ProtocolError::UnsupportedVersion`] instead of guessing.
 
-/// The version of the protocol this build speaks. The server answers any
-/// other version with a clear error instead of guessing.
+use serde::{Deserialize, Serialize};
+
+use super::hlc::Hlc;
+use crate::domain::{ClientId, DomainError, MutationId, Note, NoteDraft, NoteId, Revision, LIMITS};
+
+/// The version of the protocol this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest pull page the server returns, whatever the client asks for.
+pub const MAX_PULL_LIMIT: u32 = 5_000;
+
+/// A position in a user's change feed: the sequence number of the last feed
+/// entry a replica has applied. `Checkpoint(0)` is the start of the feed.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Checkpoint(pub u64);
+
+/// What a change does to its note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChangeOp {
+    /// Create the note or replace its content.
+    Upsert(NoteDraft),
+    /// Delete the note (the server keeps a tombstone for the retention window).
+    Delete,
+}
+
+/// One local change, as pushed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Unique per client; the server applies a mutation id at most once.
+    pub mutation_id: MutationId,
+    pub note_id: NoteId,
+    /// The server revision the edit started from ([`Revision::NEW`] for a new note).
+    pub base_rev: Revision,
+    /// The content at `base_rev`, for the three-way merge when the server has
+    /// moved on; `None` when `base_rev` is new or the base was a tombstone.
+    pub base: Option<NoteDraft>,
+    pub op: ChangeOp,
+    /// When the edit was made, for last-writer-wins fields.
+    pub hlc: Hlc,
+    /// When the note was created on its first device (Unix ms).
+    pub created_at: u64,
+}
+
+/// A batch of changes from one replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRequest {
+    pub protocol: u32,
+    pub client_id: ClientId,
+    pub changes: Vec<Change>,
+}
+
+/// The server's answer to one change, in the order of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ChangeResult {
+    /// Applied as sent: the base was current.
+    Applied { rev: Revision, seq: u64 },
+    /// The base was stale: the server resolved the change against the current
+    /// version with its conflict policy and stored the result. `conflicted`
+    /// means a person should compare and choose (both texts are kept).
+    Merged {
+        rev: Revision,
+        seq: u64,
+        conflicted: bool,
+    },
+    /// This mutation id was applied before (a retry); nothing changed now.
+    Duplicate,
+    /// The change was refused and will never be accepted as it is.
+    Rejected { reason: String },
+}
+
+/// The server's answer to a push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResponse {
+    pub results: Vec<ChangeResult>,
+}
+
+/// A request for the feed entries after `checkpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    pub protocol: u32,
+    pub checkpoint: Checkpoint,
+    /// Most entries wanted; the server caps it at [`MAX_PULL_LIMIT`].
+    pub limit: u32,
+}
+
+/// The two sides of a conflict the person should resolve; `None` is a delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictSides {
+    /// The server's version when the conflicting change arrived.
+    pub server: Option<NoteDraft>,
+    /// The pushing client's version.
+    pub client: Option<NoteDraft>,
+}
+
+/// One feed entry: a note as it is now, at the sequence number of its latest
+/// change. Tombstones are entries too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedEntry {
+    pub seq: u64,
+    pub note: Note,
+    /// Set while the note holds an unresolved conflict.
+    pub conflict: Option<ConflictSides>,
+}
+
+/// The server's answer to a pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PullResponse {
+    /// Entries with `seq > checkpoint`, oldest first. `checkpoint` is where
+    /// the next pull starts; `has_more` says whether to pull again at once.
+    Page {
+        entries: Vec<FeedEntry>,
+        checkpoint: Checkpoint,
+        has_more: bool,
+    },
+    /// The checkpoint is older than the tombstone retention window: the
+    /// replica must download everything again (keeping its outbox).
+    ResyncRequired,
+}
+
+/// Why a whole request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ProtocolError {
+    #[error("protocol version {got} is not supported; this server speaks version {supported}. Reload the app to update it.")]
+    UnsupportedVersion { got: u32, supported: u32 },
+    #[error("a push may carry at most {max} changes; this one has {got}")]
+    BatchTooLarge { got: usize, max: usize },
+    #[error("a push must carry at least one change")]
+    EmptyBatch,
+    #[error("the pull limit must be at least 1")]
+    ZeroLimit,
+}
+
+fn check_version(got: u32) -> Result<(), ProtocolError> {
+    if got == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(ProtocolError::UnsupportedVersion {
+            got,
+            supported: PROTOCOL_VERSION,
+        })
+    }
+}
+
+impl PushRequest {
+    /// Checks what would make the whole batch meaningless. Problems of single
+    /// changes are found by [`Change::check`] and reject only that change.
+    pub fn check(&self) -> Result<(), ProtocolError> {
+        check_version(self.protocol)?;
+        if self.changes.is_empty() {
+            return Err(ProtocolError::EmptyBatch);
+        }
+        if self.changes.len() > LIMITS.max_batch_changes {
+            return Err(ProtocolError::BatchTooLarge {
+                got: self.changes.len(),
+                max: LIMITS.max_batch_changes,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Change {
+    /// Validates the content of one change against the domain limits.
+    pub fn check(&self) -> Result<(), DomainError> {
+        if let ChangeOp::Upsert(draft) = &self.op {
+            draft.clone().revalidate()?;
+        }
+        if let Some(base) = &self.base {
+            base.clone().revalidate()?;
+        }
+        Ok(())
+    }
+}
+
+impl PullRequest {
+    /// Checks the version and returns the page size the server will use.
+    pub fn effective_limit(&self) -> Result<u32, ProtocolError> {
+        check_version(self.protocol)?;
+        if self.limit == 0 {
+            return Err(ProtocolError::ZeroLimit);
+        }
+        Ok(self.limit.min(MAX_PULL_LIMIT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> ClientId {
+        ClientId::new(1, [1; 10])
+    }
+
+    fn change(body: &str) -> Change {
+        Change {
+            mutation_id: MutationId::new(2, [2; 10]),
+            note_id: NoteId::new(3, [3; 10]),
+            base_rev: Revision::NEW,
+            base: None,
+            op: ChangeOp::Upsert(NoteDraft {
+                title: "t".into(),
+                body: body.into(),
+                tags: vec![],
+            }),
+            hlc: Hlc::zero(client()),
+            created_at: 3,
+        }
+    }
+
+    #[test]
+    fn push_batches_are_checked_as_a_whole() {
+        let ok = PushRequest {
+            protocol: PROTOCOL_VERSION,
+            client_id: client(),
+            changes: vec![change("x")],
+        };
+        assert_eq!(ok.check(), Ok(()));
+        let old = PushRequest {
+            protocol: 0,
+            ..ok.clone()
+        };
+        assert!(matches!(
+            old.check(),
+            Err(ProtocolError::UnsupportedVersion { got: 0, .. })
+        ));
+        let empty = PushRequest {
+            changes: vec![],
+            ..ok.clone()
+        };
+        assert_eq!(empty.check(), Err(ProtocolError::EmptyBatch));
+        let big = PushRequest {
+            changes: vec![change("x"); LIMITS.max_batch_changes + 1],
+            ..ok
+        };
+        assert!(matches!(
+            big.check(),
+            Err(ProtocolError::BatchTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_notes_are_rejected_per_change() {
+        assert!(change("small").check().is_ok());
+        assert!(change(&"x".repeat(LIMITS.max_body_bytes + 1))
+            .check()
+            .is_err());
+    }
+
+    #[test]
+    fn pull_limits_are_capped() {
+        let req = |limit| PullRequest {
+            protocol: PROTOCOL_VERSION,
+            checkpoint: Checkpoint(0),
+            limit,
+        };
+        assert_eq!(req(10).effective_limit(), Ok(10));
+        assert_eq!(req(1_000_000).effective_limit(), Ok(MAX_PULL_LIMIT));
+        assert_eq!(req(0).effective_limit(), Err(ProtocolError::ZeroLimit));
+    }
+
+    #[test]
+    fn wire_format_round_trips() {
+        let results = PushResponse {
+            results: vec![
+                ChangeResult::Applied {
+                    rev: Revision(1),
+                    seq: 5,
+                },
+                ChangeResult::Duplicate,
+                ChangeResult::Rejected {
+                    reason: "too big".into(),
+                },
+            ],
+        };
+        let json = serde_json::to_string(&results).expect("serialises");
+        assert_eq!(
+            serde_json::from_str::<PushResponse>(&json).ok(),
+            Some(results)
+        );
+        let pull = PullResponse::ResyncRequired;
+        let json = serde_json::to_string(&pull).expect("serialises");
+        assert_eq!(json, r#"{"kind":"resync_required"}"#);
+    }
+}

@@ -13,8 +13,10 @@ mod platform;
 
 use leptos::prelude::*;
 
-use crate::domain::{Note, NoteId};
-use model::{list_items, SaveState, WorkerView};
+use crate::domain::{Note, NoteDraft, NoteId};
+use crate::sync::engine::SyncStatus;
+use crate::sync::protocol::ConflictSides;
+use model::{list_items, sync_label, SaveState, WorkerView};
 
 /// The page's reactive state. Every field is a signal, so the struct is `Copy`
 /// and can be captured by any closure.
@@ -33,6 +35,10 @@ pub struct NotesState {
     pub now_ms: RwSignal<u64>,
     /// Bumped when the open note changed under the editor (another tab, a sync).
     pub editor_epoch: RwSignal<u64>,
+    /// What the sync worker last reported.
+    pub sync: RwSignal<Option<SyncStatus>>,
+    /// Notes whose concurrent edits need a person's choice.
+    pub conflicts: RwSignal<Vec<(NoteId, ConflictSides)>>,
 }
 
 impl NotesState {
@@ -46,6 +52,8 @@ impl NotesState {
             worker: RwSignal::new(WorkerView::Starting),
             now_ms: RwSignal::new(0),
             editor_epoch: RwSignal::new(0),
+            sync: RwSignal::new(None),
+            conflicts: RwSignal::new(Vec::new()),
         }
     }
 
@@ -71,6 +79,7 @@ pub fn NotesPage() -> impl IntoView {
         <div class="app">
             <header class="topbar">
                 <h1 class="brand">"notesync"</h1>
+                <SyncIndicator state />
                 <button
                     id="new-note"
                     class="primary"
@@ -90,6 +99,28 @@ pub fn NotesPage() -> impl IntoView {
                 <span data-testid="worker-status">{move || state.worker.get().describe()}</span>
             </footer>
         </div>
+    }
+}
+
+#[component]
+fn SyncIndicator(state: NotesState) -> impl IntoView {
+    let label = Memo::new(move |_| {
+        state
+            .sync
+            .with(|s| sync_label(s.as_ref(), state.now_ms.get()))
+    });
+    view! {
+        <button
+            class="sync-indicator"
+            data-testid="sync-status"
+            data-state=move || label.get().state
+            title="Sync now"
+            aria-live="polite"
+            on:click=move |_| platform::sync_now(state)
+        >
+            <span class="dot" aria-hidden="true"></span>
+            {move || label.get().text}
+        </button>
     }
 }
 
@@ -122,18 +153,27 @@ fn NoteList(state: NotesState) -> impl IntoView {
                             children=move |item| {
                                 let id = item.id;
                                 let selected = move || state.selected.get() == Some(id);
+                                let conflicted = move || {
+                                    state.conflicts.with(|cs| cs.iter().any(|(n, _)| *n == id))
+                                };
                                 view! {
                                     <li>
                                         <button
                                             class="note-item"
                                             class:selected=selected
+                                            class:conflicted=conflicted
                                             aria-current=move || selected().then_some("true")
                                             data-note-id=id.to_string()
                                             on:click=move |_| state.selected.set(Some(id))
                                         >
                                             <span class="note-title">{item.title}</span>
                                             <span class="note-preview">{item.preview}</span>
-                                            <span class="note-when">{item.when}</span>
+                                            <span class="note-when">
+                                                {item.when}
+                                                <Show when=conflicted>
+                                                    <span class="badge">" · needs your choice"</span>
+                                                </Show>
+                                            </span>
                                         </button>
                                     </li>
                                 }
@@ -187,6 +227,7 @@ fn Editor(state: NotesState) -> impl IntoView {
 fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
     let id = note.id;
     view! {
+        <ConflictPanel state id />
         <input
             id="note-title"
             class="title-input"
@@ -225,5 +266,69 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
                 "Delete"
             </button>
         </div>
+    }
+}
+
+/// The compare-and-choose view of a note whose concurrent edits overlapped.
+/// The editor shows the merged text with both versions between markers; this
+/// panel shows each version whole and lets the person keep one of them, or
+/// the merged text as it stands.
+#[component]
+fn ConflictPanel(state: NotesState, id: NoteId) -> impl IntoView {
+    let sides = move || {
+        state
+            .conflicts
+            .with(|cs| cs.iter().find(|(n, _)| *n == id).map(|(_, s)| s.clone()))
+    };
+    move || {
+        sides().map(|sides| {
+            let server = sides.server.clone();
+            let client = sides.client.clone();
+            let keep = move |content: Option<NoteDraft>| {
+                move |_| platform::resolve_conflict(state, id, content.clone())
+            };
+            let keep_merged = move |_| {
+                let current = state.notes.with_untracked(|ns| {
+                    ns.iter().find(|n| n.id == id).map(Note::draft)
+                });
+                platform::resolve_conflict(state, id, current);
+            };
+            view! {
+                <div class="conflict" role="region" aria-label="Conflicting versions" data-testid="conflict">
+                    <p class="conflict-title">
+                        "This note was changed on two devices at once and the changes overlap. "
+                        "Nothing was lost: the editor shows both texts between markers. Compare and choose:"
+                    </p>
+                    <div class="conflict-sides">
+                        <ConflictSide label="Version saved first" content=server.clone() testid="conflict-server" />
+                        <ConflictSide label="Version that arrived later" content=client.clone() testid="conflict-client" />
+                    </div>
+                    <div class="conflict-actions">
+                        <button on:click=keep(server)>"Keep first version"</button>
+                        <button on:click=keep(client)>"Keep later version"</button>
+                        <button on:click=keep_merged>"Keep the text in the editor"</button>
+                    </div>
+                </div>
+            }
+        })
+    }
+}
+
+#[component]
+fn ConflictSide(
+    label: &'static str,
+    content: Option<NoteDraft>,
+    testid: &'static str,
+) -> impl IntoView {
+    let (title, body) = match content {
+        Some(d) => (d.title, d.body),
+        None => ("(deleted)".to_string(), String::new()),
+    };
+    view! {
+        <figure class="conflict-side" data-testid=testid>
+            <figcaption>{label}</figcaption>
+            <p class="conflict-side-title">{title}</p>
+            <pre>{body}</pre>
+        </figure>
     }
 }

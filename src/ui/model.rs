@@ -2,6 +2,7 @@
 //! values by pure functions that are tested natively.
 
 use crate::domain::{newest_first, Note, NoteId};
+use crate::sync::engine::{SyncState, SyncStatus};
 
 /// One row of the notes list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -91,6 +92,68 @@ impl WorkerView {
     }
 }
 
+/// The sync indicator: a state keyword (for styling and tests) and the words
+/// a person reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncLabel {
+    pub state: &'static str,
+    pub text: String,
+}
+
+/// Describes the sync status truthfully: never "synced" while anything is
+/// pending, always the count of pending changes, and when the last full sync
+/// happened.
+pub fn sync_label(status: Option<&SyncStatus>, now_ms: u64) -> SyncLabel {
+    let Some(status) = status else {
+        return SyncLabel {
+            state: "starting",
+            text: "Starting sync…".to_string(),
+        };
+    };
+    let pending = if status.pending == 0 {
+        String::new()
+    } else {
+        format!(" · {} waiting", plural(status.pending, "change", "changes"))
+    };
+    let last = status
+        .last_synced_at
+        .map(|at| format!(" · last synced {}", relative_time(at, now_ms)))
+        .unwrap_or_default();
+    match &status.state {
+        SyncState::Offline => SyncLabel {
+            state: "offline",
+            text: format!("Offline{pending}{last}"),
+        },
+        SyncState::Syncing if status.downloaded > 0 => SyncLabel {
+            state: "syncing",
+            text: format!("Syncing… {} downloaded{pending}", status.downloaded),
+        },
+        SyncState::Syncing => SyncLabel {
+            state: "syncing",
+            text: format!("Syncing…{pending}"),
+        },
+        SyncState::Synced => SyncLabel {
+            state: "synced",
+            text: format!("Synced{last}"),
+        },
+        SyncState::Error { message } => {
+            let retry = status
+                .retry_at
+                .map(|at| {
+                    format!(
+                        " · retrying in {} s",
+                        at.saturating_sub(now_ms).div_ceil(1000)
+                    )
+                })
+                .unwrap_or_default();
+            SyncLabel {
+                state: "error",
+                text: format!("Sync problem: {message}{pending}{retry}"),
+            }
+        }
+    }
+}
+
 /// "1 note", "2 notes".
 pub fn plural(n: u32, one: &str, many: &str) -> String {
     if n == 1 {
@@ -130,6 +193,44 @@ mod tests {
         assert_eq!(relative_time(now - 3 * 3_600_000, now), "3 hours ago");
         assert_eq!(relative_time(now - 30 * 3_600_000, now), "yesterday");
         assert_eq!(relative_time(now - 5 * 86_400_000, now), "5 days ago");
+    }
+
+    #[test]
+    fn sync_labels_are_truthful() {
+        let status = |state, pending| SyncStatus {
+            state,
+            pending,
+            last_synced_at: Some(0),
+            downloaded: 0,
+            retry_at: None,
+        };
+        let now = 120_000;
+        assert_eq!(sync_label(None, now).state, "starting");
+        let synced = sync_label(Some(&status(SyncState::Synced, 0)), now);
+        assert_eq!(synced.state, "synced");
+        assert_eq!(synced.text, "Synced · last synced 2 min ago");
+        let offline = sync_label(Some(&status(SyncState::Offline, 3)), now);
+        assert_eq!(
+            offline.text,
+            "Offline · 3 changes waiting · last synced 2 min ago"
+        );
+        let mut downloading = status(SyncState::Syncing, 0);
+        downloading.downloaded = 4000;
+        assert_eq!(
+            sync_label(Some(&downloading), now).text,
+            "Syncing… 4000 downloaded"
+        );
+        let mut failing = status(
+            SyncState::Error {
+                message: "server down".into(),
+            },
+            1,
+        );
+        failing.retry_at = Some(now + 4_500);
+        assert_eq!(
+            sync_label(Some(&failing), now).text,
+            "Sync problem: server down · 1 change waiting · retrying in 5 s"
+        );
     }
 
     #[test]

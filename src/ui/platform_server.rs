@@ -2,13 +2,15 @@
 //! the server and no events fire there, so each action does nothing.
 
 use super::NotesState;
-use crate::domain::NoteId;
+use crate::domain::{NoteDraft, NoteId};
 
 pub fn start(_state: NotesState) {}
 pub fn create_note(_state: NotesState) {}
 pub fn edited(_state: NotesState, _id: NoteId) {}
 pub fn delete_note(_state: NotesState, _id: NoteId) {}
 pub fn retry_saves(_state: NotesState) {}
+pub fn sync_now(_state: NotesState) {}
+pub fn resolve_conflict(_state: NotesState, _id: NoteId, _content: Option<NoteDraft>) {}
 pub fn now() -> u64 {
     0
 }

@@ -1,0 +1,113 @@
+import { test, expect, type Browser, type BrowserContext } from '@playwright/test';
+import { NotesApp } from '../fixtures/app';
+
+// Two independent browser contexts are two devices of the same person: each
+// has its own IndexedDB and its own sync worker, and only the server links them.
+async function device(browser: Browser): Promise<{ context: BrowserContext; app: NotesApp }> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const app = new NotesApp(page);
+  await app.open();
+  return { context, app };
+}
+
+test('a note created on one device appears on the other, and its delete too', async ({ browser }) => {
+  const a = await device(browser);
+  const b = await device(browser);
+  const title = `Shared ${Date.now()}`;
+  await a.app.create(title, 'written on A');
+  await a.app.expectSynced();
+
+  await b.app.syncNow();
+  await expect(b.app.item(title)).toContainText('written on A');
+
+  await b.app.item(title).click();
+  await b.app.deleteButton.click();
+  await b.app.expectSynced();
+  await a.app.syncNow();
+  await expect(a.app.item(title)).toHaveCount(0);
+  await a.context.close();
+  await b.context.close();
+});
+
+test('edits made offline are kept, shown as waiting, and arrive when back online', async ({ browser }) => {
+  const a = await device(browser);
+  const b = await device(browser);
+  const title = `Offline ${Date.now()}`;
+  await a.app.create(title, 'online part');
+  await a.app.expectSynced();
+
+  await a.context.setOffline(true);
+  await a.app.body.pressSequentially(', offline part');
+  await a.app.expectSaved();
+  await expect(a.app.syncStatus).toHaveAttribute('data-state', 'offline');
+  await expect(a.app.syncStatus).toContainText('1 change waiting');
+
+  await a.context.setOffline(false);
+  await a.app.expectSynced();
+  await expect(a.app.syncStatus).not.toContainText('waiting');
+
+  await b.app.syncNow();
+  await b.app.item(title).click();
+  await expect(b.app.body).toHaveValue('online part, offline part');
+  await a.context.close();
+  await b.context.close();
+});
+
+test('concurrent offline edits: different lines merge, the same line is flagged and resolved with nothing lost', async ({ browser }) => {
+  const a = await device(browser);
+  const b = await device(browser);
+  const title = `Merge ${Date.now()}`;
+  await a.app.create(title, 'one\ntwo\nthree');
+  await a.app.expectSynced();
+  await b.app.syncNow();
+  await b.app.item(title).click();
+  await expect(b.app.body).toHaveValue('one\ntwo\nthree');
+
+  // Different lines, offline on both devices.
+  await a.context.setOffline(true);
+  await b.context.setOffline(true);
+  await a.app.body.fill('ONE from A\ntwo\nthree');
+  await b.app.body.fill('one\ntwo\nTHREE from B');
+  await a.app.expectSaved();
+  await b.app.expectSaved();
+  await a.context.setOffline(false);
+  await a.app.expectSynced();
+  await b.context.setOffline(false);
+  await b.app.expectSynced();
+  await a.app.syncNow();
+  for (const app of [a.app, b.app]) {
+    await expect(app.body).toHaveValue('ONE from A\ntwo\nTHREE from B');
+    await expect(app.conflict).toHaveCount(0);
+  }
+
+  // The same line, offline on both devices.
+  await a.context.setOffline(true);
+  await b.context.setOffline(true);
+  await a.app.body.fill('ONE from A\ntwo, said A\nTHREE from B');
+  await b.app.body.fill('ONE from A\ntwo, said B\nTHREE from B');
+  await a.app.expectSaved();
+  await b.app.expectSaved();
+  await a.context.setOffline(false);
+  await a.app.expectSynced();
+  await b.context.setOffline(false);
+  await b.app.expectSynced();
+  await a.app.syncNow();
+  for (const app of [a.app, b.app]) {
+    await expect(app.conflict).toBeVisible();
+    await expect(app.body).toHaveValue(/two, said A[\s\S]*two, said B|two, said B[\s\S]*two, said A/);
+    await expect(app.page.getByTestId('conflict-server')).toContainText('two, said A');
+    await expect(app.page.getByTestId('conflict-client')).toContainText('two, said B');
+  }
+
+  // B chooses the later version; both devices end with it and no flag.
+  await b.app.page.getByRole('button', { name: 'Keep later version' }).click();
+  await expect(b.app.conflict).toHaveCount(0);
+  await expect(b.app.body).toHaveValue('ONE from A\ntwo, said B\nTHREE from B');
+  await b.app.expectSynced();
+  await a.app.syncNow();
+  await expect(a.app.conflict).toHaveCount(0);
+  await expect(a.app.body).toHaveValue('ONE from A\ntwo, said B\nTHREE from B');
+  await a.context.close();
+  await b.context.close();
+});

@@ -1,0 +1,91 @@
+//! The one error type of the server-function boundary.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+use crate::sync::protocol::ProtocolError;
+
+/// What a client is told when a server function fails. Messages are written
+/// for people; server internals never appear in them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum AppError {
+    /// The request is well-formed but speaks another protocol or breaks a limit.
+    #[error("{0}")]
+    Protocol(ProtocolError),
+    /// The request could not be read.
+    #[error("the request is malformed: {0}")]
+    BadRequest(String),
+    /// No valid session.
+    #[error("you are signed out; sign in again to sync")]
+    Unauthorized,
+    /// The server failed; the details are in its log.
+    #[error("the server had a problem; your changes are kept and will be retried")]
+    Internal,
+    /// The server could not be reached or its answer was unreadable (client side).
+    #[error("could not reach the server: {0}")]
+    Unreachable(String),
+}
+
+impl AppError {
+    /// Whether retrying the same request later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AppError::Internal | AppError::Unreachable(_))
+    }
+
+    /// The HTTP status the server answers this error with.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Protocol(ProtocolError::BatchTooLarge { .. }) => 413,
+            AppError::Protocol(_) | AppError::BadRequest(_) => 400,
+            AppError::Unauthorized => 401,
+            AppError::Internal => 500,
+            AppError::Unreachable(_) => 503,
+        }
+    }
+}
+
+impl From<ProtocolError> for AppError {
+    fn from(e: ProtocolError) -> Self {
+        AppError::Protocol(e)
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Args(m) | ServerFnErrorErr::MissingArg(m) => AppError::BadRequest(m),
+            ServerFnErrorErr::Request(m) | ServerFnErrorErr::Deserialization(m) => {
+                AppError::Unreachable(m)
+            }
+            _ => AppError::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_match_the_kind_of_error() {
+        assert_eq!(
+            AppError::Protocol(ProtocolError::BatchTooLarge { got: 501, max: 500 }).status(),
+            413
+        );
+        assert_eq!(AppError::Protocol(ProtocolError::EmptyBatch).status(), 400);
+        assert_eq!(AppError::Unauthorized.status(), 401);
+        assert!(AppError::Internal.is_retryable());
+        assert!(!AppError::BadRequest("x".into()).is_retryable());
+    }
+
+    #[test]
+    fn argument_errors_are_bad_requests() {
+        let e = AppError::from_server_fn_error(ServerFnErrorErr::Args("missing field".into()));
+        assert!(matches!(e, AppError::BadRequest(_)));
+        let e = AppError::from_server_fn_error(ServerFnErrorErr::Registration("x".into()));
+        assert_eq!(e, AppError::Internal);
+    }
+}

@@ -1,0 +1,384 @@
+//! The embedded store, the default: one [redb](https://docs.rs/redb) file,
+//! `notesync.redb`, in the data directory.
+//!
+//! Why redb rather than SQLite: it is pure Rust, so the server builds with no
+//! C toolchain and compiles fast; it is ACID, with copy-on-write B-trees that
+//! survive a crash or power loss at any point without a recovery step we
+//! would have to write; and its tables are ordered, so the change feed is one
+//! range scan over `(user, seq)` keys. We need no SQL: every access is by key
+//! or by key range.
+//!
+//! Layout (every key starts with the user id, so users never share a key):
+//! - `notes`: `(user, note_id)` → the [`StoredNote`] as JSON;
+//! - `feed`: `(user, seq)` → note id; a note has exactly one entry, at the
+//!   seq of its latest change (the old entry is removed when it moves);
+//! - `mutations`: `(user, mutation_id)` → server time it was accepted;
+//! - `heads`: user → `(last seq, purge watermark)`;
+//! - `tombstones_by_time` and `mutations_by_time`: `(written ms, user, id)`
+//!   indexes, so a purge reads only what it removes.
+//!
+//! Each push batch is one write transaction: all of it is durable, or none.
+//! redb has one writer at a time and readers see committed snapshots only,
+//! so a pull can never observe a seq before a smaller one has committed.
+//! redb calls block, so they run on tokio's blocking pool.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use crate::domain::{MutationId, NoteId, UserId};
+use crate::store::batch::{apply_changes, BatchTxn};
+use crate::store::{StoreError, SyncStore, UserHead};
+use crate::sync::apply::StoredNote;
+use crate::sync::merge::Strategy;
+use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
+
+/// The file name of the database inside the data directory.
+pub const FILE_NAME: &str = "notesync.redb";
+
+const NOTES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("notes");
+const FEED: TableDefinition<(&str, u64), &str> = TableDefinition::new("feed");
+const MUTATIONS: TableDefinition<(&str, &str), u64> = TableDefinition::new("mutations");
+const HEADS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("heads");
+const TOMBSTONES_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("tombstones_by_time");
+const MUTATIONS_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("mutations_by_time");
+
+/// The redb-backed [`SyncStore`].
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `notesync.redb` in `data_dir`, creating the tables
+    /// if they are missing. Blocks; call it at start-up.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(data_dir.join(FILE_NAME)).map_err(db_error)?;
+        let txn = db.begin_write().map_err(db_error)?;
+        {
+            txn.open_table(NOTES).map_err(db_error)?;
+            txn.open_table(FEED).map_err(db_error)?;
+            txn.open_table(MUTATIONS).map_err(db_error)?;
+            txn.open_table(HEADS).map_err(db_error)?;
+            txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?;
+            txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+/// Maps redb's errors: a full disk is [`StoreError::Full`], damaged data is
+/// [`StoreError::Corrupt`], the rest is [`StoreError::Unavailable`].
+fn db_error(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => StoreError::Full,
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::QuotaExceeded => StoreError::Full,
+        e @ (redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_)) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        e => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<StoredNote, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("stored note: {e}")))
+}
+
+fn encode(note: &StoredNote) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(note).map_err(|e| StoreError::Invalid(format!("encoding a note: {e}")))
+}
+
+fn parse_note_id(text: &str) -> Result<NoteId, StoreError> {
+    NoteId::parse(text).map_err(|e| StoreError::Corrupt(format!("feed entry: {e}")))
+}
+
+/// One user's tables inside a write transaction.
+struct UserTables<'t> {
+    user: &'t str,
+    notes: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    feed: Table<'t, (&'static str, u64), &'static str>,
+    mutations: Table<'t, (&'static str, &'static str), u64>,
+    heads: Table<'t, &'static str, (u64, u64)>,
+    tombstones_by_time: Table<'t, (u64, &'static str, &'static str), ()>,
+    mutations_by_time: Table<'t, (u64, &'static str, &'static str), ()>,
+}
+
+impl<'t> UserTables<'t> {
+    fn open(txn: &'t WriteTransaction, user: &'t str) -> Result<Self, StoreError> {
+        Ok(Self {
+            user,
+            notes: txn.open_table(NOTES).map_err(db_error)?,
+            feed: txn.open_table(FEED).map_err(db_error)?,
+            mutations: txn.open_table(MUTATIONS).map_err(db_error)?,
+            heads: txn.open_table(HEADS).map_err(db_error)?,
+            tombstones_by_time: txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?,
+            mutations_by_time: txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?,
+        })
+    }
+}
+
+impl BatchTxn for UserTables<'_> {
+    fn head(&mut self) -> Result<UserHead, StoreError> {
+        read_head(&self.heads, self.user)
+    }
+
+    fn set_head(&mut self, head: UserHead) -> Result<(), StoreError> {
+        self.heads
+            .insert(self.user, (head.last_seq, head.purge_watermark))
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    fn mutation_seen(&mut self, id: MutationId) -> Result<bool, StoreError> {
+        let key = id.to_string();
+        Ok(self
+            .mutations
+            .get((self.user, key.as_str()))
+            .map_err(db_error)?
+            .is_some())
+    }
+
+    fn remember_mutation(&mut self, id: MutationId, now_ms: u64) -> Result<(), StoreError> {
+        let key = id.to_string();
+        self.mutations
+            .insert((self.user, key.as_str()), now_ms)
+            .map_err(db_error)?;
+        self.mutations_by_time
+            .insert((now_ms, self.user, key.as_str()), ())
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    fn load(&mut self, id: NoteId) -> Result<Option<StoredNote>, StoreError> {
+        let key = id.to_string();
+        let found = self
+            .notes
+            .get((self.user, key.as_str()))
+            .map_err(db_error)?;
+        found.map(|bytes| decode(bytes.value())).transpose()
+    }
+
+    fn save(&mut self, previous: Option<&StoredNote>, note: &StoredNote) -> Result<(), StoreError> {
+        let key = note.note.id.to_string();
+        if let Some(previous) = previous {
+            self.feed
+                .remove((self.user, previous.seq))
+                .map_err(db_error)?;
+            if previous.note.deleted {
+                self.tombstones_by_time
+                    .remove((previous.written_ms, self.user, key.as_str()))
+                    .map_err(db_error)?;
+            }
+        }
+        if note.note.deleted {
+            self.tombstones_by_time
+                .insert((note.written_ms, self.user, key.as_str()), ())
+                .map_err(db_error)?;
+        }
+        self.feed
+            .insert((self.user, note.seq), key.as_str())
+            .map_err(db_error)?;
+        self.notes
+            .insert((self.user, key.as_str()), encode(note)?.as_slice())
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
+
+fn read_head(
+    heads: &impl ReadableTable<&'static str, (u64, u64)>,
+    user: &str,
+) -> Result<UserHead, StoreError> {
+    Ok(heads
+        .get(user)
+        .map_err(db_error)?
+        .map(|v| {
+            let (last_seq, purge_watermark) = v.value();
+            UserHead {
+                last_seq,
+                purge_watermark,
+            }
+        })
+        .unwrap_or_default())
+}
+
+#[async_trait]
+impl SyncStore for EmbeddedStore {
+    async fn apply_batch(
+        &self,
+        user: &UserId,
+        changes: &[Change],
+        strategy: Strategy,
+        now_ms: u64,
+    ) -> Result<Vec<ChangeResult>, StoreError> {
+        let user = user.clone();
+        let changes = changes.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_error)?;
+            let results = {
+                let mut tables = UserTables::open(&txn, user.as_str())?;
+                apply_changes(&mut tables, &changes, strategy, now_ms)?
+            };
+            // On any error above, dropping `txn` aborts it: nothing is kept.
+            txn.commit().map_err(db_error)?;
+            Ok(results)
+        })
+        .await
+    }
+
+    async fn changes_since(
+        &self,
+        user: &UserId,
+        checkpoint: Checkpoint,
+        limit: u32,
+    ) -> Result<PullResponse, StoreError> {
+        let user = user.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_error)?;
+            let heads = txn.open_table(HEADS).map_err(db_error)?;
+            if read_head(&heads, user.as_str())?.needs_resync(checkpoint) {
+                return Ok(PullResponse::ResyncRequired);
+            }
+            let feed = txn.open_table(FEED).map_err(db_error)?;
+            let notes = txn.open_table(NOTES).map_err(db_error)?;
+            let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
+            let start = (user.as_str(), checkpoint.0.saturating_add(1));
+            let end = (user.as_str(), u64::MAX);
+            let mut entries = Vec::new();
+            let mut has_more = false;
+            for item in feed.range(start..=end).map_err(db_error)? {
+                let (key, id) = item.map_err(db_error)?;
+                if entries.len() == limit {
+                    has_more = true;
+                    break;
+                }
+                let seq = key.value().1;
+                let id = id.value();
+                let bytes = notes
+                    .get((user.as_str(), id))
+                    .map_err(db_error)?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("feed entry {seq} names missing note {id}"))
+                    })?;
+                let stored = decode(bytes.value())?;
+                if stored.seq != seq || stored.note.id != parse_note_id(id)? {
+                    return Err(StoreError::Corrupt(format!(
+                        "feed entry {seq} disagrees with note {id} at seq {}",
+                        stored.seq
+                    )));
+                }
+                entries.push(FeedEntry {
+                    seq,
+                    note: stored.note,
+                    conflict: stored.conflict,
+                });
+            }
+            let checkpoint = entries.last().map_or(checkpoint, |e| Checkpoint(e.seq));
+            Ok(PullResponse::Page {
+                entries,
+                checkpoint,
+                has_more,
+            })
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_error)?;
+            let removed = {
+                let mut notes = txn.open_table(NOTES).map_err(db_error)?;
+                let mut feed = txn.open_table(FEED).map_err(db_error)?;
+                let mut heads = txn.open_table(HEADS).map_err(db_error)?;
+                let mut mutations = txn.open_table(MUTATIONS).map_err(db_error)?;
+                let mut tombstones = txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?;
+                let mut mutation_times = txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?;
+                let mut removed = 0u64;
+
+                // (older_than_ms, "", "") is the first key at the cutoff, so
+                // the range holds exactly the records written before it.
+                let cutoff = (older_than_ms, "", "");
+                let expired: Vec<(u64, String, String)> = tombstones
+                    .range(..cutoff)
+                    .map_err(db_error)?
+                    .map(|item| {
+                        let (key, _) = item.map_err(db_error)?;
+                        let (at, user, id) = key.value();
+                        Ok((at, user.to_string(), id.to_string()))
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                for (at, user, id) in &expired {
+                    tombstones
+                        .remove((*at, user.as_str(), id.as_str()))
+                        .map_err(db_error)?;
+                    let stored = match notes.get((user.as_str(), id.as_str())).map_err(db_error)? {
+                        Some(bytes) => decode(bytes.value())?,
+                        None => continue,
+                    };
+                    // The index may trail a note that was revived since.
+                    if !stored.note.deleted || stored.written_ms != *at {
+                        continue;
+                    }
+                    notes
+                        .remove((user.as_str(), id.as_str()))
+                        .map_err(db_error)?;
+                    feed.remove((user.as_str(), stored.seq)).map_err(db_error)?;
+                    let mut head = read_head(&heads, user)?;
+                    head.purge_watermark = head.purge_watermark.max(stored.seq);
+                    heads
+                        .insert(user.as_str(), (head.last_seq, head.purge_watermark))
+                        .map_err(db_error)?;
+                    removed += 1;
+                }
+
+                let forgotten: Vec<(u64, String, String)> = mutation_times
+                    .range(..cutoff)
+                    .map_err(db_error)?
+                    .map(|item| {
+                        let (key, _) = item.map_err(db_error)?;
+                        let (at, user, id) = key.value();
+                        Ok((at, user.to_string(), id.to_string()))
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                for (at, user, id) in &forgotten {
+                    mutation_times
+                        .remove((*at, user.as_str(), id.as_str()))
+                        .map_err(db_error)?;
+                    if mutations
+                        .remove((user.as_str(), id.as_str()))
+                        .map_err(db_error)?
+                        .is_some()
+                    {
+                        removed += 1;
+                    }
+                }
+                removed
+            };
+            txn.commit().map_err(db_error)?;
+            Ok(removed)
+        })
+        .await
+    }
+}

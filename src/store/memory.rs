@@ -1,0 +1,180 @@
+//! An in-memory [`SyncStore`]: the reference implementation of the contract,
+//! used by native tests and simulations. Nothing survives the process.
+//!
+//! One mutex guards all users, so every batch is applied atomically and a
+//! reader always sees a whole batch or none of it: the feed has no in-flight
+//! gaps. In-memory writes cannot fail halfway, so a batch never half-applies.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::batch::{apply_changes, BatchTxn};
+use super::{StoreError, SyncStore, UserHead};
+use crate::domain::{MutationId, NoteId, UserId};
+use crate::sync::apply::StoredNote;
+use crate::sync::merge::Strategy;
+use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
+
+#[derive(Debug, Default)]
+struct UserData {
+    head: UserHead,
+    notes: HashMap<NoteId, StoredNote>,
+    /// The feed: each note at the `seq` of its latest change.
+    feed: BTreeMap<u64, NoteId>,
+    /// Accepted mutation ids and the server time they were accepted at.
+    mutations: HashMap<MutationId, u64>,
+}
+
+impl BatchTxn for UserData {
+    fn head(&mut self) -> Result<UserHead, StoreError> {
+        Ok(self.head)
+    }
+
+    fn set_head(&mut self, head: UserHead) -> Result<(), StoreError> {
+        self.head = head;
+        Ok(())
+    }
+
+    fn mutation_seen(&mut self, id: MutationId) -> Result<bool, StoreError> {
+        Ok(self.mutations.contains_key(&id))
+    }
+
+    fn remember_mutation(&mut self, id: MutationId, now_ms: u64) -> Result<(), StoreError> {
+        self.mutations.insert(id, now_ms);
+        Ok(())
+    }
+
+    fn load(&mut self, id: NoteId) -> Result<Option<StoredNote>, StoreError> {
+        Ok(self.notes.get(&id).cloned())
+    }
+
+    fn save(&mut self, previous: Option<&StoredNote>, note: &StoredNote) -> Result<(), StoreError> {
+        if let Some(previous) = previous {
+            self.feed.remove(&previous.seq);
+        }
+        self.feed.insert(note.seq, note.note.id);
+        self.notes.insert(note.note.id, note.clone());
+        Ok(())
+    }
+}
+
+/// The in-memory store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    users: Mutex<HashMap<UserId, UserData>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, HashMap<UserId, UserData>>, StoreError> {
+        // A panic while the lock was held may have left a batch half-applied.
+        self.users
+            .lock()
+            .map_err(|_| StoreError::Unavailable("the memory store's lock is poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl SyncStore for MemoryStore {
+    async fn apply_batch(
+        &self,
+        user: &UserId,
+        changes: &[Change],
+        strategy: Strategy,
+        now_ms: u64,
+    ) -> Result<Vec<ChangeResult>, StoreError> {
+        let mut users = self.lock()?;
+        let data = users.entry(user.clone()).or_default();
+        apply_changes(data, changes, strategy, now_ms)
+    }
+
+    async fn changes_since(
+        &self,
+        user: &UserId,
+        checkpoint: Checkpoint,
+        limit: u32,
+    ) -> Result<PullResponse, StoreError> {
+        let users = self.lock()?;
+        let Some(data) = users.get(user) else {
+            return Ok(if UserHead::default().needs_resync(checkpoint) {
+                PullResponse::ResyncRequired
+            } else {
+                empty_page(checkpoint)
+            });
+        };
+        if data.head.needs_resync(checkpoint) {
+            return Ok(PullResponse::ResyncRequired);
+        }
+        let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
+        let mut entries = Vec::new();
+        let mut has_more = false;
+        for (&seq, id) in data.feed.range(checkpoint.0.saturating_add(1)..) {
+            if entries.len() == limit {
+                has_more = true;
+                break;
+            }
+            let stored = data.notes.get(id).ok_or_else(|| {
+                StoreError::Corrupt(format!("feed entry {seq} names missing note {id}"))
+            })?;
+            entries.push(FeedEntry {
+                seq,
+                note: stored.note.clone(),
+                conflict: stored.conflict.clone(),
+            });
+        }
+        let checkpoint = entries.last().map_or(checkpoint, |e| Checkpoint(e.seq));
+        Ok(PullResponse::Page {
+            entries,
+            checkpoint,
+            has_more,
+        })
+    }
+
+    async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError> {
+        let mut users = self.lock()?;
+        let mut removed = 0u64;
+        for data in users.values_mut() {
+            let expired: Vec<(NoteId, u64)> = data
+                .notes
+                .values()
+                .filter(|s| s.note.deleted && s.written_ms < older_than_ms)
+                .map(|s| (s.note.id, s.seq))
+                .collect();
+            for (id, seq) in expired {
+                data.notes.remove(&id);
+                data.feed.remove(&seq);
+                data.head.purge_watermark = data.head.purge_watermark.max(seq);
+                removed += 1;
+            }
+            let before = data.mutations.len();
+            data.mutations.retain(|_, at| *at >= older_than_ms);
+            removed += (before - data.mutations.len()) as u64;
+        }
+        Ok(removed)
+    }
+}
+
+fn empty_page(checkpoint: Checkpoint) -> PullResponse {
+    PullResponse::Page {
+        entries: Vec::new(),
+        checkpoint,
+        has_more: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract;
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_contract() {
+        contract::run_all(&|| Box::new(MemoryStore::new())).await;
+    }
+}

@@ -1,0 +1,122 @@
+//! The server's storage port: [`SyncStore`], the contract every store keeps,
+//! an in-memory implementation and the contract test suite that every
+//! implementation must pass. Always compiled and free of any runtime (no
+//! tokio), so the suite and the memory store also serve native tests.
+//!
+//! Invariants every store keeps (the contract suite checks each of them):
+//! - per user, every accepted change gets a new sequence number, strictly
+//!   greater than every earlier one;
+//! - a mutation id is applied at most once per user; a repeat answers
+//!   [`ChangeResult::Duplicate`] and changes nothing;
+//! - a reader never sees a sequence number before every smaller one it could
+//!   see has committed (no in-flight gaps in the feed);
+//! - users never see nor touch each other's notes: every key is scoped by
+//!   [`UserId`].
+
+pub mod batch;
+pub mod contract;
+pub mod memory;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::domain::UserId;
+use crate::sync::merge::Strategy;
+use crate::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
+
+pub use memory::MemoryStore;
+
+/// Why a store could not do its job. Messages are for the server's log, never
+/// for clients.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// The store cannot be reached or used right now; retrying may succeed.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back as written.
+    #[error("the store holds corrupt data: {0}")]
+    Corrupt(String),
+    /// The disk or the quota is full; nothing of the failed write was kept.
+    #[error("the store is full")]
+    Full,
+    /// A bug: the store was used against its contract.
+    #[error("the store was misused: {0}")]
+    Invalid(String),
+}
+
+/// Where the server keeps every user's notes and change feed.
+///
+/// Stores are shared by all requests (`Arc<dyn SyncStore>`), so every method
+/// takes `&self` and is safe to call concurrently.
+#[async_trait]
+pub trait SyncStore: Send + Sync {
+    /// Applies a push batch for `user`, under the conflict `strategy`, at
+    /// server time `now_ms`.
+    ///
+    /// Contract:
+    /// - answers exactly one [`ChangeResult`] per change, in order;
+    /// - a bad change is answered [`ChangeResult::Rejected`]; it never fails
+    ///   the batch, and is not remembered (a corrected retry may succeed);
+    /// - idempotent by `(user, mutation_id)`: a mutation id accepted before,
+    ///   in an earlier batch or earlier in this one, answers
+    ///   [`ChangeResult::Duplicate`] and changes nothing;
+    /// - every accepted change gets a new per-user `seq`, strictly greater
+    ///   than all earlier ones, and moves its note to that feed position;
+    /// - the outcome of each change is decided by [`crate::sync::apply::decide`];
+    /// - all or nothing: on `Err`, none of the batch is kept (the embedded
+    ///   store applies the batch in one transaction).
+    async fn apply_batch(
+        &self,
+        user: &UserId,
+        changes: &[Change],
+        strategy: Strategy,
+        now_ms: u64,
+    ) -> Result<Vec<ChangeResult>, StoreError>;
+
+    /// Reads `user`'s state-based feed after `checkpoint`.
+    ///
+    /// Contract:
+    /// - each note appears at most once, at the `seq` of its latest change;
+    ///   entries come oldest first, tombstones included, at most `limit` of
+    ///   them (`limit` is at least 1; callers cap it);
+    /// - the answer's checkpoint is the `seq` of the last entry returned, or
+    ///   the input checkpoint when there is none; `has_more` says whether
+    ///   entries after it exist;
+    /// - `Checkpoint(0)` is a full snapshot of the live notes and the
+    ///   tombstones still kept: that is how a replica resyncs;
+    /// - answers [`PullResponse::ResyncRequired`] when the checkpoint is above
+    ///   0 and below the user's purge watermark (a tombstone the replica never
+    ///   saw may be gone), or beyond the last `seq` ever handed out (the
+    ///   checkpoint is from another store).
+    async fn changes_since(
+        &self,
+        user: &UserId,
+        checkpoint: Checkpoint,
+        limit: u32,
+    ) -> Result<PullResponse, StoreError>;
+
+    /// Drops the tombstones written, and forgets the mutation ids accepted,
+    /// before server time `older_than_ms`, for every user.
+    ///
+    /// Contract: each user whose tombstones were dropped has a purge watermark
+    /// at least the highest dropped `seq`; returns how many records (tombstones
+    /// plus mutation ids) were removed. Live notes are never dropped.
+    async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError>;
+}
+
+/// The feed-position bookkeeping of one user: what the stores keep besides
+/// the notes themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct UserHead {
+    /// The last `seq` handed out (0 if none).
+    pub last_seq: u64,
+    /// Every tombstone with a `seq` up to this one may have been purged.
+    pub purge_watermark: u64,
+}
+
+impl UserHead {
+    /// Whether a replica at `checkpoint` must download everything again.
+    pub fn needs_resync(&self, checkpoint: Checkpoint) -> bool {
+        checkpoint.0 > 0 && (checkpoint.0 < self.purge_watermark || checkpoint.0 > self.last_seq)
+    }
+}

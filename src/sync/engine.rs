@@ -1,0 +1,463 @@
+//! The client's sync state machine: it decides when to push, when to pull,
+//! when to wait and what status to show. It does no I/O and reads no clock:
+//! the driver feeds it [`Event`]s with the current time and asks
+//! [`SyncMachine::next_action`] what to do.
+//!
+//! ```text
+//!            local edit / poke / online / poll due
+//!   ┌──────┐ ─────────────────────────────────────▶ ┌──────────────┐
+//!   │ Idle │                                        │ Push*, Pull* │
+//!   └──────┘ ◀──────────── all done ─────────────── └──────────────┘
+//!      ▲                                              │ failure
+//!      │ retry time reached                           ▼
+//!      └──────────────────────────────────────── ┌─────────┐
+//!                                                 │ Backoff │ (offline: waits for `online`)
+//!                                                 └─────────┘
+//! ```
+//!
+//! Invariants:
+//! - local changes are pushed before pulling, so a pull brings back the
+//!   server's merge of them;
+//! - after a failure nothing is attempted before the backoff delay (capped
+//!   exponential, with jitter from the driver), except that coming back
+//!   online retries at once;
+//! - the status is always one of offline / syncing / synced / error, and
+//!   "synced" is shown only when nothing is pending and the last pull
+//!   reached the end of the feed.
+
+use serde::{Deserialize, Serialize};
+
+/// Timing of the machine, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How often to pull when nothing else triggers a pull.
+    pub poll_every_ms: u64,
+    /// First retry delay after a failure.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            poll_every_ms: 30_000,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
+    }
+}
+
+/// Something that happened, as the driver reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The outbox gained or changed entries.
+    LocalChange,
+    /// The server said the feed moved, or a person asked to sync now.
+    Poke,
+    /// The browser went online or offline.
+    Connectivity { online: bool },
+    /// A push finished; `more` says whether pushable entries remain.
+    Pushed { more: bool },
+    /// A pull page was applied; `more` says whether the feed has more now.
+    Pulled { more: bool, entries: u32 },
+    /// The server wants a full re-download; the driver reset the checkpoint.
+    ResyncStarted,
+    /// A request failed. `retryable` is false for errors that no retry can
+    /// cure (the server refuses this protocol version, say). `jitter` is a
+    /// random number in 0..=1000 chosen by the driver.
+    Failed {
+        message: String,
+        retryable: bool,
+        offline: bool,
+        jitter: u32,
+    },
+    /// The number of pending changes in the outbox.
+    PendingCount(u32),
+}
+
+/// What the driver should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Push,
+    Pull,
+    /// Wait for an event, or until this time, whichever comes first.
+    WaitUntil(u64),
+    /// Wait for an event (offline: nothing to do until connectivity returns).
+    WaitForEvent,
+}
+
+/// The status a person sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SyncState {
+    Offline,
+    Syncing,
+    Synced,
+    Error { message: String },
+}
+
+/// The full status line: state, pending changes, last full sync, progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    pub state: SyncState,
+    pub pending: u32,
+    /// When the replica last matched the server (Unix ms).
+    pub last_synced_at: Option<u64>,
+    /// Entries downloaded in the current run of pulls (large initial syncs).
+    pub downloaded: u32,
+    /// When the next retry happens, while backing off.
+    pub retry_at: Option<u64>,
+}
+
+/// The state machine.
+#[derive(Debug, Clone)]
+pub struct SyncMachine {
+    timing: Timing,
+    online: bool,
+    push_needed: bool,
+    pull_needed: bool,
+    failures: u32,
+    retry_at: Option<u64>,
+    next_poll_at: u64,
+    state: SyncState,
+    pending: u32,
+    last_synced_at: Option<u64>,
+    downloaded: u32,
+}
+
+impl SyncMachine {
+    /// A machine that starts by pushing whatever is pending, then pulling.
+    pub fn new(timing: Timing, online: bool) -> Self {
+        Self {
+            timing,
+            online,
+            push_needed: true,
+            pull_needed: true,
+            failures: 0,
+            retry_at: None,
+            next_poll_at: 0,
+            state: if online {
+                SyncState::Syncing
+            } else {
+                SyncState::Offline
+            },
+            pending: 0,
+            last_synced_at: None,
+            downloaded: 0,
+        }
+    }
+
+    /// Feeds one event that happened at `now`.
+    pub fn handle(&mut self, event: Event, now: u64) {
+        match event {
+            Event::LocalChange => self.push_needed = true,
+            Event::Poke => self.pull_needed = true,
+            Event::Connectivity { online } => {
+                self.online = online;
+                if online {
+                    // Coming back is the best moment to retry: do it at once.
+                    self.retry_at = None;
+                    self.failures = 0;
+                    self.push_needed = true;
+                    self.pull_needed = true;
+                } else {
+                    self.state = SyncState::Offline;
+                }
+            }
+            Event::Pushed { more } => {
+                self.recovered();
+                self.push_needed = more;
+                self.pull_needed = true;
+            }
+            Event::Pulled { more, entries } => {
+                self.recovered();
+                self.downloaded = self.downloaded.saturating_add(entries);
+                self.pull_needed = more;
+                self.next_poll_at = now.saturating_add(self.timing.poll_every_ms);
+                if !more && !self.push_needed && self.pending == 0 {
+                    self.last_synced_at = Some(now);
+                }
+            }
+            Event::ResyncStarted => {
+                self.pull_needed = true;
+                self.downloaded = 0;
+            }
+            Event::Failed {
+                message,
+                retryable,
+                offline,
+                jitter,
+            } => {
+                self.failures = self.failures.saturating_add(1);
+                let delay = self.backoff_delay(jitter, retryable);
+                self.retry_at = Some(now.saturating_add(delay));
+                self.state = if offline {
+                    SyncState::Offline
+                } else {
+                    SyncState::Error { message }
+                };
+            }
+            Event::PendingCount(n) => self.pending = n,
+        }
+    }
+
+    fn recovered(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+        if !matches!(self.state, SyncState::Syncing) {
+            self.state = SyncState::Syncing;
+        }
+    }
+
+    /// Capped exponential backoff with up to 50% jitter; errors no retry can
+    /// cure wait the longest delay.
+    fn backoff_delay(&self, jitter: u32, retryable: bool) -> u64 {
+        let max = self.timing.backoff_max_ms;
+        let base = if retryable {
+            let exp = self.failures.saturating_sub(1).min(16);
+            self.timing
+                .backoff_base_ms
+                .saturating_mul(1u64 << exp)
+                .min(max)
+        } else {
+            max
+        };
+        let spread = base / 2 * u64::from(jitter.min(1000)) / 1000;
+        (base / 2 + spread).max(1).min(max)
+    }
+
+    /// What to do next at `now`.
+    pub fn next_action(&mut self, now: u64) -> Action {
+        if !self.online {
+            self.state = SyncState::Offline;
+            return Action::WaitForEvent;
+        }
+        if let Some(at) = self.retry_at {
+            if now < at {
+                return Action::WaitUntil(at);
+            }
+            self.retry_at = None;
+        }
+        if now >= self.next_poll_at && self.failures == 0 {
+            self.pull_needed = true;
+        }
+        if self.push_needed {
+            self.state = SyncState::Syncing;
+            return Action::Push;
+        }
+        if self.pull_needed {
+            self.state = SyncState::Syncing;
+            return Action::Pull;
+        }
+        if self.failures == 0 {
+            self.state = if self.pending == 0 {
+                SyncState::Synced
+            } else {
+                // Only refused changes remain: they need the person.
+                SyncState::Error {
+                    message: format!(
+                        "{} change(s) could not be synced; edit them to try again",
+                        self.pending
+                    ),
+                }
+            };
+            self.downloaded = 0;
+        }
+        Action::WaitUntil(self.next_poll_at.max(now.saturating_add(1)))
+    }
+
+    /// The status to show.
+    pub fn status(&self) -> SyncStatus {
+        SyncStatus {
+            state: self.state.clone(),
+            pending: self.pending,
+            last_synced_at: self.last_synced_at,
+            downloaded: self.downloaded,
+            retry_at: self.retry_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn timing() -> Timing {
+        Timing {
+            poll_every_ms: 10_000,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
+    }
+
+    fn fail(retryable: bool, offline: bool) -> Event {
+        Event::Failed {
+            message: "boom".into(),
+            retryable,
+            offline,
+            jitter: 500,
+        }
+    }
+
+    #[test]
+    fn starts_by_pushing_then_pulling_then_idles_as_synced() {
+        let mut m = SyncMachine::new(timing(), true);
+        assert_eq!(m.next_action(0), Action::Push);
+        m.handle(Event::Pushed { more: false }, 1);
+        assert_eq!(m.next_action(1), Action::Pull);
+        m.handle(
+            Event::Pulled {
+                more: false,
+                entries: 3,
+            },
+            2,
+        );
+        assert_eq!(m.next_action(2), Action::WaitUntil(10_002));
+        assert_eq!(m.status().state, SyncState::Synced);
+        assert_eq!(m.status().last_synced_at, Some(2));
+    }
+
+    #[test]
+    fn pages_are_pulled_until_the_feed_ends() {
+        let mut m = SyncMachine::new(timing(), true);
+        m.handle(Event::Pushed { more: false }, 0);
+        for i in 0..3 {
+            assert_eq!(m.next_action(i), Action::Pull);
+            m.handle(
+                Event::Pulled {
+                    more: true,
+                    entries: 1000,
+                },
+                i,
+            );
+            assert_eq!(m.status().state, SyncState::Syncing);
+        }
+        assert_eq!(m.status().downloaded, 3000);
+        m.handle(
+            Event::Pulled {
+                more: false,
+                entries: 10,
+            },
+            5,
+        );
+        assert!(matches!(m.next_action(5), Action::WaitUntil(_)));
+        assert_eq!(m.status().state, SyncState::Synced);
+    }
+
+    #[test]
+    fn local_changes_push_before_pulling() {
+        let mut m = SyncMachine::new(timing(), true);
+        m.handle(Event::Pushed { more: false }, 0);
+        m.handle(Event::LocalChange, 0);
+        assert_eq!(m.next_action(0), Action::Push);
+    }
+
+    #[test]
+    fn poll_and_poke_trigger_pulls() {
+        let mut m = SyncMachine::new(timing(), true);
+        m.handle(Event::Pushed { more: false }, 0);
+        m.handle(
+            Event::Pulled {
+                more: false,
+                entries: 0,
+            },
+            0,
+        );
+        assert_eq!(m.next_action(5), Action::WaitUntil(10_000));
+        m.handle(Event::Poke, 6);
+        assert_eq!(m.next_action(6), Action::Pull);
+        m.handle(
+            Event::Pulled {
+                more: false,
+                entries: 0,
+            },
+            7,
+        );
+        assert_eq!(m.next_action(10_007), Action::Pull);
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_with_a_cap() {
+        let mut m = SyncMachine::new(timing(), true);
+        let mut delays = Vec::new();
+        let mut now = 0;
+        for _ in 0..10 {
+            assert!(matches!(m.next_action(now), Action::Push | Action::Pull));
+            m.handle(fail(true, false), now);
+            let Action::WaitUntil(at) = m.next_action(now) else {
+                panic!("must wait after a failure");
+            };
+            delays.push(at - now);
+            now = at;
+        }
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+        assert!(delays.iter().all(|d| *d <= 60_000));
+        assert_eq!(*delays.last().expect("ten delays"), 45_000);
+        assert!(matches!(m.status().state, SyncState::Error { .. }));
+    }
+
+    #[test]
+    fn going_offline_waits_and_coming_back_retries_at_once() {
+        let mut m = SyncMachine::new(timing(), true);
+        m.handle(fail(true, true), 0);
+        assert_eq!(m.status().state, SyncState::Offline);
+        m.handle(Event::Connectivity { online: false }, 1);
+        assert_eq!(m.next_action(2), Action::WaitForEvent);
+        m.handle(Event::Connectivity { online: true }, 3);
+        assert_eq!(m.next_action(3), Action::Push);
+    }
+
+    #[test]
+    fn refused_changes_show_as_an_error_not_as_synced() {
+        let mut m = SyncMachine::new(timing(), true);
+        m.handle(Event::PendingCount(1), 0);
+        m.handle(Event::Pushed { more: false }, 0);
+        m.handle(
+            Event::Pulled {
+                more: false,
+                entries: 0,
+            },
+            0,
+        );
+        m.next_action(0);
+        assert!(matches!(m.status().state, SyncState::Error { .. }));
+        assert_eq!(m.status().last_synced_at, None);
+    }
+
+    proptest! {
+        /// Whatever happens, the machine never asks to act before a retry
+        /// time it announced, and never acts while offline.
+        #[test]
+        fn never_acts_early_or_offline(events in proptest::collection::vec(0u8..8, 1..60)) {
+            let mut m = SyncMachine::new(timing(), true);
+            let mut now = 0u64;
+            for e in events {
+                now += 700;
+                let event = match e {
+                    0 => Event::LocalChange,
+                    1 => Event::Poke,
+                    2 => Event::Connectivity { online: false },
+                    3 => Event::Connectivity { online: true },
+                    4 => Event::Pushed { more: false },
+                    5 => Event::Pulled { more: e % 2 == 0, entries: 1 },
+                    6 => fail(true, false),
+                    _ => fail(false, false),
+                };
+                m.handle(event, now);
+                let retry_at = m.status().retry_at;
+                let action = m.next_action(now);
+                if let (Some(at), true) = (retry_at, m.online) {
+                    if now < at {
+                        prop_assert_eq!(action, Action::WaitUntil(at));
+                    }
+                }
+                if !m.online {
+                    prop_assert_eq!(action, Action::WaitForEvent);
+                    prop_assert_eq!(m.status().state, SyncState::Offline);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The one native integration-test binary (DESIGN §10): the store contract
+//! suite against every store, and the server functions over HTTP.
+
+mod http;
+mod store_contract;

@@ -1,0 +1,179 @@
+//! The [`SyncStore`] contract suite against every store, plus what only a
+//! persistent store promises: data survives closing and reopening it.
+
+use async_trait::async_trait;
+use tempfile::TempDir;
+
+use notesync::domain::UserId;
+use notesync::server::embedded::EmbeddedStore;
+use notesync::store::contract::{self, create, delete, edit, feed, user, NOW};
+use notesync::store::{MemoryStore, StoreError, SyncStore};
+use notesync::sync::merge::Strategy;
+use notesync::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
+
+/// An embedded store in its own temporary directory, removed on drop.
+struct TempEmbedded {
+    store: EmbeddedStore,
+    _dir: TempDir,
+}
+
+impl TempEmbedded {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = EmbeddedStore::open(dir.path()).expect("store opens");
+        Self { store, _dir: dir }
+    }
+}
+
+#[async_trait]
+impl SyncStore for TempEmbedded {
+    async fn apply_batch(
+        &self,
+        user: &UserId,
+        changes: &[Change],
+        strategy: Strategy,
+        now_ms: u64,
+    ) -> Result<Vec<ChangeResult>, StoreError> {
+        self.store
+            .apply_batch(user, changes, strategy, now_ms)
+            .await
+    }
+
+    async fn changes_since(
+        &self,
+        user: &UserId,
+        checkpoint: Checkpoint,
+        limit: u32,
+    ) -> Result<PullResponse, StoreError> {
+        self.store.changes_since(user, checkpoint, limit).await
+    }
+
+    async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError> {
+        self.store.purge_expired(older_than_ms).await
+    }
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    contract::run_all(&|| Box::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_contract() {
+    contract::run_all(&|| Box::new(TempEmbedded::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_everything_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let alice = user("alice");
+    let (before, last_seq) = {
+        let store = EmbeddedStore::open(dir.path()).expect("store opens");
+        let changes = [
+            create(1, 1, "kept"),
+            create(2, 2, "doomed"),
+            create(3, 3, "old"),
+        ];
+        store
+            .apply_batch(&alice, &changes, Strategy::Merge, NOW)
+            .await
+            .expect("apply");
+        store
+            .apply_batch(&alice, &[delete(4, 2, 1)], Strategy::Merge, NOW)
+            .await
+            .expect("apply");
+        store.purge_expired(NOW + 1).await.expect("purge");
+        store
+            .apply_batch(
+                &alice,
+                &[edit(5, 1, 1, Some("kept"), "kept, edited")],
+                Strategy::Merge,
+                NOW + 2,
+            )
+            .await
+            .expect("apply");
+        let entries = feed(&store, &alice, 0).await;
+        let last = entries.last().expect("entries").seq;
+        (entries, last)
+    };
+    let store = EmbeddedStore::open(dir.path()).expect("store reopens");
+    assert_eq!(feed(&store, &alice, 0).await, before, "the feed survived");
+    let again = store
+        .apply_batch(
+            &alice,
+            &[edit(5, 1, 1, Some("kept"), "kept, edited")],
+            Strategy::Merge,
+            NOW + 3,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        again,
+        vec![ChangeResult::Duplicate],
+        "mutation ids survived"
+    );
+    let next = store
+        .apply_batch(&alice, &[create(6, 6, "new")], Strategy::Merge, NOW + 3)
+        .await
+        .expect("apply");
+    assert!(
+        matches!(next[0], ChangeResult::Applied { seq, .. } if seq > last_seq),
+        "seqs keep increasing: {next:?}"
+    );
+    let stale = store
+        .changes_since(&alice, Checkpoint(1), 10)
+        .await
+        .expect("pull");
+    assert_eq!(
+        stale,
+        PullResponse::ResyncRequired,
+        "the purge watermark survived"
+    );
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_file_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let _first = EmbeddedStore::open(dir.path()).expect("store opens");
+    let second = EmbeddedStore::open(dir.path());
+    assert!(
+        matches!(second, Err(StoreError::Unavailable(_))),
+        "{second:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_get_distinct_seqs_and_a_contiguous_feed() {
+    let store = std::sync::Arc::new(TempEmbedded::new());
+    let alice = user("alice");
+    let mut tasks = Vec::new();
+    for writer in 0..8u8 {
+        let store = std::sync::Arc::clone(&store);
+        let alice = alice.clone();
+        tasks.push(tokio::spawn(async move {
+            let changes: Vec<Change> = (0..5u8)
+                .map(|i| {
+                    let n = writer * 5 + i;
+                    create(u32::from(n) + 1, n + 1, "x")
+                })
+                .collect();
+            store
+                .apply_batch(&alice, &changes, Strategy::Merge, NOW)
+                .await
+                .expect("apply")
+        }));
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        for result in task.await.expect("task") {
+            match result {
+                ChangeResult::Applied { seq, .. } => seqs.push(seq),
+                other => panic!("expected applied, got {other:?}"),
+            }
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=40).collect::<Vec<u64>>());
+    let entries = feed(&*store, &alice, 0).await;
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
+}
