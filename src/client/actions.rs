@@ -141,6 +141,9 @@ impl Page {
         }
         match self.write(&note).await {
             Ok(()) => {
+                // The next edit without a pending change continues from what
+                // this page just stored, not from what it first read.
+                self.bases.borrow_mut().insert(id, note.clone());
                 if self.current(id).as_ref() == Some(&note) {
                     self.dirty.borrow_mut().remove(&id);
                     journal::remove(id);

@@ -15,10 +15,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::JsValue;
 
-use crate::domain::{ClientId, MutationId, Note, NoteId, Revision};
+use crate::domain::{ClientId, MutationId, Note, NoteId};
 use crate::sync::driver::{PortError, ReplicaStore};
 use crate::sync::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
-use crate::sync::replica::{acknowledge, apply_entry, is_newer, AckDecision, EntryDecision};
+use crate::sync::replica::{
+    acknowledge, apply_entry, edit_base, is_newer, AckDecision, EntryDecision,
+};
 use crate::sync::{coalesce, Edit, PendingChange, PendingOp};
 
 pub const DB_NAME: &str = "notesync";
@@ -247,11 +249,7 @@ impl LocalDb {
         let stored: Option<Note> = notes.get(key.clone()).await?.map(from_js).transpose()?;
         let existing: Option<PendingChange> = outbox.get(key).await?.map(from_js).transpose()?;
 
-        let (base_rev, base) = match base.or(stored.as_ref()) {
-            Some(b) if b.rev != Revision::NEW && !b.deleted => (b.rev, Some(b.draft())),
-            Some(b) => (b.rev, None),
-            None => (Revision::NEW, None),
-        };
+        let (base_rev, base) = edit_base(base.or(stored.as_ref()));
         let mut to_store = note.clone();
         if let Some(s) = &stored {
             // The server revision is the database's to know, not the page's.

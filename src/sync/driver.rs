@@ -9,6 +9,16 @@
 //! so the browser worker (IndexedDB, fetch, gloo-timers) and the native
 //! simulation tests (in-memory replica, the real server service) run the
 //! very same code.
+//!
+//! Invariant: a mutation id is never sent with two different contents. When a
+//! push fails after it may have reached the server, the driver remembers each
+//! change exactly as it was sent ("in doubt") and resends exactly that until
+//! the server answers; edits folded into the entry meanwhile are pushed after
+//! it, as a new mutation rebased by [`replica::acknowledge`](super::replica::acknowledge).
+//! Otherwise a retry of the same mutation id carrying newer text would be
+//! answered `Duplicate` (the older text was applied) and the newer text lost.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
@@ -19,7 +29,7 @@ use super::protocol::{
     PROTOCOL_VERSION,
 };
 use super::replica::{change_for, next_batch};
-use crate::domain::{ClientId, MutationId, LIMITS};
+use crate::domain::{ClientId, MutationId, NoteId, LIMITS};
 
 /// A failure of a port, as the driver needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +124,8 @@ pub struct Driver<'a, S, T, H> {
     last_status: Option<SyncStatus>,
     /// The outbox changed since the pending count was last read.
     recount: bool,
+    /// Entries, as sent, whose push may or may not have been applied.
+    in_doubt: BTreeMap<NoteId, PendingChange>,
 }
 
 impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
@@ -127,6 +139,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             machine,
             last_status: None,
             recount: true,
+            in_doubt: BTreeMap::new(),
         }
     }
 
@@ -214,7 +227,19 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
     async fn try_push(&mut self) -> Result<(), PortError> {
         let outbox = self.store.outbox().await?;
         let max = self.config.push_batch.clamp(1, LIMITS.max_batch_changes);
-        let batch = next_batch(outbox, max);
+        self.in_doubt.retain(|id, sent| {
+            outbox
+                .iter()
+                .any(|p| p.note_id == *id && p.mutation_id == sent.mutation_id)
+        });
+        let batch: Vec<PendingChange> = next_batch(outbox, max)
+            .into_iter()
+            .map(|p| match self.in_doubt.get(&p.note_id) {
+                // Same mutation id: resend exactly what may have been applied.
+                Some(sent) => sent.clone(),
+                None => p,
+            })
+            .collect();
         if batch.is_empty() {
             self.count_pending().await?;
             self.handle(Event::Pushed { more: false });
@@ -228,6 +253,9 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                 .map(|p| change_for(p, self.config.client_id))
                 .collect(),
         };
+        for p in &batch {
+            self.in_doubt.insert(p.note_id, p.clone());
+        }
         let response = self.transport.push(request).await?;
         if response.results.len() != batch.len() {
             return Err(PortError {
@@ -242,6 +270,9 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             .map(|_| self.host.fresh_mutation_id())
             .collect();
         self.store.settle(&batch, &response.results, &fresh).await?;
+        for p in &batch {
+            self.in_doubt.remove(&p.note_id);
+        }
         let pushable = self.count_pending().await?;
         self.handle(Event::Pushed { more: pushable > 0 });
         Ok(())

@@ -171,6 +171,7 @@ pub fn resolve(
     client: &Version,
 ) -> Resolution {
     let empty = NoteDraft::default();
+    let known_base = base.is_some();
     let base = base.unwrap_or(&empty);
     let server_is_later = server.hlc >= client.hlc;
     let (later, earlier) = if server_is_later {
@@ -179,7 +180,7 @@ pub fn resolve(
         (client, server)
     };
     match strategy {
-        Strategy::Merge => merge_versions(base, server, client, server_is_later),
+        Strategy::Merge => merge_versions(base, known_base, server, client, server_is_later),
         Strategy::ServerWins => keep_winner(base, server, client),
         Strategy::ClientWins => keep_winner(base, client, server),
         Strategy::Lww => keep_winner(base, later, earlier),
@@ -201,12 +202,21 @@ fn keep_winner(base: &NoteDraft, winner: &Version, loser: &Version) -> Resolutio
 /// [`Strategy::Merge`]: the server's copy is `ours`, the client's `theirs`.
 fn merge_versions(
     base: &NoteDraft,
+    known_base: bool,
     server: &Version,
     client: &Version,
     server_is_later: bool,
 ) -> Resolution {
     let (ours, theirs) = match (&server.content, &client.content) {
         (None, None) => {
+            return Resolution {
+                content: None,
+                conflicted: false,
+            }
+        }
+        // The deleter saw exactly this text (it is their base): the delete
+        // is what they meant, and no one's text is lost.
+        (Some(kept), None) | (None, Some(kept)) if known_base && kept == base => {
             return Resolution {
                 content: None,
                 conflicted: false,
@@ -423,6 +433,32 @@ mod tests {
     }
 
     #[test]
+    fn merge_lets_a_delete_win_over_the_very_text_its_author_saw() {
+        let base = draft("t", BASE, &[]);
+        for (server, client) in [
+            (version(Some(base.clone()), 20, 1), version(None, 30, 2)),
+            (version(None, 30, 1), version(Some(base.clone()), 20, 2)),
+        ] {
+            let got = resolve(Strategy::Merge, Some(&base), &server, &client);
+            assert_eq!(
+                got,
+                Resolution {
+                    content: None,
+                    conflicted: false,
+                }
+            );
+        }
+        // Without a known base the text may be unseen: it is kept and flagged.
+        let got = resolve(
+            Strategy::Merge,
+            None,
+            &version(Some(base.clone()), 20, 1),
+            &version(None, 30, 2),
+        );
+        assert!(got.content.is_some() && got.conflicted);
+    }
+
+    #[test]
     fn merge_of_two_deletes_stays_deleted() {
         let base = draft("t", BASE, &[]);
         let got = resolve(
@@ -616,14 +652,19 @@ mod tests {
         }
 
         #[test]
-        fn merge_strategy_never_deletes_existing_content(
+        fn merge_strategy_never_deletes_changed_content(
             base in prop::option::of(text()),
             server in side(),
             client in side(),
         ) {
             let base = base.map(|body| draft("", &body, &[]));
             let got = resolve(Strategy::Merge, base.as_ref(), &server, &client);
-            if server.content.is_some() || client.content.is_some() {
+            // Content anyone changed since the base is never deleted; a delete
+            // wins only over the very text its author saw.
+            let changed = |side: &Version| {
+                side.content.is_some() && side.content.as_ref() != base.as_ref()
+            };
+            if changed(&server) || changed(&client) {
                 prop_assert!(got.content.is_some());
             }
         }

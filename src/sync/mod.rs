@@ -9,6 +9,7 @@ pub mod apply;
 pub mod driver;
 pub mod engine;
 pub mod hlc;
+pub mod memory_replica;
 pub mod merge;
 pub mod outbox;
 pub mod protocol;

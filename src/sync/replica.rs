@@ -7,9 +7,12 @@
 //!   push is merged by the server against what the server already has;
 //! - a pulled entry never overwrites a note with a pending change: the local
 //!   text wins locally until its push is merged on the server and pulled back;
-//! - a refused change stays in the outbox, marked, so its text survives.
+//! - a refused change stays in the outbox, marked, so its text survives;
+//! - an edit of a note with no pending change is based on the stored copy,
+//!   content included, even before the replica pulled the note's first
+//!   revision (see [`edit_base`]).
 
-use crate::domain::{ClientId, MutationId, Note, Revision};
+use crate::domain::{ClientId, MutationId, Note, NoteDraft, Revision};
 
 use super::hlc::Hlc;
 use super::outbox::PendingChange;
@@ -91,6 +94,24 @@ pub fn acknowledge(
                 ..current.clone()
             }))
         }
+    }
+}
+
+/// The revision and content a local edit starts from when the note has no
+/// pending change: the stored copy (`None` if the replica has no copy).
+///
+/// The content is the base even at [`Revision::NEW`]: a stored note that is
+/// new to this replica and has no pending change was acknowledged by the
+/// server (only an acknowledgement empties its outbox entry), so the server's
+/// history holds that text. Sending no base there would make the server merge
+/// the next edit against an empty text, and a person typing on right after
+/// their new note was pushed, before it was pulled back, would conflict with
+/// themselves. A tombstone has no content to merge against.
+pub fn edit_base(stored: Option<&Note>) -> (Revision, Option<NoteDraft>) {
+    match stored {
+        Some(note) if !note.deleted => (note.rev, Some(note.draft())),
+        Some(note) => (note.rev, None),
+        None => (Revision::NEW, None),
     }
 }
 
@@ -263,6 +284,20 @@ mod tests {
             EntryDecision::KeepLocal
         );
         assert_eq!(apply_entry(&entry, None), EntryDecision::Store(note));
+    }
+
+    #[test]
+    fn an_edit_is_based_on_the_stored_copy_even_before_its_first_pull() {
+        assert_eq!(edit_base(None), (Revision::NEW, None));
+        let mut note = Note::new(note_id(), 1).with_draft(draft("pushed"), 2);
+        assert_eq!(
+            edit_base(Some(&note)),
+            (Revision::NEW, Some(draft("pushed")))
+        );
+        note.rev = Revision(4);
+        assert_eq!(edit_base(Some(&note)), (Revision(4), Some(draft("pushed"))));
+        let gone = note.tombstone(3);
+        assert_eq!(edit_base(Some(&gone)), (Revision(4), None));
     }
 
     #[test]

@@ -2,4 +2,5 @@
 //! suite against every store, and the server functions over HTTP.
 
 mod http;
+mod simulation;
 mod store_contract;

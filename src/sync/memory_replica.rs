@@ -1,0 +1,362 @@
+//! An in-memory replica: the [`ReplicaStore`] the native simulation runs
+//! many of in one process, with the browser's IndexedDB semantics
+//! (`client::db::LocalDb`) and nothing else.
+//!
+//! Invariants (the same as the browser's database):
+//! - at most one outbox entry per note, and a local edit writes the note and
+//!   its coalesced outbox entry together;
+//! - an edit is based on the stored copy when the note has no pending change,
+//!   by [`replica::edit_base`](super::replica::edit_base) (a tombstone has no
+//!   base content);
+//! - [`ReplicaStore::settle`] and [`ReplicaStore::apply_page`] are atomic: no
+//!   `await` happens while they change the maps, and each decision is the
+//!   pure rule of [`replica`](super::replica);
+//! - a pulled entry never replaces a newer stored revision nor a note with a
+//!   pending change; its conflict record replaces (or clears) the note's.
+//!
+//! It is `!Send` (`RefCell`/`Cell`), like the browser's handle.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use super::driver::{PortError, ReplicaStore};
+use super::outbox::{coalesce, Edit, PendingChange, PendingOp};
+use super::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
+use super::replica::{acknowledge, apply_entry, edit_base, is_newer, AckDecision, EntryDecision};
+use crate::domain::{DomainError, MutationId, Note, NoteDraft, NoteId};
+
+/// A recorded conflict: both sides, for the compare view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryConflict {
+    pub sides: ConflictSides,
+    /// The feed position at which the conflict was recorded.
+    pub seq: u64,
+}
+
+/// One replica's notes, outbox, conflicts and checkpoint, in memory.
+#[derive(Debug, Default)]
+pub struct MemoryReplica {
+    notes: RefCell<BTreeMap<NoteId, Note>>,
+    outbox: RefCell<BTreeMap<NoteId, PendingChange>>,
+    conflicts: RefCell<BTreeMap<NoteId, MemoryConflict>>,
+    checkpoint: Cell<Checkpoint>,
+}
+
+impl MemoryReplica {
+    /// An empty replica at the start of the feed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Saves a local edit of `id` to `draft` at `now_ms`, creating the note if
+    /// this replica does not hold it (an edit of a tombstone brings the note
+    /// back). `mutation_id` is used only if the edit starts a pending change.
+    pub fn edit(
+        &self,
+        id: NoteId,
+        draft: NoteDraft,
+        now_ms: u64,
+        mutation_id: MutationId,
+    ) -> Result<(), DomainError> {
+        let draft = draft.revalidate()?;
+        let stored = self.note(id);
+        let note = match &stored {
+            Some(s) => Note {
+                deleted: false,
+                ..s.with_draft(draft, now_ms)
+            },
+            None => Note::new(id, now_ms).with_draft(draft, now_ms),
+        };
+        self.save(note, stored, now_ms, mutation_id);
+        Ok(())
+    }
+
+    /// Deletes `id` locally at `now_ms` (a tombstone plus a pending delete).
+    /// Returns whether there was a live note to delete.
+    pub fn delete(&self, id: NoteId, now_ms: u64, mutation_id: MutationId) -> bool {
+        let Some(stored) = self.note(id).filter(|n| !n.deleted) else {
+            return false;
+        };
+        let note = stored.tombstone(now_ms);
+        self.save(note, Some(stored), now_ms, mutation_id);
+        true
+    }
+
+    /// `LocalDb::save_edit` with the stored copy as the base.
+    fn save(&self, note: Note, stored: Option<Note>, at_ms: u64, mutation_id: MutationId) {
+        let (base_rev, base) = edit_base(stored.as_ref());
+        let mut to_store = note;
+        if let Some(s) = &stored {
+            // The server revision is the store's to know, not the editor's.
+            to_store.rev = s.rev;
+            to_store.created_at = s.created_at;
+        }
+        let op = if to_store.deleted {
+            PendingOp::Delete
+        } else {
+            PendingOp::Upsert(to_store.draft())
+        };
+        let mut outbox = self.outbox.borrow_mut();
+        let existing = outbox.remove(&to_store.id);
+        let pending = coalesce(
+            existing,
+            Edit {
+                note_id: to_store.id,
+                mutation_id,
+                base_rev,
+                base,
+                op,
+                at_ms,
+                created_at: to_store.created_at,
+            },
+        );
+        outbox.insert(to_store.id, pending);
+        self.notes.borrow_mut().insert(to_store.id, to_store);
+    }
+
+    /// One note, tombstones included.
+    pub fn note(&self, id: NoteId) -> Option<Note> {
+        self.notes.borrow().get(&id).cloned()
+    }
+
+    /// Every note, tombstones included, in id order.
+    pub fn notes(&self) -> Vec<Note> {
+        self.notes.borrow().values().cloned().collect()
+    }
+
+    /// The notes a person sees: tombstones left out.
+    pub fn live_notes(&self) -> Vec<Note> {
+        self.notes
+            .borrow()
+            .values()
+            .filter(|n| !n.deleted)
+            .cloned()
+            .collect()
+    }
+
+    /// Every outbox entry, in note-id order.
+    pub fn pending(&self) -> Vec<PendingChange> {
+        self.outbox.borrow().values().cloned().collect()
+    }
+
+    /// Every recorded conflict.
+    pub fn conflicts(&self) -> BTreeMap<NoteId, MemoryConflict> {
+        self.conflicts.borrow().clone()
+    }
+
+    /// The stored checkpoint.
+    pub fn stored_checkpoint(&self) -> Checkpoint {
+        self.checkpoint.get()
+    }
+}
+
+#[async_trait(?Send)]
+impl ReplicaStore for MemoryReplica {
+    async fn checkpoint(&self) -> Result<Checkpoint, PortError> {
+        Ok(self.checkpoint.get())
+    }
+
+    async fn outbox(&self) -> Result<Vec<PendingChange>, PortError> {
+        Ok(self.pending())
+    }
+
+    async fn settle(
+        &self,
+        sent: &[PendingChange],
+        results: &[ChangeResult],
+        fresh_ids: &[MutationId],
+    ) -> Result<(), PortError> {
+        let mut outbox = self.outbox.borrow_mut();
+        for ((sent, result), fresh) in sent.iter().zip(results).zip(fresh_ids) {
+            let Some(current) = outbox.get(&sent.note_id) else {
+                continue;
+            };
+            match acknowledge(current, sent, result, *fresh) {
+                AckDecision::Remove => {
+                    outbox.remove(&sent.note_id);
+                }
+                AckDecision::Keep(kept) => {
+                    outbox.insert(sent.note_id, *kept);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_page(
+        &self,
+        entries: &[FeedEntry],
+        checkpoint: Checkpoint,
+    ) -> Result<(), PortError> {
+        let outbox = self.outbox.borrow();
+        let mut notes = self.notes.borrow_mut();
+        let mut conflicts = self.conflicts.borrow_mut();
+        for entry in entries {
+            let id = entry.note.id;
+            if let EntryDecision::Store(note) = apply_entry(entry, outbox.get(&id)) {
+                if is_newer(notes.get(&id).map(|s| s.rev), note.rev) {
+                    notes.insert(id, note);
+                }
+            }
+            match &entry.conflict {
+                Some(sides) => {
+                    conflicts.insert(
+                        id,
+                        MemoryConflict {
+                            sides: sides.clone(),
+                            seq: entry.seq,
+                        },
+                    );
+                }
+                None => {
+                    conflicts.remove(&id);
+                }
+            }
+        }
+        self.checkpoint.set(checkpoint);
+        Ok(())
+    }
+
+    async fn reset_checkpoint(&self) -> Result<(), PortError> {
+        self.checkpoint.set(Checkpoint::default());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Revision;
+    use crate::sync::protocol::ChangeOp;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    fn id(n: u8) -> NoteId {
+        NoteId::new(100 + u64::from(n), [n; 10])
+    }
+
+    fn mid(n: u8) -> MutationId {
+        MutationId::new(200 + u64::from(n), [n; 10])
+    }
+
+    fn draft(body: &str) -> NoteDraft {
+        NoteDraft {
+            title: "t".into(),
+            body: body.into(),
+            tags: vec![],
+        }
+    }
+
+    fn server_note(n: u8, rev: u64, body: &str) -> Note {
+        Note {
+            rev: Revision(rev),
+            ..Note::new(id(n), 1).with_draft(draft(body), 1)
+        }
+    }
+
+    fn entry(seq: u64, note: Note) -> FeedEntry {
+        FeedEntry {
+            seq,
+            note,
+            conflict: None,
+        }
+    }
+
+    #[test]
+    fn edits_coalesce_into_one_pending_change_based_on_the_stored_copy() {
+        let r = MemoryReplica::new();
+        block_on(r.apply_page(&[entry(3, server_note(1, 2, "server"))], Checkpoint(3)))
+            .expect("page");
+        r.edit(id(1), draft("a"), 10, mid(1)).expect("edit");
+        r.edit(id(1), draft("ab"), 11, mid(2)).expect("edit");
+        let pending = r.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].mutation_id, mid(1));
+        assert_eq!(pending[0].base_rev, Revision(2));
+        assert_eq!(pending[0].base, Some(draft("server")));
+        assert_eq!(pending[0].op, ChangeOp::Upsert(draft("ab")));
+        let note = r.note(id(1)).expect("stored");
+        assert_eq!((note.body.as_str(), note.rev), ("ab", Revision(2)));
+    }
+
+    #[test]
+    fn a_new_note_has_no_base_and_a_delete_is_a_tombstone() {
+        let r = MemoryReplica::new();
+        assert!(!r.delete(id(1), 5, mid(1)), "nothing to delete");
+        r.edit(id(1), draft("x"), 10, mid(2)).expect("edit");
+        assert_eq!(r.pending()[0].base_rev, Revision::NEW);
+        assert_eq!(r.pending()[0].base, None);
+        assert!(r.delete(id(1), 11, mid(3)));
+        assert_eq!(r.pending()[0].op, ChangeOp::Delete);
+        assert!(r.live_notes().is_empty());
+        assert!(r.note(id(1)).expect("tombstone").deleted);
+    }
+
+    #[test]
+    fn invalid_drafts_are_refused() {
+        let r = MemoryReplica::new();
+        let bad = NoteDraft {
+            title: "a\u{0}".into(),
+            ..draft("x")
+        };
+        assert!(r.edit(id(1), bad, 1, mid(1)).is_err());
+        assert!(r.pending().is_empty());
+    }
+
+    #[test]
+    fn settling_removes_untouched_and_keeps_edited_entries() {
+        let r = MemoryReplica::new();
+        r.edit(id(1), draft("a"), 10, mid(1)).expect("edit");
+        r.edit(id(2), draft("b"), 10, mid(2)).expect("edit");
+        let sent = r.pending();
+        r.edit(id(2), draft("bc"), 11, mid(3)).expect("edit");
+        let applied = |rev| ChangeResult::Applied {
+            rev: Revision(rev),
+            seq: rev,
+        };
+        block_on(r.settle(&sent, &[applied(1), applied(2)], &[mid(8), mid(9)])).expect("settle");
+        let pending = r.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].note_id, id(2));
+        assert_eq!(pending[0].mutation_id, mid(9));
+        assert_eq!(pending[0].base_rev, Revision(2));
+        assert_eq!(pending[0].base, Some(draft("b")));
+    }
+
+    #[test]
+    fn pulls_keep_pending_text_and_never_go_back_a_revision() {
+        let r = MemoryReplica::new();
+        block_on(r.apply_page(&[entry(5, server_note(1, 3, "new"))], Checkpoint(5))).expect("page");
+        block_on(r.apply_page(&[entry(4, server_note(1, 2, "old"))], Checkpoint(5))).expect("page");
+        assert_eq!(r.note(id(1)).expect("stored").body, "new");
+        r.edit(id(1), draft("mine"), 10, mid(1)).expect("edit");
+        block_on(r.apply_page(&[entry(6, server_note(1, 4, "theirs"))], Checkpoint(6)))
+            .expect("page");
+        assert_eq!(r.note(id(1)).expect("stored").body, "mine");
+        assert_eq!(r.stored_checkpoint(), Checkpoint(6));
+    }
+
+    #[test]
+    fn conflict_records_follow_the_feed() {
+        let r = MemoryReplica::new();
+        let sides = ConflictSides {
+            server: Some(draft("s")),
+            client: Some(draft("c")),
+        };
+        let mut conflicted = entry(2, server_note(1, 2, "s"));
+        conflicted.conflict = Some(sides.clone());
+        block_on(r.apply_page(&[conflicted], Checkpoint(2))).expect("page");
+        assert_eq!(r.conflicts()[&id(1)].sides, sides);
+        block_on(r.apply_page(&[entry(3, server_note(1, 3, "s"))], Checkpoint(3))).expect("page");
+        assert!(r.conflicts().is_empty());
+        block_on(r.reset_checkpoint()).expect("reset");
+        assert_eq!(r.stored_checkpoint(), Checkpoint(0));
+    }
+}
