@@ -17,6 +17,8 @@ test('a note created on one device appears on the other, and its delete too', as
   const title = `Shared ${Date.now()}`;
   await a.app.create(title, 'written on A');
   await a.app.expectSynced();
+  // The footer's count of waiting changes agrees with the indicator.
+  await expect(a.app.workerStatus).toContainText('0 changes waiting to sync');
 
   await b.app.syncNow();
   await expect(b.app.item(title)).toContainText('written on A');

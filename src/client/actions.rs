@@ -340,7 +340,12 @@ fn start_worker(page: &Rc<Page>) {
                     notes,
                     pending,
                 }),
-                Ok(FromWorker::Sync(status)) => state.sync.set(Some(status)),
+                Ok(FromWorker::Sync(status)) => {
+                    state.sync.set(Some(status));
+                    // The footer's counts must agree with the indicator: ask again.
+                    let _ =
+                        reply.post_message(&JsValue::from_str(&encode(&ToWorker::Ping { id: 2 })));
+                }
                 Ok(FromWorker::Failed { message }) => state.worker.set(WorkerView::Failed(message)),
                 Err(e) => state.worker.set(WorkerView::Failed(e.to_string())),
             }
