@@ -6,6 +6,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Where cargo puts what it builds (the site itself always goes to
+# $ROOT/target/site, where Leptos.toml points).
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 WASM_BINDGEN_VERSION="0.2.130" # must equal the wasm-bindgen pin in Cargo.toml
 WASM_TARGET="wasm32-unknown-unknown"
 # Extra cargo arguments for the wasm build; set by setup_toolchain.
