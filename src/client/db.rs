@@ -103,6 +103,15 @@ fn from_js<T: DeserializeOwned>(value: JsValue) -> Result<T, DbError> {
         .map_err(|e| DbError::Other(format!("a stored record is unreadable: {e}")))
 }
 
+async fn put_checkpoint(meta: &rexie::Store, checkpoint: Checkpoint) -> Result<(), DbError> {
+    let record = MetaRecord {
+        key: CHECKPOINT_KEY.to_string(),
+        value: checkpoint,
+    };
+    meta.put(&to_js(&record)?, None).await?;
+    Ok(())
+}
+
 async fn commit(tx: rexie::Transaction) -> Result<(), DbError> {
     match tx.done().await? {
         rexie::TransactionResult::Committed => Ok(()),
@@ -339,15 +348,7 @@ impl LocalDb {
         let tx = self
             .rexie
             .transaction(&[META], TransactionMode::ReadWrite)?;
-        tx.store(META)?
-            .put(
-                &to_js(&MetaRecord {
-                    key: CHECKPOINT_KEY.to_string(),
-                    value: checkpoint,
-                })?,
-                None,
-            )
-            .await?;
+        put_checkpoint(&tx.store(META)?, checkpoint).await?;
         commit(tx).await
     }
 
@@ -412,15 +413,7 @@ impl LocalDb {
                 None => conflicts.delete(key).await?,
             }
         }
-        tx.store(META)?
-            .put(
-                &to_js(&MetaRecord {
-                    key: CHECKPOINT_KEY.to_string(),
-                    value: checkpoint,
-                })?,
-                None,
-            )
-            .await?;
+        put_checkpoint(&tx.store(META)?, checkpoint).await?;
         commit(tx).await
     }
 
