@@ -113,3 +113,36 @@ test('concurrent offline edits: different lines merge, the same line is flagged 
   await a.context.close();
   await b.context.close();
 });
+
+test('an edit from another device lands while typing: the caret stays, both edits are kept', async ({ browser }) => {
+  const a = await device(browser);
+  const b = await device(browser);
+  const title = `Typing ${Date.now()}`;
+  await a.app.create(title, 'one\ntwo\nthree');
+  await a.app.expectSynced();
+  await b.app.syncNow();
+  await b.app.item(title).click();
+  await b.app.body.fill('one\ntwo\nthree, from B');
+  await b.app.expectSynced();
+
+  // A types at the start of its first line, slowly enough that each key is
+  // saved and synced on its own, so B's line arrives mid-sentence.
+  await a.app.body.focus();
+  await a.app.page.keyboard.press('Control+Home');
+  for (const key of 'A: ') {
+    await a.app.page.keyboard.type(key);
+    await a.app.page.waitForTimeout(450);
+  }
+  await expect(a.app.body).toHaveValue('A: one\ntwo\nthree, from B', { timeout: 10_000 });
+  // The caret stayed where A was typing, so the rest lands there too.
+  await a.app.page.keyboard.type('first ');
+  await a.app.expectSaved();
+  await a.app.expectSynced();
+  await expect(a.app.body).toHaveValue('A: first one\ntwo\nthree, from B');
+  await expect(a.app.conflict).toHaveCount(0);
+
+  await b.app.syncNow();
+  await expect(b.app.body).toHaveValue('A: first one\ntwo\nthree, from B');
+  await a.context.close();
+  await b.context.close();
+});

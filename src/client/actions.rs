@@ -109,7 +109,7 @@ impl Page {
             .with_untracked(|ns| ns.iter().find(|n| n.id == id).cloned())
     }
 
-    async fn write(&self, note: &Note) -> Result<(), DbError> {
+    async fn write(&self, note: &Note) -> Result<Note, DbError> {
         let meta = || EditMeta {
             mutation_id: MutationId::new(now_ms(), random10()),
             at_ms: now_ms(),
@@ -140,11 +140,27 @@ impl Page {
             }
         }
         match self.write(&note).await {
-            Ok(()) => {
-                // The next edit without a pending change continues from what
-                // this page just stored, not from what it first read.
-                self.bases.borrow_mut().insert(id, note.clone());
-                if self.current(id).as_ref() == Some(&note) {
+            Ok(stored) => {
+                let unchanged_since = self.current(id).as_ref() == Some(&note);
+                let merged = stored.draft() != note.draft();
+                if unchanged_since && merged {
+                    // The stored copy moved under this page and took the
+                    // page's edit in: show the merge.
+                    self.state.notes.update(|ns| {
+                        if let Some(n) = ns.iter_mut().find(|n| n.id == id) {
+                            *n = stored.clone();
+                        }
+                    });
+                    if self.state.selected.get_untracked() == Some(id) {
+                        self.state.editor_epoch.update(|e| *e += 1);
+                    }
+                }
+                // The page's text derives from what it shows: the merge if it
+                // took it, else its own note (typing that went on meanwhile is
+                // merged into the stored copy by the next save).
+                let derives_from = if unchanged_since { stored } else { note };
+                self.bases.borrow_mut().insert(id, derives_from);
+                if unchanged_since {
                     self.dirty.borrow_mut().remove(&id);
                     journal::remove(id);
                 }

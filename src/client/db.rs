@@ -15,11 +15,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::JsValue;
 
+use std::collections::BTreeSet;
+
 use crate::domain::{ClientId, MutationId, Note, NoteId};
 use crate::sync::driver::{PortError, ReplicaStore};
 use crate::sync::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
 use crate::sync::replica::{
-    acknowledge, apply_entry, edit_base, is_newer, AckDecision, EntryDecision,
+    acknowledge, apply_entry, edit_base, is_newer, merge_page_edit, AckDecision, EntryDecision,
 };
 use crate::sync::{coalesce, Edit, PendingChange, PendingOp};
 
@@ -33,6 +35,8 @@ const CONFLICTS: &str = "conflicts";
 
 const CHECKPOINT_KEY: &str = "checkpoint";
 const CLIENT_ID_KEY: &str = "client_id";
+/// Present while a full download after `resync_required` is under way.
+const RESYNC_KEY: &str = "resync";
 
 /// A record of the `meta` store.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -141,6 +145,10 @@ impl ReplicaStore for LocalDb {
         Ok(self.pending_changes().await?)
     }
 
+    async fn mark_sent(&self, pushed: &[PendingChange]) -> Result<(), PortError> {
+        Ok(self.record_sent(pushed).await?)
+    }
+
     async fn settle(
         &self,
         sent: &[PendingChange],
@@ -158,8 +166,16 @@ impl ReplicaStore for LocalDb {
         Ok(self.store_page(entries, checkpoint).await?)
     }
 
-    async fn reset_checkpoint(&self) -> Result<(), PortError> {
-        Ok(self.write_checkpoint(Checkpoint::default()).await?)
+    async fn begin_resync(&self) -> Result<(), PortError> {
+        Ok(self.start_resync().await?)
+    }
+
+    async fn resyncing(&self) -> Result<bool, PortError> {
+        Ok(self.resync_under_way().await?)
+    }
+
+    async fn finish_resync(&self, present: &BTreeSet<NoteId>) -> Result<(), PortError> {
+        Ok(self.end_resync(present).await?)
     }
 }
 
@@ -243,12 +259,18 @@ impl LocalDb {
     /// this database): when the note has no pending change yet, the edit is
     /// based on it, so a server change stored by the worker in the meantime is
     /// merged by the server instead of being overwritten.
+    /// Saves the page's edit of `note`, read from `base` (the stored copy
+    /// the page's text derives from), with its outbox entry, in one
+    /// transaction. Returns the note as stored: when the stored copy moved
+    /// since the page read it (a pull rebased it, another tab saved it), the
+    /// page's changes are merged into it ([`merge_page_edit`]) and the result
+    /// differs from `note`, so the page must show it.
     pub async fn save_edit(
         &self,
         note: &Note,
         base: Option<&Note>,
         meta: EditMeta,
-    ) -> Result<(), DbError> {
+    ) -> Result<Note, DbError> {
         let tx = self
             .rexie
             .transaction(&[NOTES, OUTBOX], TransactionMode::ReadWrite)?;
@@ -258,17 +280,27 @@ impl LocalDb {
         let stored: Option<Note> = notes.get(key.clone()).await?.map(from_js).transpose()?;
         let existing: Option<PendingChange> = outbox.get(key).await?.map(from_js).transpose()?;
 
-        let (base_rev, base) = edit_base(base.or(stored.as_ref()));
-        let mut to_store = note.clone();
+        let mut to_store = match (base, &stored) {
+            (Some(page_base), Some(s)) => merge_page_edit(page_base, note, s),
+            _ => note.clone(),
+        };
+        // A merged edit derives from the stored copy; otherwise from what the
+        // page read, which may be newer than an unpulled stored copy.
+        let based_on = if to_store == *note {
+            base.or(stored.as_ref())
+        } else {
+            stored.as_ref()
+        };
+        let (base_rev, base_content) = edit_base(based_on);
         if let Some(s) = &stored {
             // The server revision is the database's to know, not the page's.
             to_store.rev = s.rev;
             to_store.created_at = s.created_at;
         }
-        let op = if note.deleted {
+        let op = if to_store.deleted {
             PendingOp::Delete
         } else {
-            PendingOp::Upsert(note.draft())
+            PendingOp::Upsert(to_store.draft())
         };
         let pending = coalesce(
             existing,
@@ -276,7 +308,7 @@ impl LocalDb {
                 note_id: note.id,
                 mutation_id: meta.mutation_id,
                 base_rev,
-                base,
+                base: base_content,
                 op,
                 at_ms: meta.at_ms,
                 created_at: note.created_at,
@@ -284,7 +316,8 @@ impl LocalDb {
         );
         notes.put(&to_js(&to_store)?, None).await?;
         outbox.put(&to_js(&pending)?, None).await?;
-        commit(tx).await
+        commit(tx).await?;
+        Ok(to_store)
     }
 
     /// This browser profile's replica id, made on first use.
@@ -344,11 +377,68 @@ impl LocalDb {
         }
     }
 
-    async fn write_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), DbError> {
+    async fn start_resync(&self) -> Result<(), DbError> {
         let tx = self
             .rexie
             .transaction(&[META], TransactionMode::ReadWrite)?;
-        put_checkpoint(&tx.store(META)?, checkpoint).await?;
+        let meta = tx.store(META)?;
+        put_checkpoint(&meta, Checkpoint::default()).await?;
+        let mark = MetaRecord {
+            key: RESYNC_KEY.to_string(),
+            value: true,
+        };
+        meta.put(&to_js(&mark)?, None).await?;
+        commit(tx).await
+    }
+
+    async fn resync_under_way(&self) -> Result<bool, DbError> {
+        let tx = self.rexie.transaction(&[META], TransactionMode::ReadOnly)?;
+        let value = tx.store(META)?.get(JsValue::from_str(RESYNC_KEY)).await?;
+        Ok(value.is_some())
+    }
+
+    async fn end_resync(&self, present: &BTreeSet<NoteId>) -> Result<(), DbError> {
+        let tx = self.rexie.transaction(
+            &[NOTES, OUTBOX, CONFLICTS, META],
+            TransactionMode::ReadWrite,
+        )?;
+        let notes = tx.store(NOTES)?;
+        let outbox = tx.store(OUTBOX)?;
+        let conflicts = tx.store(CONFLICTS)?;
+        let stored: Vec<Note> = notes
+            .get_all(None, None)
+            .await?
+            .into_iter()
+            .map(from_js)
+            .collect::<Result<_, _>>()?;
+        for note in stored.iter().filter(|n| !present.contains(&n.id)) {
+            let key = JsValue::from_str(&note.id.to_string());
+            if outbox.get(key.clone()).await?.is_none() {
+                notes.delete(key.clone()).await?;
+                conflicts.delete(key).await?;
+            }
+        }
+        tx.store(META)?
+            .delete(JsValue::from_str(RESYNC_KEY))
+            .await?;
+        commit(tx).await
+    }
+
+    async fn record_sent(&self, pushed: &[PendingChange]) -> Result<(), DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[OUTBOX], TransactionMode::ReadWrite)?;
+        let outbox = tx.store(OUTBOX)?;
+        for p in pushed {
+            let key = JsValue::from_str(&p.note_id.to_string());
+            let Some(current) = outbox.get(key).await? else {
+                continue;
+            };
+            let current: PendingChange = from_js(current)?;
+            if let Some(marked) = current.marked_sent(p) {
+                outbox.put(&to_js(&marked)?, None).await?;
+            }
+        }
         commit(tx).await
     }
 
@@ -394,11 +484,21 @@ impl LocalDb {
             let key = JsValue::from_str(&entry.note.id.to_string());
             let pending: Option<PendingChange> =
                 outbox.get(key.clone()).await?.map(from_js).transpose()?;
-            if let EntryDecision::Store(note) = apply_entry(entry, pending.as_ref()) {
+            let decision = apply_entry(entry, pending.as_ref());
+            if decision != EntryDecision::KeepLocal {
                 let stored: Option<Note> =
                     notes.get(key.clone()).await?.map(from_js).transpose()?;
-                if is_newer(stored.map(|s| s.rev), note.rev) {
-                    notes.put(&to_js(&note)?, None).await?;
+                if is_newer(stored.map(|s| s.rev), entry.note.rev) {
+                    match decision {
+                        EntryDecision::Store(note) => {
+                            notes.put(&to_js(&note)?, None).await?;
+                        }
+                        EntryDecision::Rebase { note, pending } => {
+                            notes.put(&to_js(&note)?, None).await?;
+                            outbox.put(&to_js(pending.as_ref())?, None).await?;
+                        }
+                        EntryDecision::KeepLocal => {}
+                    }
                 }
             }
             match &entry.conflict {

@@ -10,15 +10,19 @@
 //! simulation tests (in-memory replica, the real server service) run the
 //! very same code.
 //!
-//! Invariant: a mutation id is never sent with two different contents. When a
-//! push fails after it may have reached the server, the driver remembers each
-//! change exactly as it was sent ("in doubt") and resends exactly that until
-//! the server answers; edits folded into the entry meanwhile are pushed after
-//! it, as a new mutation rebased by [`replica::acknowledge`](super::replica::acknowledge).
-//! Otherwise a retry of the same mutation id carrying newer text would be
-//! answered `Duplicate` (the older text was applied) and the newer text lost.
+//! Invariants:
+//! - a mutation id is never sent with two different contents: before a batch
+//!   goes out, each change is recorded in the replica as sent
+//!   ([`ReplicaStore::mark_sent`]), and until the server answers, the driver
+//!   (this one, or the next one after a restart) resends exactly that copy;
+//!   edits folded into the entry meanwhile are pushed after it, as a new
+//!   mutation rebased by [`replica::acknowledge`](super::replica::acknowledge);
+//! - a resync (the server purged tombstones this replica never saw) ends by
+//!   dropping every stored note the full download did not include and that
+//!   has no pending change; a resync interrupted by a restart starts over, so
+//!   the set of notes seen is always complete when it is used.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 
@@ -50,6 +54,10 @@ pub trait ReplicaStore {
     async fn checkpoint(&self) -> Result<Checkpoint, PortError>;
     /// Every outbox entry, refused ones included.
     async fn outbox(&self) -> Result<Vec<PendingChange>, PortError>;
+    /// Records each change of `pushed` as sent, atomically, before the push
+    /// goes out: every outbox entry with the same mutation id and no sent
+    /// copy yet becomes [`PendingChange::marked_sent`].
+    async fn mark_sent(&self, pushed: &[PendingChange]) -> Result<(), PortError>;
     /// Settles the outbox after a push, atomically: for each entry that was
     /// sent (as it was sent) and the server's result for it, the entry as it
     /// is now is decided by [`replica::acknowledge`](super::replica::acknowledge)
@@ -68,8 +76,15 @@ pub trait ReplicaStore {
         entries: &[FeedEntry],
         checkpoint: Checkpoint,
     ) -> Result<(), PortError>;
-    /// Forgets the checkpoint so that the next pull downloads everything.
-    async fn reset_checkpoint(&self) -> Result<(), PortError>;
+    /// Starts a full download: forgets the checkpoint and records that a
+    /// resync is under way, atomically.
+    async fn begin_resync(&self) -> Result<(), PortError>;
+    /// Whether a resync was begun and not finished (a restart interrupted it).
+    async fn resyncing(&self) -> Result<bool, PortError>;
+    /// Ends a resync: drops every stored note (and its conflict record) whose
+    /// id is not in `present` and that has no pending change, and clears the
+    /// resync mark, atomically.
+    async fn finish_resync(&self, present: &BTreeSet<NoteId>) -> Result<(), PortError>;
 }
 
 /// The way to the server.
@@ -124,8 +139,11 @@ pub struct Driver<'a, S, T, H> {
     last_status: Option<SyncStatus>,
     /// The outbox changed since the pending count was last read.
     recount: bool,
-    /// Entries, as sent, whose push may or may not have been applied.
-    in_doubt: BTreeMap<NoteId, PendingChange>,
+    /// The notes the server sent since the resync under way began; `None`
+    /// when no resync is under way.
+    resync_seen: Option<BTreeSet<NoteId>>,
+    /// Whether the replica was asked about an interrupted resync yet.
+    resumed: bool,
 }
 
 impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
@@ -139,7 +157,8 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             machine,
             last_status: None,
             recount: true,
-            in_doubt: BTreeMap::new(),
+            resync_seen: None,
+            resumed: false,
         }
     }
 
@@ -168,6 +187,12 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
     pub async fn step(&mut self) -> Action {
         while let Some(event) = self.host.poll_event() {
             self.handle(event);
+        }
+        if !self.resumed {
+            match self.resume_resync().await {
+                Ok(()) => self.resumed = true,
+                Err(e) => self.fail(e),
+            }
         }
         if self.recount {
             // Even offline, the person must see how much is waiting.
@@ -211,6 +236,17 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
         });
     }
 
+    /// A resync a restart interrupted starts over: the notes it saw before
+    /// are not known any more, and pruning needs all of them.
+    async fn resume_resync(&mut self) -> Result<(), PortError> {
+        if self.store.resyncing().await? {
+            self.store.begin_resync().await?;
+            self.resync_seen = Some(BTreeSet::new());
+            self.handle(Event::ResyncStarted);
+        }
+        Ok(())
+    }
+
     async fn count_pending(&mut self) -> Result<usize, PortError> {
         let outbox = self.store.outbox().await?;
         let total = u32::try_from(outbox.len()).unwrap_or(u32::MAX);
@@ -227,18 +263,9 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
     async fn try_push(&mut self) -> Result<(), PortError> {
         let outbox = self.store.outbox().await?;
         let max = self.config.push_batch.clamp(1, LIMITS.max_batch_changes);
-        self.in_doubt.retain(|id, sent| {
-            outbox
-                .iter()
-                .any(|p| p.note_id == *id && p.mutation_id == sent.mutation_id)
-        });
         let batch: Vec<PendingChange> = next_batch(outbox, max)
-            .into_iter()
-            .map(|p| match self.in_doubt.get(&p.note_id) {
-                // Same mutation id: resend exactly what may have been applied.
-                Some(sent) => sent.clone(),
-                None => p,
-            })
+            .iter()
+            .map(PendingChange::to_push)
             .collect();
         if batch.is_empty() {
             self.count_pending().await?;
@@ -253,9 +280,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                 .map(|p| change_for(p, self.config.client_id))
                 .collect(),
         };
-        for p in &batch {
-            self.in_doubt.insert(p.note_id, p.clone());
-        }
+        self.store.mark_sent(&batch).await?;
         let response = self.transport.push(request).await?;
         if response.results.len() != batch.len() {
             return Err(PortError {
@@ -270,9 +295,6 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             .map(|_| self.host.fresh_mutation_id())
             .collect();
         self.store.settle(&batch, &response.results, &fresh).await?;
-        for p in &batch {
-            self.in_doubt.remove(&p.note_id);
-        }
         let pushable = self.count_pending().await?;
         self.handle(Event::Pushed { more: pushable > 0 });
         Ok(())
@@ -298,7 +320,16 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                 has_more,
             } => {
                 self.store.apply_page(&entries, checkpoint).await?;
-                if !entries.is_empty() {
+                let mut pruned = false;
+                if let Some(seen) = &mut self.resync_seen {
+                    seen.extend(entries.iter().map(|e| e.note.id));
+                    if !has_more {
+                        self.store.finish_resync(seen).await?;
+                        self.resync_seen = None;
+                        pruned = true;
+                    }
+                }
+                if !entries.is_empty() || pruned {
                     self.host.page_applied(entries.len());
                 }
                 self.count_pending().await?;
@@ -308,7 +339,8 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                 });
             }
             PullResponse::ResyncRequired => {
-                self.store.reset_checkpoint().await?;
+                self.store.begin_resync().await?;
+                self.resync_seen = Some(BTreeSet::new());
                 self.handle(Event::ResyncStarted);
             }
         }

@@ -11,13 +11,15 @@
 //! - [`ReplicaStore::settle`] and [`ReplicaStore::apply_page`] are atomic: no
 //!   `await` happens while they change the maps, and each decision is the
 //!   pure rule of [`replica`](super::replica);
-//! - a pulled entry never replaces a newer stored revision nor a note with a
-//!   pending change; its conflict record replaces (or clears) the note's.
+//! - a pulled entry never replaces a newer stored revision, and meets a
+//!   pending change only through [`replica::apply_entry`](super::replica::apply_entry)
+//!   (kept, or rebased with the pending entry in the same step); its conflict
+//!   record replaces (or clears) the note's.
 //!
 //! It is `!Send` (`RefCell`/`Cell`), like the browser's handle.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 
@@ -42,6 +44,7 @@ pub struct MemoryReplica {
     outbox: RefCell<BTreeMap<NoteId, PendingChange>>,
     conflicts: RefCell<BTreeMap<NoteId, MemoryConflict>>,
     checkpoint: Cell<Checkpoint>,
+    resyncing: Cell<bool>,
 }
 
 impl MemoryReplica {
@@ -162,6 +165,16 @@ impl ReplicaStore for MemoryReplica {
         Ok(self.pending())
     }
 
+    async fn mark_sent(&self, pushed: &[PendingChange]) -> Result<(), PortError> {
+        let mut outbox = self.outbox.borrow_mut();
+        for p in pushed {
+            if let Some(marked) = outbox.get(&p.note_id).and_then(|c| c.marked_sent(p)) {
+                outbox.insert(p.note_id, marked);
+            }
+        }
+        Ok(())
+    }
+
     async fn settle(
         &self,
         sent: &[PendingChange],
@@ -190,15 +203,21 @@ impl ReplicaStore for MemoryReplica {
         entries: &[FeedEntry],
         checkpoint: Checkpoint,
     ) -> Result<(), PortError> {
-        let outbox = self.outbox.borrow();
+        let mut outbox = self.outbox.borrow_mut();
         let mut notes = self.notes.borrow_mut();
         let mut conflicts = self.conflicts.borrow_mut();
         for entry in entries {
             let id = entry.note.id;
-            if let EntryDecision::Store(note) = apply_entry(entry, outbox.get(&id)) {
-                if is_newer(notes.get(&id).map(|s| s.rev), note.rev) {
+            let newer = is_newer(notes.get(&id).map(|s| s.rev), entry.note.rev);
+            match apply_entry(entry, outbox.get(&id)) {
+                EntryDecision::Store(note) if newer => {
                     notes.insert(id, note);
                 }
+                EntryDecision::Rebase { note, pending } if newer => {
+                    notes.insert(id, note);
+                    outbox.insert(id, *pending);
+                }
+                _ => {}
             }
             match &entry.conflict {
                 Some(sides) => {
@@ -219,8 +238,22 @@ impl ReplicaStore for MemoryReplica {
         Ok(())
     }
 
-    async fn reset_checkpoint(&self) -> Result<(), PortError> {
+    async fn begin_resync(&self) -> Result<(), PortError> {
         self.checkpoint.set(Checkpoint::default());
+        self.resyncing.set(true);
+        Ok(())
+    }
+
+    async fn resyncing(&self) -> Result<bool, PortError> {
+        Ok(self.resyncing.get())
+    }
+
+    async fn finish_resync(&self, present: &BTreeSet<NoteId>) -> Result<(), PortError> {
+        let outbox = self.outbox.borrow();
+        let gone = |id: &NoteId| !present.contains(id) && !outbox.contains_key(id);
+        self.notes.borrow_mut().retain(|id, _| !gone(id));
+        self.conflicts.borrow_mut().retain(|id, _| !gone(id));
+        self.resyncing.set(false);
         Ok(())
     }
 }
@@ -356,7 +389,81 @@ mod tests {
         assert_eq!(r.conflicts()[&id(1)].sides, sides);
         block_on(r.apply_page(&[entry(3, server_note(1, 3, "s"))], Checkpoint(3))).expect("page");
         assert!(r.conflicts().is_empty());
-        block_on(r.reset_checkpoint()).expect("reset");
+    }
+
+    #[test]
+    fn a_clean_pull_rebases_the_pending_edit_and_an_overlap_keeps_it() {
+        let r = MemoryReplica::new();
+        block_on(r.apply_page(&[entry(1, server_note(1, 1, "a\nb\nc"))], Checkpoint(1)))
+            .expect("page");
+        r.edit(id(1), draft("A\nb\nc"), 10, mid(1)).expect("edit");
+        block_on(r.apply_page(&[entry(2, server_note(1, 2, "a\nb\nC"))], Checkpoint(2)))
+            .expect("page");
+        assert_eq!(r.note(id(1)).expect("stored").body, "A\nb\nC");
+        assert_eq!(r.note(id(1)).expect("stored").rev, Revision(2));
+        let pending = r.pending();
+        assert_eq!(pending[0].base_rev, Revision(2));
+        assert_eq!(pending[0].base, Some(draft("a\nb\nC")));
+        assert_eq!(pending[0].op, ChangeOp::Upsert(draft("A\nb\nC")));
+        assert_eq!(
+            pending[0].mutation_id,
+            mid(1),
+            "never sent, so the id is free"
+        );
+
+        block_on(r.apply_page(&[entry(3, server_note(1, 3, "X\nb\nC"))], Checkpoint(3)))
+            .expect("page");
+        assert_eq!(
+            r.note(id(1)).expect("stored").body,
+            "A\nb\nC",
+            "overlap: kept"
+        );
+        assert_eq!(r.pending()[0].base_rev, Revision(2));
+    }
+
+    #[test]
+    fn a_sent_change_is_not_rebased() {
+        let r = MemoryReplica::new();
+        block_on(r.apply_page(&[entry(1, server_note(1, 1, "a\nb"))], Checkpoint(1)))
+            .expect("page");
+        r.edit(id(1), draft("A\nb"), 10, mid(1)).expect("edit");
+        let pushed: Vec<PendingChange> = r.pending().iter().map(PendingChange::to_push).collect();
+        block_on(r.mark_sent(&pushed)).expect("mark");
+        block_on(r.apply_page(&[entry(2, server_note(1, 2, "a\nB"))], Checkpoint(2)))
+            .expect("page");
+        assert_eq!(r.note(id(1)).expect("stored").body, "A\nb");
+        let resend = r.pending()[0].to_push();
+        assert_eq!(
+            (resend.mutation_id, resend.op),
+            (pushed[0].mutation_id, pushed[0].op.clone())
+        );
+    }
+
+    #[test]
+    fn a_finished_resync_drops_notes_the_server_no_longer_has() {
+        let r = MemoryReplica::new();
+        block_on(r.apply_page(
+            &[
+                entry(1, server_note(1, 1, "kept")),
+                entry(2, server_note(2, 1, "purged")),
+            ],
+            Checkpoint(2),
+        ))
+        .expect("page");
+        r.edit(id(3), draft("local only"), 10, mid(3))
+            .expect("edit");
+        block_on(r.begin_resync()).expect("begin");
         assert_eq!(r.stored_checkpoint(), Checkpoint(0));
+        assert!(block_on(r.resyncing()).expect("flag"));
+        block_on(r.apply_page(&[entry(5, server_note(1, 1, "kept"))], Checkpoint(5)))
+            .expect("page");
+        block_on(r.finish_resync(&BTreeSet::from([id(1)]))).expect("finish");
+        let ids: Vec<NoteId> = r.notes().iter().map(|n| n.id).collect();
+        assert_eq!(
+            ids,
+            vec![id(1), id(3)],
+            "pending local note kept, purged one gone"
+        );
+        assert!(!block_on(r.resyncing()).expect("flag"));
     }
 }

@@ -231,12 +231,31 @@ fn merge_versions(
         }
         (Some(ours), Some(theirs)) => (ours, theirs),
     };
+    merge_drafts(base, ours, theirs, server_is_later)
+}
+
+/// The three-way merge of two live versions of a note: the body line by line
+/// (overlaps keep conflict markers and set `conflicted`), title and tags each
+/// from the side that changed it, or from `ours` if both did and
+/// `ours_is_later`. A result over the limits is replaced by the later side,
+/// flagged as conflicted.
+///
+/// The server merges a pushed change with this ([`Strategy::Merge`]), and a
+/// replica rebases its pending edit on a pulled revision with it, with the
+/// server's copy as `ours` both times: where the replica's merge is clean, it
+/// is the text the server would have made.
+pub fn merge_drafts(
+    base: &NoteDraft,
+    ours: &NoteDraft,
+    theirs: &NoteDraft,
+    ours_is_later: bool,
+) -> Resolution {
     let body = merge_text(&base.body, &ours.body, &theirs.body);
     let conflicted = body.is_conflicted();
     let merged = NoteDraft {
-        title: pick_field(&base.title, &ours.title, &theirs.title, server_is_later).clone(),
+        title: pick_field(&base.title, &ours.title, &theirs.title, ours_is_later).clone(),
         body: body.into_text(),
-        tags: pick_field(&base.tags, &ours.tags, &theirs.tags, server_is_later).clone(),
+        tags: pick_field(&base.tags, &ours.tags, &theirs.tags, ours_is_later).clone(),
     };
     match merged.revalidate() {
         Ok(content) => Resolution {
@@ -244,7 +263,7 @@ fn merge_versions(
             conflicted,
         },
         Err(_) => Resolution {
-            content: Some(if server_is_later { ours } else { theirs }.clone()),
+            content: Some(if ours_is_later { ours } else { theirs }.clone()),
             conflicted: true,
         },
     }

@@ -6,7 +6,11 @@
 //! - a pending change keeps the revision and the content it was based on (the
 //!   last server-acknowledged copy), which the three-way merge needs;
 //! - coalescing never loses the newest content, and a delete wins over earlier
-//!   edits of the same pending change.
+//!   edits of the same pending change;
+//! - a mutation id is never sent with two different contents: once a change
+//!   was sent, the copy as sent ([`PendingChange::sent`]) is kept with the
+//!   entry, in storage, until the server answers it, so even a restarted
+//!   worker resends exactly what may already have been applied.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +46,51 @@ pub struct PendingChange {
     /// the person edits the note.
     #[serde(default)]
     pub rejected: Option<String>,
+    /// What was pushed under `mutation_id` while the server's answer is not
+    /// known. Edits folded in since then are pushed after it, as a new
+    /// mutation: a retry of the same id with newer text would be answered
+    /// `Duplicate` (the older text was applied) and the newer text lost.
+    #[serde(default)]
+    pub sent: Option<SentCopy>,
+}
+
+/// The parts of a pending change that later edits replace, as they were
+/// pushed (the id, base and creation time never change within a mutation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentCopy {
+    pub op: PendingOp,
+    pub last_edit_at: u64,
+    pub edits: u32,
+}
+
+impl PendingChange {
+    /// The change to push now: the copy already sent under this mutation id,
+    /// if any, else the entry as it is.
+    pub fn to_push(&self) -> PendingChange {
+        match &self.sent {
+            Some(sent) => PendingChange {
+                op: sent.op.clone(),
+                last_edit_at: sent.last_edit_at,
+                edits: sent.edits,
+                ..self.clone()
+            },
+            None => self.clone(),
+        }
+    }
+
+    /// This entry once `pushed` (from [`Self::to_push`]) goes out, or `None`
+    /// when nothing needs recording: it is another mutation by now, or its
+    /// sent copy is already kept.
+    pub fn marked_sent(&self, pushed: &PendingChange) -> Option<PendingChange> {
+        (self.mutation_id == pushed.mutation_id && self.sent.is_none()).then(|| PendingChange {
+            sent: Some(SentCopy {
+                op: pushed.op.clone(),
+                last_edit_at: pushed.last_edit_at,
+                edits: pushed.edits,
+            }),
+            ..self.clone()
+        })
+    }
 }
 
 /// One local edit, as the editor reports it.
@@ -84,6 +133,7 @@ pub fn coalesce(existing: Option<PendingChange>, edit: Edit) -> PendingChange {
             edits: 1,
             created_at: edit.created_at,
             rejected: None,
+            sent: None,
         },
     }
 }
@@ -155,6 +205,23 @@ mod tests {
         let other = coalesce(Some(first), edit(2, 2, PendingOp::Upsert(draft("b")), 11));
         assert_eq!(other.note_id, note(2));
         assert_eq!(other.edits, 1);
+    }
+
+    #[test]
+    fn a_sent_change_is_resent_exactly_even_after_more_typing() {
+        let first = coalesce(None, edit(1, 1, PendingOp::Upsert(draft("a")), 10));
+        let pushed = first.to_push();
+        assert_eq!(pushed, first);
+        let marked = first.marked_sent(&pushed).expect("first send is recorded");
+        assert!(marked.marked_sent(&pushed).is_none(), "recorded once");
+        let typed = coalesce(Some(marked), edit(1, 2, PendingOp::Upsert(draft("ab")), 20));
+        assert_eq!(typed.op, PendingOp::Upsert(draft("ab")), "newest text kept");
+        let resend = typed.to_push();
+        assert_eq!(resend.mutation_id, first.mutation_id);
+        assert_eq!(resend.op, PendingOp::Upsert(draft("a")));
+        assert_eq!((resend.edits, resend.last_edit_at), (1, 10));
+        let other = coalesce(None, edit(2, 3, PendingOp::Delete, 30));
+        assert!(typed.marked_sent(&other).is_none(), "another mutation");
     }
 
     proptest! {

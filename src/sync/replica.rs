@@ -5,8 +5,10 @@
 //! - an acknowledged change leaves the outbox only if no edit was folded into
 //!   it while it was in flight; otherwise it stays, rebased so that the next
 //!   push is merged by the server against what the server already has;
-//! - a pulled entry never overwrites a note with a pending change: the local
-//!   text wins locally until its push is merged on the server and pulled back;
+//! - a pulled entry never overwrites a note with a pending change: the two
+//!   are merged locally when that is clean and the change was never sent (the
+//!   same merge the server would make), otherwise the local text wins locally
+//!   until its push is merged on the server and pulled back;
 //! - a refused change stays in the outbox, marked, so its text survives;
 //! - an edit of a note with no pending change is based on the stored copy,
 //!   content included, even before the replica pulled the note's first
@@ -15,6 +17,7 @@
 use crate::domain::{ClientId, MutationId, Note, NoteDraft, Revision};
 
 use super::hlc::Hlc;
+use super::merge::merge_drafts;
 use super::outbox::PendingChange;
 use super::protocol::{Change, ChangeOp, ChangeResult, FeedEntry};
 
@@ -73,6 +76,7 @@ pub fn acknowledge(
             } else {
                 None
             },
+            sent: None,
             ..current.clone()
         })),
         _ if untouched => AckDecision::Remove,
@@ -82,6 +86,7 @@ pub fn acknowledge(
             mutation_id: fresh_id,
             base_rev: *rev,
             base: sent_content,
+            sent: None,
             ..current.clone()
         })),
         // The server holds a merge of what was sent, or an earlier attempt of
@@ -91,6 +96,7 @@ pub fn acknowledge(
             AckDecision::Keep(Box::new(PendingChange {
                 mutation_id: fresh_id,
                 base: sent_content,
+                sent: None,
                 ..current.clone()
             }))
         }
@@ -120,16 +126,89 @@ pub fn edit_base(stored: Option<&Note>) -> (Revision, Option<NoteDraft>) {
 pub enum EntryDecision {
     /// Store the server's note (and its conflict record, if any).
     Store(Note),
-    /// Keep the local note: it has a pending change that will be merged.
+    /// Keep the local note: it has a pending change that the server will
+    /// merge (the two overlap, or the change may already be applied).
     KeepLocal,
+    /// The pending edit and the server's change merge cleanly: store `note`,
+    /// the merge, at the server's revision, and replace the pending change by
+    /// `pending`, which is based on that revision. The person sees the other
+    /// device's edit at once, and the next push is applied, not merged again.
+    Rebase {
+        note: Note,
+        pending: Box<PendingChange>,
+    },
 }
 
 /// Decides how a pulled entry lands in a replica that holds `pending` for
 /// the same note (if any).
+///
+/// A pending edit is rebased on the pulled revision only when all of this
+/// holds, and is kept as it is otherwise: it was never sent under its
+/// mutation id (a sent copy may already be applied, and its id must keep its
+/// content), nor refused; it is an edit with a known base that the entry is
+/// newer than; the entry is a live note with no conflict record; and the
+/// merge ([`merge_drafts`], the server's copy as `ours`) is clean.
 pub fn apply_entry(entry: &FeedEntry, pending: Option<&PendingChange>) -> EntryDecision {
-    match pending {
-        Some(_) => EntryDecision::KeepLocal,
-        None => EntryDecision::Store(entry.note.clone()),
+    let Some(pending) = pending else {
+        return EntryDecision::Store(entry.note.clone());
+    };
+    match rebase(entry, pending) {
+        Some((note, pending)) => EntryDecision::Rebase {
+            note,
+            pending: Box::new(pending),
+        },
+        None => EntryDecision::KeepLocal,
+    }
+}
+
+fn rebase(entry: &FeedEntry, pending: &PendingChange) -> Option<(Note, PendingChange)> {
+    let server = &entry.note;
+    let (ChangeOp::Upsert(local), Some(base)) = (&pending.op, &pending.base) else {
+        return None;
+    };
+    let rebasable = pending.sent.is_none()
+        && pending.rejected.is_none()
+        && entry.conflict.is_none()
+        && !server.deleted
+        && server.rev > pending.base_rev;
+    if !rebasable {
+        return None;
+    }
+    let server_is_later = server.updated_at >= pending.last_edit_at;
+    let merged = merge_drafts(base, &server.draft(), local, server_is_later);
+    let content = merged.content.filter(|_| !merged.conflicted)?;
+    let note = Note {
+        rev: server.rev,
+        created_at: server.created_at,
+        ..server.with_draft(content.clone(), server.updated_at.max(pending.last_edit_at))
+    };
+    let pending = PendingChange {
+        base_rev: server.rev,
+        base: Some(server.draft()),
+        op: ChangeOp::Upsert(content),
+        ..pending.clone()
+    };
+    Some((note, pending))
+}
+
+/// What a page's edit becomes when the stored note moved since the page read
+/// it (`page_base`): a pull rebased it, or another tab saved it. The page's
+/// changes are merged into the stored text, with the page's side later, so
+/// neither side's text is dropped: an overlap keeps both texts between
+/// conflict markers, for the person to tidy. When the stored note did not
+/// move, when either side is a delete, or when the merge would break the
+/// limits, the page's note is kept as it is (the server merges it on push).
+pub fn merge_page_edit(page_base: &Note, page: &Note, stored: &Note) -> Note {
+    let moved = stored.draft() != page_base.draft() || stored.deleted != page_base.deleted;
+    if !moved || stored.deleted || page.deleted || page_base.deleted {
+        return page.clone();
+    }
+    let merged = merge_drafts(&page_base.draft(), &stored.draft(), &page.draft(), false);
+    match merged.content {
+        Some(content) if !merged.conflicted || content != page.draft() => {
+            page.with_draft(content, page.updated_at)
+        }
+        _ => page.clone(),
     }
 }
 
@@ -298,6 +377,72 @@ mod tests {
         assert_eq!(edit_base(Some(&note)), (Revision(4), Some(draft("pushed"))));
         let gone = note.tombstone(3);
         assert_eq!(edit_base(Some(&gone)), (Revision(4), None));
+    }
+
+    fn lines() -> impl proptest::strategy::Strategy<Value = Vec<String>> {
+        proptest::collection::vec("[a-c]{1,2}", 0..6)
+    }
+
+    fn note_with(body: &str, rev: u64) -> Note {
+        Note {
+            rev: Revision(rev),
+            ..Note::new(note_id(), 1).with_draft(draft(body), 1)
+        }
+    }
+
+    proptest::proptest! {
+        /// A page's edit saved over a stored copy that moved keeps every line
+        /// either side added: nothing typed on the page nor merged in is lost.
+        #[test]
+        fn a_page_edit_over_a_moved_copy_keeps_both_sides_lines(
+            base in lines(), page_add in lines(), stored_add in lines()
+        ) {
+            let base_text = base.join("\n");
+            let page_text = [base.clone(), page_add.iter().map(|l| format!("p{l}")).collect()].concat().join("\n");
+            let stored_text = [stored_add.iter().map(|l| format!("s{l}")).collect(), base.clone()].concat().join("\n");
+            let merged = merge_page_edit(
+                &note_with(&base_text, 1),
+                &note_with(&page_text, 1),
+                &note_with(&stored_text, 2),
+            );
+            for line in page_text.lines().chain(stored_text.lines()) {
+                proptest::prop_assert!(merged.body.lines().any(|l| l == line), "lost {line:?} in {:?}", merged.body);
+            }
+        }
+
+        /// A rebased pending edit carries exactly the merge the server would
+        /// make of the original (the server's copy as `ours`), so rebasing
+        /// never changes what the note becomes.
+        #[test]
+        fn a_rebase_is_the_merge_the_server_would_make(
+            base in lines(), local_add in lines(), server_add in lines()
+        ) {
+            let base_text = base.join("\n");
+            let local = [base.clone(), local_add].concat().join("\n");
+            let server = [server_add, base.clone()].concat().join("\n");
+            let pending = coalesce(None, Edit {
+                note_id: note_id(),
+                mutation_id: MutationId::new(5, [5; 10]),
+                base_rev: Revision(1),
+                base: Some(draft(&base_text)),
+                op: ChangeOp::Upsert(draft(&local)),
+                at_ms: 10,
+                created_at: 1,
+            });
+            let entry = FeedEntry { seq: 2, note: note_with(&server, 2), conflict: None };
+            let server_merge = crate::sync::merge::merge_text(&base_text, &server, &local);
+            match apply_entry(&entry, Some(&pending)) {
+                EntryDecision::Rebase { note, pending: rebased } => {
+                    proptest::prop_assert!(!server_merge.is_conflicted());
+                    proptest::prop_assert_eq!(&note.body, server_merge.text());
+                    proptest::prop_assert_eq!(rebased.op.clone(), ChangeOp::Upsert(draft(server_merge.text())));
+                    proptest::prop_assert_eq!(rebased.base_rev, Revision(2));
+                    proptest::prop_assert_eq!(rebased.mutation_id, pending.mutation_id);
+                }
+                EntryDecision::KeepLocal => proptest::prop_assert!(server_merge.is_conflicted()),
+                EntryDecision::Store(_) => proptest::prop_assert!(false, "pending text overwritten"),
+            }
+        }
     }
 
     #[test]

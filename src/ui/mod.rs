@@ -16,7 +16,7 @@ use leptos::prelude::*;
 use crate::domain::{Note, NoteDraft, NoteId};
 use crate::sync::engine::SyncStatus;
 use crate::sync::protocol::ConflictSides;
-use model::{list_items, sync_label, SaveState, WorkerView};
+use model::{caret_after_replace, list_items, sync_label, SaveState, WorkerView};
 
 /// The page's reactive state. Every field is a signal, so the struct is `Copy`
 /// and can be captured by any closure.
@@ -201,13 +201,21 @@ fn EmptyState() -> impl IntoView {
 
 #[component]
 fn Editor(state: NotesState) -> impl IntoView {
-    let open = move || {
-        state.editor_epoch.track();
+    // Only opening another note (or the open one going away) rebuilds the
+    // fields; keystrokes and synced changes update them in place.
+    let open_id = Memo::new(move |_| {
         let id = state.selected.get()?;
+        state
+            .notes
+            .with(|ns| ns.iter().any(|n| n.id == id && !n.deleted))
+            .then_some(id)
+    });
+    let open = move || {
+        let id = open_id.get()?;
         untrack(|| {
             state
                 .notes
-                .with(|ns| ns.iter().find(|n| n.id == id && !n.deleted).cloned())
+                .with(|ns| ns.iter().find(|n| n.id == id).cloned())
         })
     };
     view! {
@@ -226,6 +234,35 @@ fn Editor(state: NotesState) -> impl IntoView {
 #[component]
 fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
     let id = note.id;
+    let title_ref = NodeRef::<leptos::html::Input>::new();
+    let body_ref = NodeRef::<leptos::html::Textarea>::new();
+    // The open note changed under the editor (a sync, another tab): show the
+    // new text in place, keeping focus and the caret where the person was.
+    Effect::new(move |seen: Option<u64>| {
+        let epoch = state.editor_epoch.get();
+        if seen.is_some_and(|s| s != epoch) {
+            let current = state
+                .notes
+                .with_untracked(|ns| ns.iter().find(|n| n.id == id).cloned());
+            if let Some(note) = current {
+                if let Some(el) = title_ref.get_untracked() {
+                    let caret = el.selection_start().ok().flatten();
+                    if let Some(caret) = replace_text(&el.value(), &note.title, caret) {
+                        el.set_value(&note.title);
+                        let _ = el.set_selection_range(caret, caret);
+                    }
+                }
+                if let Some(el) = body_ref.get_untracked() {
+                    let caret = el.selection_start().ok().flatten();
+                    if let Some(caret) = replace_text(&el.value(), &note.body, caret) {
+                        el.set_value(&note.body);
+                        let _ = el.set_selection_range(caret, caret);
+                    }
+                }
+            }
+        }
+        epoch
+    });
     view! {
         <ConflictPanel state id />
         <input
@@ -235,6 +272,7 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
             placeholder="Title"
             aria-label="Title"
             autocomplete="off"
+            node_ref=title_ref
             prop:value=note.title.clone()
             on:input=move |ev| {
                 let title = event_target_value(&ev);
@@ -247,6 +285,7 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
             class="body-input"
             placeholder="Start writing…"
             aria-label="Note text"
+            node_ref=body_ref
             prop:value=note.body.clone()
             on:input=move |ev| {
                 let body = event_target_value(&ev);
@@ -267,6 +306,15 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
             </button>
         </div>
     }
+}
+
+/// The caret to set when a field showing `shown` must show `wanted`, or
+/// `None` when it already does.
+fn replace_text(shown: &str, wanted: &str, caret: Option<u32>) -> Option<u32> {
+    (shown != wanted).then(|| {
+        let at = caret.unwrap_or_else(|| u32::try_from(shown.encode_utf16().count()).unwrap_or(0));
+        caret_after_replace(shown, wanted, at)
+    })
 }
 
 /// The compare-and-choose view of a note whose concurrent edits overlapped.

@@ -27,6 +27,34 @@ pub fn list_items(notes: &[Note], now_ms: u64) -> Vec<ListItem> {
         .collect()
 }
 
+/// Where a caret at UTF-16 offset `caret` in `old` belongs once the field
+/// shows `new` instead: a change wholly after the caret leaves it where it
+/// is, a change wholly before it shifts it by the change's length, and a
+/// caret inside the changed part goes to that part's end. So text that
+/// arrives from elsewhere never moves the place a person is typing at.
+pub fn caret_after_replace(old: &str, new: &str, caret: u32) -> u32 {
+    let old: Vec<u16> = old.encode_utf16().collect();
+    let new: Vec<u16> = new.encode_utf16().collect();
+    let caret = (caret as usize).min(old.len());
+    let prefix = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+    let room = old.len().min(new.len()) - prefix;
+    let suffix = old
+        .iter()
+        .rev()
+        .zip(new.iter().rev())
+        .take(room)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let at = if caret <= prefix {
+        caret
+    } else if caret >= old.len() - suffix {
+        caret + new.len() - old.len()
+    } else {
+        new.len() - suffix
+    };
+    u32::try_from(at).unwrap_or(u32::MAX)
+}
+
 /// A short, human description of how long ago `at_ms` was.
 pub fn relative_time(at_ms: u64, now_ms: u64) -> String {
     let secs = now_ms.saturating_sub(at_ms) / 1000;
@@ -166,6 +194,20 @@ pub fn plural(n: u32, one: &str, many: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_caret_stays_where_the_person_types_when_text_arrives() {
+        // A line added after the caret: it stays.
+        assert_eq!(caret_after_replace("one\ntwo", "one\ntwo\nthree", 3), 3);
+        // A line added before the caret: it moves with its text.
+        assert_eq!(caret_after_replace("one\ntwo", "zero\none\ntwo", 6), 11);
+        // Inside a replaced part: the end of the new part.
+        assert_eq!(caret_after_replace("abcdef", "abXYZef", 3), 5);
+        // UTF-16 offsets, as the DOM counts them.
+        assert_eq!(caret_after_replace("é😀x", "Aé😀x", 3), 4);
+        assert_eq!(caret_after_replace("", "new", 0), 0);
+        assert_eq!(caret_after_replace("abc", "", 2), 0);
+    }
     use crate::domain::NoteId;
 
     fn note(n: u64, updated: u64) -> Note {

@@ -105,6 +105,11 @@ enum Op {
     },
     /// The oldest held-back push reaches the server; its answer is dropped.
     Deliver,
+    /// The client's worker stops and a new one starts over the same
+    /// replica (a tab closed and reopened): everything only in memory is gone.
+    Restart {
+        client: u8,
+    },
     Offline {
         client: u8,
     },
@@ -195,6 +200,7 @@ fn op(mode: Mode) -> impl Strategy<Value = Op> {
                 .boxed(),
         ),
         (1, Just(Op::Deliver).boxed()),
+        (1, (0..c).prop_map(|client| Op::Restart { client }).boxed()),
         (1, (0..c).prop_map(|client| Op::Offline { client }).boxed()),
         (1, (0..c).prop_map(|client| Op::Online { client }).boxed()),
         (2, (0u16..3_000).prop_map(|ms| Op::Tick { ms }).boxed()),
@@ -571,22 +577,23 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
             }
         })
         .collect();
-    let mut drivers: Vec<_> = parts
-        .iter()
-        .map(|p| {
-            Driver::new(
-                &*p.replica,
-                &p.transport,
-                &*p.host,
-                DriverConfig {
-                    client_id: p.client_id,
-                    timing: Timing::default(),
-                    pull_limit: scenario.pull_limit,
-                    push_batch: scenario.push_batch,
-                },
-            )
-        })
-        .collect();
+    fn start<'a>(
+        p: &'a Parts,
+        scenario: &Scenario,
+    ) -> Driver<'a, MemoryReplica, SimTransport, SimHost> {
+        Driver::new(
+            &*p.replica,
+            &p.transport,
+            &*p.host,
+            DriverConfig {
+                client_id: p.client_id,
+                timing: Timing::default(),
+                pull_limit: scenario.pull_limit,
+                push_batch: scenario.push_batch,
+            },
+        )
+    }
+    let mut drivers: Vec<_> = parts.iter().map(|p| start(p, scenario)).collect();
     let last_typed: Rc<RefCell<BTreeMap<NoteId, NoteDraft>>> = Rc::default();
 
     for op in &scenario.ops {
@@ -651,6 +658,11 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                 parts[i].transport.run_in_flight_edits();
             }
             Op::Deliver => rt.block_on(world.deliver_delayed()),
+            Op::Restart { client } => {
+                let i = usize::from(*client) % clients;
+                parts[i].host.events.borrow_mut().clear();
+                drivers[i] = start(&parts[i], scenario);
+            }
             Op::Offline { client } => {
                 let p = &parts[usize::from(*client) % clients];
                 p.host.online.set(false);
@@ -961,6 +973,24 @@ fn typing_after_a_lost_answer_is_not_lost() {
         typing(true),
         step(Fault::None, 1),
         step(Fault::LoseResponse, 1),
+        typing(false),
+    ]);
+    let o = run(&s, TYPING, Backend::Memory).expect("settles");
+    check_no_loss(&o).expect("no loss");
+    check_no_self_conflict(&o).expect("no self-conflict");
+}
+
+/// A push whose answer was lost must be resent exactly even by the next
+/// worker: the sent copy once lived only in the driver's memory, so after a
+/// restart the newer text went out under the old mutation id, was answered
+/// `Duplicate`, and was dropped.
+#[test]
+fn typing_after_a_lost_answer_and_a_restart_is_not_lost() {
+    let s = one_client(vec![
+        step(Fault::None, 1),
+        typing(false),
+        step(Fault::LoseResponse, 1),
+        Op::Restart { client: 0 },
         typing(false),
     ]);
     let o = run(&s, TYPING, Backend::Memory).expect("settles");
