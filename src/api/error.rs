@@ -4,6 +4,7 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::AccountInputError;
 use crate::sync::protocol::ProtocolError;
 
 /// What a client is told when a server function fails. Messages are written
@@ -19,6 +20,22 @@ pub enum AppError {
     /// No valid session.
     #[error("you are signed out; sign in again to sync")]
     Unauthorized,
+    /// The name and password do not match an account (which of the two is
+    /// wrong is never said).
+    #[error("wrong name or password")]
+    BadCredentials,
+    /// Sign-up with a name someone already has.
+    #[error("that name is taken; choose another")]
+    NameTaken,
+    /// A name or password outside the rules.
+    #[error("{0}")]
+    InvalidAccount(AccountInputError),
+    /// Too many sign-in or sign-up attempts; retry after this many seconds.
+    #[error("too many attempts; try again in {0} s")]
+    TooManyAttempts(u64),
+    /// A state-changing request from another site (CSRF).
+    #[error("the request came from another site and was refused")]
+    Forbidden,
     /// The server failed; the details are in its log.
     #[error("the server had a problem; your changes are kept and will be retried")]
     Internal,
@@ -38,10 +55,20 @@ impl AppError {
         match self {
             AppError::Protocol(ProtocolError::BatchTooLarge { .. }) => 413,
             AppError::Protocol(_) | AppError::BadRequest(_) => 400,
-            AppError::Unauthorized => 401,
+            AppError::Unauthorized | AppError::BadCredentials => 401,
+            AppError::InvalidAccount(_) => 400,
+            AppError::Forbidden => 403,
+            AppError::NameTaken => 409,
+            AppError::TooManyAttempts(_) => 429,
             AppError::Internal => 500,
             AppError::Unreachable(_) => 503,
         }
+    }
+}
+
+impl From<AccountInputError> for AppError {
+    fn from(e: AccountInputError) -> Self {
+        AppError::InvalidAccount(e)
     }
 }
 

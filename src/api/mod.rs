@@ -13,7 +13,40 @@ pub use error::AppError;
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
+use crate::domain::UserId;
 use crate::sync::protocol::{PullRequest, PullResponse, PushRequest, PushResponse};
+
+/// The signed-in person, as the session names them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Account {
+    pub id: UserId,
+    pub name: String,
+}
+
+/// Creates an account and signs it in (a new session).
+#[server(prefix = "/api", endpoint = "sign_up", input = Json, output = Json)]
+pub async fn sign_up(name: String, password: String) -> Result<Account, AppError> {
+    crate::server::api::sign_up(name, password).await
+}
+
+/// Signs in: checks the password and starts a new session (the old session
+/// id, if any, is replaced).
+#[server(prefix = "/api", endpoint = "sign_in", input = Json, output = Json)]
+pub async fn sign_in(name: String, password: String) -> Result<Account, AppError> {
+    crate::server::api::sign_in(name, password).await
+}
+
+/// Signs out: the session is deleted on the server and its cookie cleared.
+#[server(prefix = "/api", endpoint = "sign_out", input = Json, output = Json)]
+pub async fn sign_out() -> Result<(), AppError> {
+    crate::server::api::sign_out().await
+}
+
+/// Who the session belongs to; `None` when signed out.
+#[server(prefix = "/api", endpoint = "whoami", input = Json, output = Json)]
+pub async fn whoami() -> Result<Option<Account>, AppError> {
+    crate::server::api::whoami().await
+}
 
 /// Pushes a batch of local changes; answers one result per change, in order.
 #[server(prefix = "/api", endpoint = "push", input = Json, output = Json)]

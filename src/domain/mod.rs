@@ -4,11 +4,13 @@
 //! Everything here parses and never trusts: a value of these types is valid by
 //! construction, so the layers above check input once, at their boundary.
 
+mod account;
 mod ids;
 mod limits;
 mod note;
 mod user;
 
+pub use account::{AccountInputError, Password, UserName};
 pub use ids::{ClientId, MutationId, NoteId, Revision};
 pub use limits::{Limits, LIMITS};
 pub use note::{newest_first, Note, NoteDraft};

@@ -4,22 +4,109 @@
 use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
 
+use tower_sessions::Session;
+
+use super::auth::{self, SESSION_ACCOUNT};
 use super::state::AppState;
-use crate::api::AppError;
+use crate::api::{Account, AppError};
 use crate::domain::UserId;
 use crate::sync::protocol::{PullRequest, PullResponse, PushRequest, PushResponse};
 
-/// The user every request acts for.
-///
-/// This is the one place the session check goes: until accounts exist, the
-/// server has a single fixed user. When they do, this reads the session
-/// cookie from the request parts and answers [`AppError::Unauthorized`]
-/// without a valid session; every server function already goes through it.
+/// The signed-in user the request acts for, from its session cookie;
+/// [`AppError::Unauthorized`] without a valid, unexpired session. Every
+/// server function that touches notes goes through here, and the stores
+/// scope every key by the id it returns.
 pub async fn current_user() -> Result<UserId, AppError> {
-    UserId::parse("local").map_err(|e| {
-        tracing::error!(error = %e, "the fixed user id is invalid");
+    let session = session().await?;
+    match session.get::<Account>(SESSION_ACCOUNT).await {
+        Ok(Some(account)) => Ok(account.id),
+        Ok(None) => Err(AppError::Unauthorized),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the session failed");
+            Err(AppError::Internal)
+        }
+    }
+}
+
+async fn session() -> Result<Session, AppError> {
+    leptos_axum::extract::<Session>().await.map_err(|e| {
+        tracing::error!(error = %e, "the session layer is missing");
         AppError::Internal
     })
+}
+
+fn client_address() -> Option<std::net::SocketAddr> {
+    use_context::<axum::http::request::Parts>().and_then(|parts| auth::client_address(&parts))
+}
+
+/// Starts a fresh session for `account`: a new id (so a session id planted
+/// before sign-in is worthless), then the account in it.
+async fn start_session(account: &Account) -> Result<(), AppError> {
+    let session = session().await?;
+    let failed = |e: tower_sessions::session::Error| {
+        tracing::error!(error = %e, "writing the session failed");
+        AppError::Internal
+    };
+    session.cycle_id().await.map_err(failed)?;
+    session
+        .insert(SESSION_ACCOUNT, account)
+        .await
+        .map_err(failed)?;
+    session.save().await.map_err(failed)
+}
+
+/// `sign_up` on the server.
+pub async fn sign_up(name: String, password: String) -> Result<Account, AppError> {
+    with_status(async {
+        let state = state()?;
+        let account = state
+            .accounts
+            .sign_up(&name, &password, client_address())
+            .await?;
+        start_session(&account).await?;
+        Ok(account)
+    })
+    .await
+}
+
+/// `sign_in` on the server.
+pub async fn sign_in(name: String, password: String) -> Result<Account, AppError> {
+    with_status(async {
+        let state = state()?;
+        let account = state
+            .accounts
+            .sign_in(&name, &password, client_address())
+            .await?;
+        start_session(&account).await?;
+        Ok(account)
+    })
+    .await
+}
+
+/// `sign_out` on the server: the session is deleted from the store.
+pub async fn sign_out() -> Result<(), AppError> {
+    with_status(async {
+        session().await?.flush().await.map_err(|e| {
+            tracing::error!(error = %e, "deleting the session failed");
+            AppError::Internal
+        })
+    })
+    .await
+}
+
+/// `whoami` on the server.
+pub async fn whoami() -> Result<Option<Account>, AppError> {
+    with_status(async {
+        session()
+            .await?
+            .get::<Account>(SESSION_ACCOUNT)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading the session failed");
+                AppError::Internal
+            })
+    })
+    .await
 }
 
 /// `push` on the server.

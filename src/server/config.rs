@@ -39,6 +39,21 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(1..=36_500)
     )]
     pub tombstone_retention_days: u32,
+
+    /// Mark session cookies `Secure`: set this whenever the app is served
+    /// over HTTPS (directly or behind a TLS-terminating proxy).
+    #[arg(long, env = "NOTESYNC_SECURE_COOKIES", default_value_t = false)]
+    pub secure_cookies: bool,
+
+    /// Days of inactivity after which a session ends and the person must
+    /// sign in again (their notes stay on the device).
+    #[arg(
+        long,
+        env = "NOTESYNC_SESSION_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(1..=365)
+    )]
+    pub session_days: u32,
 }
 
 impl Config {

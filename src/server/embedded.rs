@@ -26,11 +26,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
 
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
-use crate::store::{StoreError, SyncStore, UserHead};
+use crate::store::{AccountError, AccountStore, StoreError, SyncStore, UserHead, UserRecord};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
@@ -46,6 +49,10 @@ const TOMBSTONES_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("tombstones_by_time");
 const MUTATIONS_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("mutations_by_time");
+/// Accounts by normalised name, as JSON [`UserRecord`]s.
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// Sessions by id: expiry (Unix ms) and the session layer's bytes.
+const SESSIONS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("sessions");
 
 /// The redb-backed [`SyncStore`].
 #[derive(Clone)]
@@ -72,6 +79,8 @@ impl EmbeddedStore {
             txn.open_table(HEADS).map_err(db_error)?;
             txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?;
             txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?;
+            txn.open_table(USERS).map_err(db_error)?;
+            txn.open_table(SESSIONS).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
         Ok(Self { db: Arc::new(db) })
@@ -375,6 +384,109 @@ impl SyncStore for EmbeddedStore {
                     }
                 }
                 removed
+            };
+            txn.commit().map_err(db_error)?;
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AccountStore for EmbeddedStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<(), AccountError> {
+        let user = user.clone();
+        let bytes = serde_json::to_vec(&user)
+            .map_err(|e| StoreError::Invalid(format!("encoding a user: {e}")))?;
+        let taken = self
+            .blocking(move |db| {
+                let txn = db.begin_write().map_err(db_error)?;
+                let taken = {
+                    let mut users = txn.open_table(USERS).map_err(db_error)?;
+                    let taken = users.get(user.name.as_str()).map_err(db_error)?.is_some();
+                    if !taken {
+                        users
+                            .insert(user.name.as_str(), bytes.as_slice())
+                            .map_err(db_error)?;
+                    }
+                    taken
+                };
+                txn.commit().map_err(db_error)?;
+                Ok(taken)
+            })
+            .await?;
+        if taken {
+            Err(AccountError::NameTaken)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_error)?;
+            let users = txn.open_table(USERS).map_err(db_error)?;
+            let Some(value) = users.get(name.as_str()).map_err(db_error)? else {
+                return Ok(None);
+            };
+            serde_json::from_slice(value.value())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("stored user: {e}")))
+        })
+        .await
+    }
+
+    async fn save_session(&self, id: &str, data: &[u8], expires_ms: u64) -> Result<(), StoreError> {
+        let (id, data) = (id.to_string(), data.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_error)?;
+            txn.open_table(SESSIONS)
+                .map_err(db_error)?
+                .insert(id.as_str(), (expires_ms, data.as_slice()))
+                .map_err(db_error)?;
+            txn.commit().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn load_session(&self, id: &str, now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_error)?;
+            let sessions = txn.open_table(SESSIONS).map_err(db_error)?;
+            let found = sessions.get(id.as_str()).map_err(db_error)?;
+            Ok(found.and_then(|v| {
+                let (expires, data) = v.value();
+                (expires > now_ms).then(|| data.to_vec())
+            }))
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_error)?;
+            txn.open_table(SESSIONS)
+                .map_err(db_error)?
+                .remove(id.as_str())
+                .map_err(db_error)?;
+            txn.commit().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn purge_sessions(&self, now_ms: u64) -> Result<u64, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_error)?;
+            let removed = {
+                let mut sessions = txn.open_table(SESSIONS).map_err(db_error)?;
+                let before = sessions.len().map_err(db_error)?;
+                sessions
+                    .retain(|_, (expires, _)| expires > now_ms)
+                    .map_err(db_error)?;
+                before - sessions.len().map_err(db_error)?
             };
             txn.commit().map_err(db_error)?;
             Ok(removed)

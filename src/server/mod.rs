@@ -7,6 +7,7 @@
 //! function under `/api/`.
 
 pub mod api;
+pub mod auth;
 pub mod boundary;
 pub mod config;
 pub mod embedded;
@@ -24,6 +25,8 @@ use leptos::config::get_configuration;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::compression::CompressionLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::app::{shell, App};
 use crate::domain::LIMITS;
@@ -40,6 +43,18 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
     // the linker drops `inventory`'s automatic registration (test binaries).
     leptos::server_fn::axum::register_explicit::<crate::api::Push>();
     leptos::server_fn::axum::register_explicit::<crate::api::Pull>();
+    leptos::server_fn::axum::register_explicit::<crate::api::SignUp>();
+    leptos::server_fn::axum::register_explicit::<crate::api::SignIn>();
+    leptos::server_fn::axum::register_explicit::<crate::api::SignOut>();
+    leptos::server_fn::axum::register_explicit::<crate::api::Whoami>();
+    let sessions = SessionManagerLayer::new(auth::StoreSessions(state.accounts.store()))
+        .with_name(auth::SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(
+            state.session_days,
+        ))));
     let routes = generate_route_list(App);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -51,21 +66,22 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
         // Server functions read their bodies under this limit; the boundary
         // answers 413 above it.
         .layer(DefaultBodyLimit::max(LIMITS.max_request_bytes))
+        .layer(sessions)
+        .layer(axum::middleware::from_fn(auth::origin_check))
         .layer(axum::middleware::from_fn(boundary::api_boundary))
         .layer(CompressionLayer::new())
         .with_state(options)
 }
 
 /// Opens the embedded store in the configured data directory and builds the
-/// services around it.
-pub fn build_state(config: &Config) -> Result<AppState, store::StoreError> {
-    let store = EmbeddedStore::open(&config.data_dir)?;
+/// services around it: notes, users and sessions all live in it.
+pub fn build_state(config: &Config) -> Result<AppState, String> {
+    let store = Arc::new(EmbeddedStore::open(&config.data_dir).map_err(|e| e.to_string())?);
     let retention = Duration::from_secs(u64::from(config.tombstone_retention_days) * 24 * 60 * 60);
-    Ok(AppState::new(SyncService::new(
-        Arc::new(store),
-        config.conflict_strategy,
-        retention,
-    )))
+    let sync = SyncService::new(store.clone(), config.conflict_strategy, retention);
+    let accounts =
+        auth::Accounts::new(store, auth::AttemptLimits::default()).map_err(|e| e.to_string())?;
+    Ok(AppState::new(sync, accounts).with_sessions(config.secure_cookies, config.session_days))
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -107,6 +123,7 @@ pub async fn run() -> ExitCode {
         }
     };
     Arc::clone(&state.sync).spawn_purger(PURGE_EVERY);
+    spawn_session_purger(state.accounts.store(), PURGE_EVERY);
     let addr = options.site_addr;
     let strategy = state.sync.strategy();
     let app = router(options, state);
@@ -124,9 +141,12 @@ pub async fn run() -> ExitCode {
         retention_days = config.tombstone_retention_days,
         "notesync listening"
     );
-    let served = axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -134,6 +154,23 @@ pub async fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Drops expired sessions every `every`, so the store does not grow with
+/// abandoned sign-ins.
+fn spawn_session_purger(store: Arc<dyn store::AccountStore>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let now = service::system_clock()();
+            match store.purge_sessions(now).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -4,19 +4,35 @@
 
 use std::sync::Arc;
 
+use super::auth::Accounts;
 use super::service::SyncService;
 
 /// What the server functions reach through `expect_context::<AppState>()`.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub sync: Arc<SyncService>,
+    pub accounts: Arc<Accounts>,
+    /// Session cookies carry `Secure` (the server is behind TLS).
+    pub secure_cookies: bool,
+    /// A session ends after this many days without a request.
+    pub session_days: u32,
 }
 
 impl AppState {
-    /// State around one sync service.
-    pub fn new(sync: SyncService) -> Self {
+    /// State around one sync service and the accounts.
+    pub fn new(sync: SyncService, accounts: Accounts) -> Self {
         Self {
             sync: Arc::new(sync),
+            accounts: Arc::new(accounts),
+            secure_cookies: false,
+            session_days: 30,
         }
+    }
+
+    /// The same state with these session cookie settings.
+    pub fn with_sessions(mut self, secure_cookies: bool, session_days: u32) -> Self {
+        self.secure_cookies = secure_cookies;
+        self.session_days = session_days.max(1);
+        self
     }
 }

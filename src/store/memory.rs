@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::batch::{apply_changes, BatchTxn};
-use super::{StoreError, SyncStore, UserHead};
+use super::{AccountError, AccountStore, StoreError, SyncStore, UserHead, UserRecord};
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
@@ -64,6 +64,14 @@ impl BatchTxn for UserData {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     users: Mutex<HashMap<UserId, UserData>>,
+    accounts: Mutex<Accounts>,
+}
+
+/// Users by name, and sessions by id with their expiry (Unix ms).
+#[derive(Debug, Default)]
+struct Accounts {
+    users: HashMap<String, UserRecord>,
+    sessions: HashMap<String, (Vec<u8>, u64)>,
 }
 
 impl MemoryStore {
@@ -77,6 +85,58 @@ impl MemoryStore {
         self.users
             .lock()
             .map_err(|_| StoreError::Unavailable("the memory store's lock is poisoned".into()))
+    }
+
+    fn accounts(&self) -> Result<MutexGuard<'_, Accounts>, StoreError> {
+        self.accounts
+            .lock()
+            .map_err(|_| StoreError::Unavailable("the memory store's lock is poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl AccountStore for MemoryStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<(), AccountError> {
+        let mut accounts = self.accounts()?;
+        if accounts.users.contains_key(&user.name) {
+            return Err(AccountError::NameTaken);
+        }
+        accounts.users.insert(user.name.clone(), user.clone());
+        Ok(())
+    }
+
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.accounts()?.users.get(name).cloned())
+    }
+
+    async fn save_session(&self, id: &str, data: &[u8], expires_ms: u64) -> Result<(), StoreError> {
+        self.accounts()?
+            .sessions
+            .insert(id.to_string(), (data.to_vec(), expires_ms));
+        Ok(())
+    }
+
+    async fn load_session(&self, id: &str, now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .accounts()?
+            .sessions
+            .get(id)
+            .filter(|(_, expires)| *expires > now_ms)
+            .map(|(data, _)| data.clone()))
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        self.accounts()?.sessions.remove(id);
+        Ok(())
+    }
+
+    async fn purge_sessions(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let mut accounts = self.accounts()?;
+        let before = accounts.sessions.len();
+        accounts
+            .sessions
+            .retain(|_, (_, expires)| *expires > now_ms);
+        Ok((before - accounts.sessions.len()) as u64)
     }
 }
 
@@ -176,5 +236,10 @@ mod tests {
     #[tokio::test]
     async fn memory_store_keeps_the_contract() {
         contract::run_all(&|| Box::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_accounts_contract() {
+        crate::store::accounts::contract::run_all(&|| Box::new(MemoryStore::new())).await;
     }
 }

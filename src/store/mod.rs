@@ -13,6 +13,7 @@
 //! - users never see nor touch each other's notes: every key is scoped by
 //!   [`UserId`].
 
+pub mod accounts;
 pub mod batch;
 pub mod contract;
 pub mod memory;
@@ -24,6 +25,7 @@ use crate::domain::UserId;
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
 
+pub use accounts::{AccountError, AccountStore, UserRecord};
 pub use memory::MemoryStore;
 
 /// Why a store could not do its job. Messages are for the server's log, never

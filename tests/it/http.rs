@@ -2,55 +2,32 @@
 //! store behind it): the JSON shapes the browser sends, and every kind of bad
 //! input with its status and a message a person can read.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
-use leptos::prelude::LeptosOptions;
+use axum::http::{header, StatusCode};
 use serde::Serialize;
-use tower::ServiceExt;
 
+use crate::client::{relaxed, router_with, Browser};
 use notesync::api::AppError;
 use notesync::domain::{ClientId, LIMITS};
-use notesync::server::service::SyncService;
-use notesync::server::{router, AppState};
 use notesync::store::contract::{create, edit};
-use notesync::store::MemoryStore;
-use notesync::sync::merge::Strategy;
 use notesync::sync::protocol::{
     Change, ChangeResult, Checkpoint, ProtocolError, PullRequest, PullResponse, PushRequest,
     PushResponse, PROTOCOL_VERSION,
 };
 
-fn app() -> Router {
-    let options = LeptosOptions::builder().output_name("notesync").build();
-    let sync = SyncService::new(
-        Arc::new(MemoryStore::new()),
-        Strategy::Merge,
-        Duration::from_secs(90 * 24 * 60 * 60),
-    );
-    router(options, AppState::new(sync))
+/// A signed-in browser on a fresh app.
+async fn app() -> Browser {
+    Browser::signed_up(&router_with(relaxed()), "http").await.0
 }
 
-async fn post_raw(app: &Router, path: &str, body: Vec<u8>, length: bool) -> (StatusCode, Vec<u8>) {
-    let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/json");
-    if length {
-        req = req.header(header::CONTENT_LENGTH, body.len());
+async fn post_raw(app: &Browser, path: &str, body: Vec<u8>, length: bool) -> (StatusCode, Vec<u8>) {
+    let mut req = app.request(path, body);
+    if !length {
+        req.headers_mut().remove(header::CONTENT_LENGTH);
     }
-    let res = app
-        .clone()
-        .oneshot(req.body(Body::from(body)).expect("request"))
-        .await
-        .expect("response");
-    let status = res.status();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (status, bytes.to_vec())
+    app.clone().send(req).await
 }
 
-async fn post(app: &Router, path: &str, req: &impl Serialize) -> (StatusCode, Vec<u8>) {
+async fn post(app: &Browser, path: &str, req: &impl Serialize) -> (StatusCode, Vec<u8>) {
     let body = serde_json::to_vec(&serde_json::json!({ "req": req })).expect("serialises");
     post_raw(app, path, body, true).await
 }
@@ -63,7 +40,7 @@ fn push_req(changes: Vec<Change>) -> PushRequest {
     }
 }
 
-async fn push(app: &Router, changes: Vec<Change>) -> Vec<ChangeResult> {
+async fn push(app: &Browser, changes: Vec<Change>) -> Vec<ChangeResult> {
     let (status, body) = post(app, "/api/push", &push_req(changes)).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     serde_json::from_slice::<PushResponse>(&body)
@@ -71,7 +48,7 @@ async fn push(app: &Router, changes: Vec<Change>) -> Vec<ChangeResult> {
         .results
 }
 
-async fn pull(app: &Router, checkpoint: u64, limit: u32) -> PullResponse {
+async fn pull(app: &Browser, checkpoint: u64, limit: u32) -> PullResponse {
     let req = PullRequest {
         protocol: PROTOCOL_VERSION,
         checkpoint: Checkpoint(checkpoint),
@@ -89,7 +66,7 @@ fn error(body: &[u8]) -> AppError {
 
 #[tokio::test]
 async fn push_then_pull_round_trips() {
-    let app = app();
+    let app = app().await;
     let results = push(&app, vec![create(1, 1, "first"), create(2, 2, "second")]).await;
     assert!(
         results
@@ -113,7 +90,7 @@ async fn push_then_pull_round_trips() {
 
 #[tokio::test]
 async fn malformed_json_is_a_400_with_a_clear_message() {
-    let app = app();
+    let app = app().await;
     for body in [
         &b"{\"req\": {"[..],
         b"not json",
@@ -138,7 +115,7 @@ async fn malformed_json_is_a_400_with_a_clear_message() {
 
 #[tokio::test]
 async fn an_unknown_protocol_version_is_a_400_naming_the_versions() {
-    let app = app();
+    let app = app().await;
     let mut req = push_req(vec![create(1, 1, "x")]);
     req.protocol = 99;
     let (status, body) = post(&app, "/api/push", &req).await;
@@ -168,7 +145,7 @@ async fn an_unknown_protocol_version_is_a_400_naming_the_versions() {
 
 #[tokio::test]
 async fn more_than_500_changes_is_a_413() {
-    let app = app();
+    let app = app().await;
     let changes: Vec<Change> = (0..=LIMITS.max_batch_changes as u32)
         .map(|m| create(m + 1, (m % 200) as u8, "x"))
         .collect();
@@ -183,7 +160,7 @@ async fn more_than_500_changes_is_a_413() {
 
 #[tokio::test]
 async fn an_empty_push_and_a_zero_limit_are_400s() {
-    let app = app();
+    let app = app().await;
     let (status, body) = post(&app, "/api/push", &push_req(vec![])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error(&body), AppError::Protocol(ProtocolError::EmptyBatch));
@@ -199,7 +176,7 @@ async fn an_empty_push_and_a_zero_limit_are_400s() {
 
 #[tokio::test]
 async fn a_note_over_1_mib_is_rejected_and_the_others_applied() {
-    let app = app();
+    let app = app().await;
     let big = "x".repeat(LIMITS.max_body_bytes + 1);
     let results = push(
         &app,
@@ -218,7 +195,7 @@ async fn a_note_over_1_mib_is_rejected_and_the_others_applied() {
 #[tokio::test]
 async fn requests_up_to_8_mib_are_read() {
     // Above axum's 2 MiB default, below our limit.
-    let app = app();
+    let app = app().await;
     let full = "y".repeat(LIMITS.max_body_bytes);
     let changes: Vec<Change> = (1..=5u8).map(|n| create(u32::from(n), n, &full)).collect();
     let results = push(&app, changes).await;
@@ -232,7 +209,7 @@ async fn requests_up_to_8_mib_are_read() {
 
 #[tokio::test]
 async fn a_body_over_8_mib_is_a_413() {
-    let app = app();
+    let app = app().await;
     let body = vec![b' '; LIMITS.max_request_bytes + 1];
     for declared in [true, false] {
         let (status, bytes) = post_raw(&app, "/api/push", body.clone(), declared).await;
@@ -248,7 +225,7 @@ async fn a_body_over_8_mib_is_a_413() {
 
 #[tokio::test]
 async fn a_repeated_mutation_id_is_a_duplicate() {
-    let app = app();
+    let app = app().await;
     let first = push(&app, vec![create(1, 1, "once")]).await;
     assert!(matches!(first[0], ChangeResult::Applied { .. }));
     let again = push(&app, vec![create(1, 1, "once")]).await;
@@ -257,7 +234,7 @@ async fn a_repeated_mutation_id_is_a_duplicate() {
 
 #[tokio::test]
 async fn a_stale_base_is_merged_keeping_both_texts() {
-    let app = app();
+    let app = app().await;
     push(&app, vec![create(1, 1, "base\n")]).await;
     push(&app, vec![edit(2, 1, 1, Some("base\n"), "laptop\n")]).await;
     let results = push(&app, vec![edit(3, 1, 1, Some("base\n"), "phone\n")]).await;
@@ -289,7 +266,7 @@ async fn a_stale_base_is_merged_keeping_both_texts() {
 
 #[tokio::test]
 async fn pull_pages_until_has_more_is_false() {
-    let app = app();
+    let app = app().await;
     let changes: Vec<Change> = (1..=5u8).map(|n| create(u32::from(n), n, "x")).collect();
     push(&app, changes).await;
     let mut checkpoint = 0;
@@ -316,14 +293,13 @@ async fn pull_pages_until_has_more_is_false() {
 
 #[tokio::test]
 async fn other_routes_are_untouched() {
-    let app = app();
-    let res = app
-        .oneshot(
-            Request::get("/healthz")
-                .body(Body::empty())
+    let mut app = app().await;
+    let (status, body) = app
+        .send(
+            axum::http::Request::get("/healthz")
+                .body(axum::body::Body::empty())
                 .expect("request"),
         )
-        .await
-        .expect("response");
-    assert_eq!(res.status(), StatusCode::OK);
+        .await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"ok"[..]));
 }

@@ -3,6 +3,7 @@
 //! multi-client simulation (real driver and SyncService, injected network
 //! faults, convergence and no-loss properties).
 
+mod client;
 mod http;
 mod simulation;
 mod store_contract;
