@@ -36,7 +36,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `rm -rf ${dataDir} && exec ${bin} --addr 127.0.0.1:${port} --data-dir ${dataDir}`,
+    command: `rm -rf ${dataDir} && exec ${bin} --addr 127.0.0.1:${port} --data-dir ${dataDir} --attempts-per-address 10000`,
     cwd: root,
     url: `http://127.0.0.1:${port}/healthz`,
     reuseExistingServer: false,

@@ -1,7 +1,7 @@
 // The sync worker: a module worker that runs the same wasm bundle as the page.
 // cargo-leptos (and scripts/build) name the wasm <name>.wasm, so its path is
-// given explicitly.
+// given explicitly. The page names the signed-in user, whose database it syncs.
 import init, { worker_main } from '/pkg/notesync.js';
 
 await init({ module_or_path: '/pkg/notesync.wasm' });
-worker_main();
+worker_main(new URL(self.location.href).searchParams.get('user') ?? '');

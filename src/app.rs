@@ -6,7 +6,7 @@ use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title}
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::StaticSegment;
 
-use crate::ui::NotesPage;
+use crate::ui::{NotesPage, SignInPage, SignUpPage};
 
 /// The document around the app. Notes are never rendered here: the server has
 /// no copy of the browser's notes, and the page must hydrate identically from
@@ -42,6 +42,8 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                 <Route path=StaticSegment("") view=NotesPage />
+                <Route path=StaticSegment("signin") view=SignInPage />
+                <Route path=StaticSegment("signup") view=SignUpPage />
             </Routes>
         </Router>
     }

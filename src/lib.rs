@@ -32,6 +32,6 @@ pub fn hydrate() {
 /// Web worker entry point, called by `public/worker.js` in the same bundle.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
-pub fn worker_main() {
-    client::worker::start();
+pub fn worker_main(user: String) {
+    client::worker::start(user);
 }

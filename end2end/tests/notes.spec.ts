@@ -1,9 +1,6 @@
 import { test, expect } from '@playwright/test';
-import { NotesApp, localOnly } from '../fixtures/app';
+import { NotesApp } from '../fixtures/app';
 
-test.beforeEach(async ({ context }) => {
-  await localOnly(context);
-});
 
 test('a fresh profile shows the empty state', async ({ page }) => {
   const app = new NotesApp(page);

@@ -1,9 +1,6 @@
 import { test, expect } from '@playwright/test';
-import { NotesApp, localOnly } from '../fixtures/app';
+import { NotesApp } from '../fixtures/app';
 
-test.beforeEach(async ({ context }) => {
-  await localOnly(context);
-});
 
 // Fault injection in the page: IndexedDB calls fail on demand, exactly as the
 // browser fails them (a DOMException with the real name).

@@ -1,13 +1,24 @@
 import { test, expect, type Browser, type BrowserContext } from '@playwright/test';
-import { NotesApp } from '../fixtures/app';
+import { NotesApp, uniqueName } from '../fixtures/app';
 
 // Two independent browser contexts are two devices of the same person: each
-// has its own IndexedDB and its own sync worker, and only the server links them.
+// has its own IndexedDB and its own sync worker, and only the server links
+// them. Each test's person is new: the first device signs up, the second in.
+const people = new Map<string, string>();
+
 async function device(browser: Browser): Promise<{ context: BrowserContext; app: NotesApp }> {
+  const key = test.info().title;
   const context = await browser.newContext();
   const page = await context.newPage();
   const app = new NotesApp(page);
-  await app.open();
+  const name = people.get(key);
+  if (name) {
+    await app.signIn(name);
+  } else {
+    const fresh = uniqueName();
+    people.set(key, fresh);
+    await app.signUp(fresh);
+  }
   return { context, app };
 }
 

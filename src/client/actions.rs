@@ -23,18 +23,19 @@ use wasm_bindgen::JsCast;
 
 use super::db::{DbError, EditMeta, LocalDb};
 use super::worker::CHANNEL_NAME;
-use super::{now_ms, random10};
+use super::{now_ms, random10, session};
+use crate::api::Account;
 use crate::bridge::{decode, encode, FromWorker, ToWorker};
-use crate::domain::{newest_first, MutationId, Note, NoteDraft, NoteId};
+use crate::domain::{newest_first, MutationId, Note, NoteDraft, NoteId, UserId};
 use crate::ui::model::{SaveState, WorkerView};
 use crate::ui::NotesState;
 
 /// Pause after the last keystroke before the edit is written.
 const SAVE_DEBOUNCE_MS: u32 = 300;
-const JOURNAL_PREFIX: &str = "notesync.journal.v1.";
 
 struct Page {
     state: NotesState,
+    user: UserId,
     db: RefCell<Option<Rc<LocalDb>>>,
     dirty: RefCell<HashSet<NoteId>>,
     /// The copy of each note as last read from IndexedDB: what an edit is
@@ -48,6 +49,8 @@ struct Page {
 
 thread_local! {
     static PAGE: RefCell<Option<Rc<Page>>> = const { RefCell::new(None) };
+    /// The signed-in user's recovery journal prefix.
+    static JOURNAL: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 fn page() -> Option<Rc<Page>> {
@@ -64,16 +67,20 @@ mod journal {
     //! holds the same text.
     use super::*;
 
+    fn key(id: NoteId) -> String {
+        JOURNAL.with(|j| format!("{}{id}", j.borrow()))
+    }
+
     pub fn put(note: &Note) {
         if let (Some(storage), Ok(json)) = (local_storage(), serde_json::to_string(note)) {
             // Best effort: if this fails too, the text is still on the page.
-            let _ = storage.set_item(&format!("{JOURNAL_PREFIX}{}", note.id), &json);
+            let _ = storage.set_item(&key(note.id), &json);
         }
     }
 
     pub fn remove(id: NoteId) {
         if let Some(storage) = local_storage() {
-            let _ = storage.remove_item(&format!("{JOURNAL_PREFIX}{id}"));
+            let _ = storage.remove_item(&key(id));
         }
     }
 
@@ -85,8 +92,9 @@ mod journal {
         let keys: Vec<String> = (0..len)
             .filter_map(|i| storage.key(i).ok().flatten())
             .collect();
+        let prefix = JOURNAL.with(|j| j.borrow().clone());
         keys.into_iter()
-            .filter(|k| k.starts_with(JOURNAL_PREFIX))
+            .filter(|k| !prefix.is_empty() && k.starts_with(&prefix))
             .filter_map(|k| storage.get_item(&k).ok().flatten())
             .filter_map(|json| serde_json::from_str::<Note>(&json).ok())
             .collect()
@@ -98,7 +106,7 @@ impl Page {
         if let Some(db) = self.db.borrow().clone() {
             return Ok(db);
         }
-        let db = Rc::new(LocalDb::open().await?);
+        let db = Rc::new(LocalDb::open(&self.user).await?);
         *self.db.borrow_mut() = Some(db.clone());
         Ok(db)
     }
@@ -328,7 +336,8 @@ fn start_worker(page: &Rc<Page>) {
     let state = page.state;
     let options = web_sys::WorkerOptions::new();
     options.set_type(web_sys::WorkerType::Module);
-    let worker = match web_sys::Worker::new_with_options("/worker.js", &options) {
+    let url = format!("/worker.js?user={}", page.user);
+    let worker = match web_sys::Worker::new_with_options(&url, &options) {
         Ok(w) => w,
         Err(e) => {
             state
@@ -434,29 +443,126 @@ fn flush() {
     }
 }
 
-/// Starts the page side once: opens the database, loads the notes, recovers
-/// unsaved text from the journal, starts the worker and the listeners.
+/// Starts the page side once: finds who is signed in (the server, or offline
+/// the account last confirmed here), then opens that person's database,
+/// loads the notes, recovers unsaved text from the journal, starts the worker
+/// and the listeners. With no account at all, goes to the sign-in page.
 pub fn start(state: NotesState) {
     if page().is_some() {
         return;
     }
+    wasm_bindgen_futures::spawn_local(async move {
+        let cached = session::cached();
+        let account = match crate::api::whoami().await {
+            Ok(Some(account)) => {
+                session::remember(&account);
+                Some(account)
+            }
+            Ok(None) => {
+                // The session ended: keep working locally, sync waits for sign-in.
+                state.session_ended.set(cached.is_some());
+                cached
+            }
+            Err(_) => cached,
+        };
+        match account {
+            Some(account) => begin(state, account),
+            None => session::go("/signin"),
+        }
+    });
+}
+
+fn begin(state: NotesState, account: Account) {
+    if page().is_some() {
+        return;
+    }
+    JOURNAL.with(|j| *j.borrow_mut() = session::journal_prefix(&account.id));
     let (queue, receiver) = mpsc::unbounded();
     let page = Rc::new(Page {
         state,
+        user: account.id.clone(),
         db: RefCell::new(None),
         dirty: RefCell::new(HashSet::new()),
         bases: RefCell::new(HashMap::new()),
         timers: RefCell::new(HashMap::new()),
         queue,
         worker: RefCell::new(None),
-        channel: web_sys::BroadcastChannel::new(CHANNEL_NAME).ok(),
+        channel: web_sys::BroadcastChannel::new(&channel_name(&account.id)).ok(),
     });
+    state.account.set(Some(account));
     PAGE.with(|p| *p.borrow_mut() = Some(page.clone()));
     state.now_ms.set(now_ms());
     wasm_bindgen_futures::spawn_local(writer_loop(page.clone(), receiver));
     wasm_bindgen_futures::spawn_local(load(page.clone()));
     start_worker(&page);
     listen(&page);
+}
+
+/// Signs out after a warning if changes have not synced: the server deletes
+/// the session, then the next page deletes this person's local data.
+pub fn sign_out(state: NotesState) {
+    let Some(page) = page() else { return };
+    wasm_bindgen_futures::spawn_local(async move {
+        let unsynced = match page.db().await {
+            Ok(db) => db.counts().await.map(|(_, pending)| pending).unwrap_or(0),
+            Err(_) => 0,
+        } as usize
+            + page.dirty.borrow().len();
+        if unsynced > 0 {
+            let question = format!(
+                "{unsynced} change(s) have not reached the server yet and will be lost from this \
+                 device if you sign out. Sign out anyway?"
+            );
+            let confirmed = web_sys::window()
+                .and_then(|w| w.confirm_with_message(&question).ok())
+                .unwrap_or(false);
+            if !confirmed {
+                return;
+            }
+        }
+        match crate::api::sign_out().await {
+            Ok(()) => {
+                session::signed_out(&page.user);
+                session::go("/signin");
+            }
+            Err(e) => state.storage_error.set(Some(format!(
+                "Could not sign out: {e}. Nothing was removed; try again when online."
+            ))),
+        }
+    });
+}
+
+/// Sends a sign-in or sign-up form: on success remembers the account and
+/// opens the notes, else shows why.
+pub fn submit_account(
+    create: bool,
+    name: String,
+    password: String,
+    error: RwSignal<Option<String>>,
+) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let result = if create {
+            crate::api::sign_up(name, password).await
+        } else {
+            crate::api::sign_in(name, password).await
+        };
+        match result {
+            Ok(account) => {
+                session::remember(&account);
+                session::go("/");
+            }
+            Err(e) => error.set(Some(e.to_string())),
+        }
+    });
+}
+
+/// On the sign-in page: removes the data of a person who just signed out.
+pub fn auth_page_opened() {
+    wasm_bindgen_futures::spawn_local(session::clear_signed_out_data());
+}
+
+fn channel_name(user: &UserId) -> String {
+    format!("{CHANNEL_NAME}-{user}")
 }
 
 /// Creates an empty note, selects it and puts the cursor in its title.

@@ -17,7 +17,7 @@ use wasm_bindgen::JsValue;
 
 use std::collections::BTreeSet;
 
-use crate::domain::{ClientId, MutationId, Note, NoteId};
+use crate::domain::{ClientId, MutationId, Note, NoteId, UserId};
 use crate::sync::driver::{PortError, ReplicaStore};
 use crate::sync::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
 use crate::sync::replica::{
@@ -25,7 +25,11 @@ use crate::sync::replica::{
 };
 use crate::sync::{coalesce, Edit, PendingChange, PendingOp};
 
-pub const DB_NAME: &str = "notesync";
+/// Each user has their own database, so signing in as someone else on the
+/// same browser shows only their notes.
+pub fn db_name(user: &UserId) -> String {
+    format!("notesync-{user}")
+}
 pub const SCHEMA_VERSION: u32 = 1;
 
 const NOTES: &str = "notes";
@@ -192,8 +196,8 @@ pub struct EditMeta {
 
 impl LocalDb {
     /// Opens (and if needed creates or upgrades) the database.
-    pub async fn open() -> Result<Self, DbError> {
-        let rexie = Rexie::builder(DB_NAME)
+    pub async fn open(user: &UserId) -> Result<Self, DbError> {
+        let rexie = Rexie::builder(&db_name(user))
             .version(SCHEMA_VERSION)
             .add_object_store(
                 ObjectStore::new(NOTES)
@@ -210,6 +214,14 @@ impl LocalDb {
                 other => other,
             })?;
         Ok(Self { rexie })
+    }
+
+    /// Deletes `user`'s whole database (signing out). Run it from a page
+    /// that never opened it: the browser holds a deletion until every open
+    /// handle is gone.
+    pub async fn delete(user: &UserId) -> Result<(), DbError> {
+        Rexie::delete(&db_name(user)).await?;
+        Ok(())
     }
 
     /// The schema version the database is at.

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod db;
+pub mod session;
 pub mod worker;
 
 /// Hydrates the server-rendered page.

@@ -22,7 +22,7 @@ use super::db::LocalDb;
 use super::{now_ms, random10};
 use crate::api::AppError;
 use crate::bridge::{decode, encode, FromWorker, ToWorker};
-use crate::domain::{ClientId, MutationId};
+use crate::domain::{ClientId, MutationId, UserId};
 use crate::sync::driver::{Driver, DriverConfig, Host, PortError, Transport};
 use crate::sync::engine::{Event, SyncStatus, Timing};
 use crate::sync::protocol::{PullRequest, PullResponse, PushRequest, PushResponse};
@@ -139,10 +139,19 @@ async fn report(db: &LocalDb, ticks: u64, reply_to: Option<u32>) {
 }
 
 /// Starts the worker: opens the database, answers the page, runs the sync loop.
-pub fn start() {
+pub fn start(user: String) {
     console_error_panic_hook::set_once();
-    wasm_bindgen_futures::spawn_local(async {
-        let db = match LocalDb::open().await {
+    wasm_bindgen_futures::spawn_local(async move {
+        let user = match UserId::parse(&user) {
+            Ok(user) => user,
+            Err(e) => {
+                post(&FromWorker::Failed {
+                    message: e.to_string(),
+                });
+                return;
+            }
+        };
+        let db = match LocalDb::open(&user).await {
             Ok(db) => Rc::new(db),
             Err(e) => {
                 post(&FromWorker::Failed {
@@ -208,7 +217,7 @@ pub fn start() {
         }
         let host = WorkerHost {
             events: RefCell::new(Some(receiver)),
-            channel: web_sys::BroadcastChannel::new(CHANNEL_NAME).ok(),
+            channel: web_sys::BroadcastChannel::new(&format!("{CHANNEL_NAME}-{user}")).ok(),
         };
         let config = DriverConfig {
             client_id,

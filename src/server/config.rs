@@ -54,6 +54,16 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(1..=365)
     )]
     pub session_days: u32,
+
+    /// Sign-in and sign-up attempts allowed at once per client address; one
+    /// more is allowed every 12 seconds.
+    #[arg(long, env = "NOTESYNC_ATTEMPTS_PER_ADDRESS", default_value_t = 20)]
+    pub attempts_per_address: u32,
+
+    /// Sign-in attempts allowed at once per account name; one more is allowed
+    /// every 12 seconds.
+    #[arg(long, env = "NOTESYNC_ATTEMPTS_PER_NAME", default_value_t = 5)]
+    pub attempts_per_name: u32,
 }
 
 impl Config {

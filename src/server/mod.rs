@@ -79,8 +79,12 @@ pub fn build_state(config: &Config) -> Result<AppState, String> {
     let store = Arc::new(EmbeddedStore::open(&config.data_dir).map_err(|e| e.to_string())?);
     let retention = Duration::from_secs(u64::from(config.tombstone_retention_days) * 24 * 60 * 60);
     let sync = SyncService::new(store.clone(), config.conflict_strategy, retention);
-    let accounts =
-        auth::Accounts::new(store, auth::AttemptLimits::default()).map_err(|e| e.to_string())?;
+    let limits = auth::AttemptLimits {
+        per_name_burst: config.attempts_per_name,
+        per_address_burst: config.attempts_per_address,
+        ..auth::AttemptLimits::default()
+    };
+    let accounts = auth::Accounts::new(store, limits).map_err(|e| e.to_string())?;
     Ok(AppState::new(sync, accounts).with_sessions(config.secure_cookies, config.session_days))
 }
 

@@ -5,6 +5,7 @@
 //! build it is the client's IndexedDB-backed actions, elsewhere a set of
 //! no-ops (the server renders only the empty shell).
 
+mod auth;
 pub mod model;
 
 #[cfg_attr(feature = "hydrate", path = "platform_browser.rs")]
@@ -13,6 +14,9 @@ mod platform;
 
 use leptos::prelude::*;
 
+pub use auth::{SignInPage, SignUpPage};
+
+use crate::api::Account;
 use crate::domain::{Note, NoteDraft, NoteId};
 use crate::sync::engine::SyncStatus;
 use crate::sync::protocol::ConflictSides;
@@ -39,6 +43,10 @@ pub struct NotesState {
     pub sync: RwSignal<Option<SyncStatus>>,
     /// Notes whose concurrent edits need a person's choice.
     pub conflicts: RwSignal<Vec<(NoteId, ConflictSides)>>,
+    /// Whose notes these are.
+    pub account: RwSignal<Option<Account>>,
+    /// The server no longer knows this browser's session: sync waits.
+    pub session_ended: RwSignal<bool>,
 }
 
 impl NotesState {
@@ -54,6 +62,8 @@ impl NotesState {
             editor_epoch: RwSignal::new(0),
             sync: RwSignal::new(None),
             conflicts: RwSignal::new(Vec::new()),
+            account: RwSignal::new(None),
+            session_ended: RwSignal::new(false),
         }
     }
 
@@ -89,7 +99,9 @@ pub fn NotesPage() -> impl IntoView {
                 >
                     "New note"
                 </button>
+                <AccountMenu state />
             </header>
+            <SessionAlert state />
             <StorageAlert state />
             <div class="layout">
                 <NoteList state />
@@ -121,6 +133,35 @@ fn SyncIndicator(state: NotesState) -> impl IntoView {
             <span class="dot" aria-hidden="true"></span>
             {move || label.get().text}
         </button>
+    }
+}
+
+#[component]
+fn AccountMenu(state: NotesState) -> impl IntoView {
+    view! {
+        <Show when=move || state.account.with(Option::is_some)>
+            <span class="account" data-testid="account-name">
+                {move || state.account.with(|a| a.as_ref().map(|a| a.name.clone()))}
+            </span>
+            <button class="quiet" id="sign-out" on:click=move |_| platform::sign_out(state)>
+                "Sign out"
+            </button>
+        </Show>
+    }
+}
+
+#[component]
+fn SessionAlert(state: NotesState) -> impl IntoView {
+    view! {
+        <Show when=move || state.session_ended.get()>
+            <div class="alert" role="alert" data-testid="session-ended">
+                <p>
+                    "Your session has ended. Your notes and edits are kept on this device; "
+                    "sign in again to sync them."
+                </p>
+                <a class="button" href="/signin">"Sign in again"</a>
+            </div>
+        </Show>
     }
 }
 

@@ -11,6 +11,15 @@ pub fn delete_note(_state: NotesState, _id: NoteId) {}
 pub fn retry_saves(_state: NotesState) {}
 pub fn sync_now(_state: NotesState) {}
 pub fn resolve_conflict(_state: NotesState, _id: NoteId, _content: Option<NoteDraft>) {}
+pub fn sign_out(_state: NotesState) {}
+pub fn submit_account(
+    _create: bool,
+    _name: String,
+    _password: String,
+    _error: leptos::prelude::RwSignal<Option<String>>,
+) {
+}
+pub fn auth_page_opened() {}
 pub fn now() -> u64 {
     0
 }

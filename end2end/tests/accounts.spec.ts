@@ -1,0 +1,75 @@
+import { test, expect } from '@playwright/test';
+import { NotesApp, uniqueName } from '../fixtures/app';
+
+test('without an account the app asks to sign in, and a wrong password is refused clearly', async ({ page }) => {
+  const app = new NotesApp(page);
+  await page.goto('/');
+  await page.waitForURL((url) => url.pathname === '/signin');
+  const name = uniqueName('ann');
+  await app.signUp(name);
+  await page.locator('#sign-out').click();
+  await page.waitForURL((url) => url.pathname === '/signin');
+  await page.locator('#account-name').fill(name);
+  await page.locator('#account-password').fill('not the password');
+  await page.locator('.auth-form button[type=submit]').click();
+  await expect(page.getByTestId('auth-error')).toHaveText('wrong name or password');
+  await expect(page).toHaveURL(/\/signin$/);
+});
+
+test('two people in two browsers never see each other\'s notes', async ({ browser }) => {
+  const ann = new NotesApp(await (await browser.newContext()).newPage());
+  const bob = new NotesApp(await (await browser.newContext()).newPage());
+  await ann.signUp(uniqueName('ann'));
+  await bob.signUp(uniqueName('bob'));
+  await ann.create('Ann private', 'only for ann');
+  await ann.expectSynced();
+  await bob.create('Bob private', 'only for bob');
+  await bob.expectSynced();
+  await ann.syncNow();
+  await bob.syncNow();
+  expect(await ann.titles()).toEqual(['Ann private']);
+  expect(await bob.titles()).toEqual(['Bob private']);
+});
+
+test('signing out and in as someone else on the same browser shows only their notes', async ({ page }) => {
+  const app = new NotesApp(page);
+  const ann = uniqueName('ann');
+  const bob = uniqueName('bob');
+  await app.signUp(ann);
+  await app.create('Ann note', 'ann text');
+  await app.expectSynced();
+  await page.locator('#sign-out').click();
+  await page.waitForURL((url) => url.pathname === '/signin');
+
+  await app.signUp(bob);
+  await expect(app.empty).toBeVisible();
+  expect(await app.titles()).toEqual([]);
+  await app.create('Bob note', 'bob text');
+  await app.expectSynced();
+  await page.locator('#sign-out').click();
+  await page.waitForURL((url) => url.pathname === '/signin');
+
+  // Ann's local data was removed at sign-out; her notes come back from the server.
+  await app.signIn(ann);
+  await app.syncNow();
+  await expect(app.item('Ann note')).toHaveCount(1);
+  expect(await app.titles()).toEqual(['Ann note']);
+});
+
+test('signing out with unsynced changes warns first, and cancelling keeps everything', async ({ page, context }) => {
+  const app = new NotesApp(page);
+  await app.signUp(uniqueName('cat'));
+  await context.setOffline(true);
+  await app.create('Unsynced', 'not on the server yet');
+  let asked = '';
+  page.once('dialog', async (dialog) => {
+    asked = dialog.message();
+    await dialog.dismiss();
+  });
+  await page.locator('#sign-out').click();
+  await expect.poll(() => asked).toContain('have not reached the server');
+  await expect(page).toHaveURL(/\/$/);
+  await expect(app.item('Unsynced')).toHaveCount(1);
+  await context.setOffline(false);
+  await app.expectSynced();
+});

@@ -1,0 +1,76 @@
+//! Who is signed in on this browser, remembered in localStorage so the app
+//! opens and works offline for the last signed-in person, and the sign-out
+//! clean-up that removes a person's local data.
+//!
+//! Promises: the remembered account is only ever one the server confirmed
+//! (`whoami`, `sign_in`, `sign_up`); a person's local data (database and
+//! recovery journal) is removed only after their sign-out was accepted.
+
+use crate::api::Account;
+use crate::domain::UserId;
+
+use super::db::LocalDb;
+
+const ACCOUNT_KEY: &str = "notesync.account";
+const CLEAR_KEY: &str = "notesync.clear";
+
+fn storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+/// The account last confirmed by the server on this browser.
+pub fn cached() -> Option<Account> {
+    let json = storage()?.get_item(ACCOUNT_KEY).ok()??;
+    serde_json::from_str(&json).ok()
+}
+
+/// Remembers `account` as the one signed in here.
+pub fn remember(account: &Account) {
+    if let (Some(s), Ok(json)) = (storage(), serde_json::to_string(account)) {
+        let _ = s.set_item(ACCOUNT_KEY, &json);
+    }
+}
+
+/// The localStorage prefix of `user`'s recovery journal.
+pub fn journal_prefix(user: &UserId) -> String {
+    format!("notesync.journal.v2.{user}.")
+}
+
+/// After the server accepted a sign-out: forget the account and ask the
+/// next page (which holds no database handle) to delete `user`'s data.
+pub fn signed_out(user: &UserId) {
+    if let Some(s) = storage() {
+        let _ = s.remove_item(ACCOUNT_KEY);
+        let _ = s.set_item(CLEAR_KEY, user.as_str());
+    }
+}
+
+/// Deletes the local data of a person who signed out, if any is waiting.
+pub async fn clear_signed_out_data() {
+    let Some(s) = storage() else { return };
+    let Some(user) = s.get_item(CLEAR_KEY).ok().flatten() else {
+        return;
+    };
+    let Ok(user) = UserId::parse(&user) else {
+        let _ = s.remove_item(CLEAR_KEY);
+        return;
+    };
+    let prefix = journal_prefix(&user);
+    let keys: Vec<String> = (0..s.length().unwrap_or(0))
+        .filter_map(|i| s.key(i).ok().flatten())
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
+    for key in keys {
+        let _ = s.remove_item(&key);
+    }
+    if LocalDb::delete(&user).await.is_ok() {
+        let _ = s.remove_item(CLEAR_KEY);
+    }
+}
+
+/// Loads `path` as a new document.
+pub fn go(path: &str) {
+    if let Some(w) = web_sys::window() {
+        let _ = w.location().set_href(path);
+    }
+}
