@@ -40,6 +40,9 @@ pub enum FromWorker {
     Sync(SyncStatus),
     /// The worker could not do its job; the message is meant for a person.
     Failed { message: String },
+    /// The server refused the session: sync waits until the person signs in
+    /// again (local edits go on and are kept).
+    SignedOut,
 }
 
 /// Why a message could not be decoded.
@@ -83,6 +86,7 @@ mod tests {
             FromWorker::Failed {
                 message: "disk full".into(),
             },
+            FromWorker::SignedOut,
             FromWorker::Sync(crate::sync::engine::SyncStatus {
                 state: crate::sync::engine::SyncState::Synced,
                 pending: 0,

@@ -73,3 +73,30 @@ test('signing out with unsynced changes warns first, and cancelling keeps everyt
   await context.setOffline(false);
   await app.expectSynced();
 });
+
+test('an ended session pauses sync visibly, edits are kept, and they sync after signing in again', async ({ page, context }) => {
+  const app = new NotesApp(page);
+  const name = uniqueName('dan');
+  await app.signUp(name);
+  await app.create('Before', 'synced while signed in');
+  await app.expectSynced();
+
+  // The server no longer knows this browser (the cookie is gone, as when a
+  // session expires): the next sync is refused and says so.
+  await context.clearCookies();
+  await app.body.pressSequentially(', then edited after the session ended');
+  await app.expectSaved();
+  await expect(page.getByTestId('session-ended')).toBeVisible({ timeout: 20_000 });
+  await expect(app.syncStatus).toContainText('sign in again');
+
+  await page.getByRole('link', { name: 'Sign in again' }).click();
+  await app.signIn(name);
+  await app.expectSynced();
+  await expect(app.item('Before')).toContainText('then edited after the session ended');
+
+  // Another device of the same person receives the edit made while signed out.
+  const other = new NotesApp(await (await page.context().browser()!.newContext()).newPage());
+  await other.signIn(name);
+  await other.syncNow();
+  await expect(other.item('Before')).toContainText('then edited after the session ended');
+});

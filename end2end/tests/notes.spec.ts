@@ -82,6 +82,8 @@ test('the sync worker starts, reads IndexedDB and answers; keystrokes coalesce i
   const app = new NotesApp(page);
   await app.open();
   await expect(app.workerStatus).toContainText('Sync worker running · 0 notes stored · 0 changes waiting to sync');
+  // Offline, so the outbox is counted before any push empties it.
+  await page.context().setOffline(true);
   await app.create('Coalesced', 'many keystrokes, one pending change');
   // Dozens of keystrokes in title and body, yet exactly one outbox entry.
   await expect(app.workerStatus).toContainText('1 note stored · 1 change waiting to sync');

@@ -372,6 +372,7 @@ fn start_worker(page: &Rc<Page>) {
                         reply.post_message(&JsValue::from_str(&encode(&ToWorker::Ping { id: 2 })));
                 }
                 Ok(FromWorker::Failed { message }) => state.worker.set(WorkerView::Failed(message)),
+                Ok(FromWorker::SignedOut) => state.session_ended.set(true),
                 Err(e) => state.worker.set(WorkerView::Failed(e.to_string())),
             }
         });

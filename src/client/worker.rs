@@ -47,6 +47,9 @@ fn post(message: &FromWorker) {
 struct ServerTransport;
 
 fn port_error(e: AppError) -> PortError {
+    if e == AppError::Unauthorized {
+        post(&FromWorker::SignedOut);
+    }
     PortError {
         offline: matches!(e, AppError::Unreachable(_)),
         retryable: e.is_retryable(),
