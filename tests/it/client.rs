@@ -17,7 +17,7 @@ use notesync::api::{Account, AppError};
 use notesync::server::auth::{Accounts, AttemptLimits, SESSION_COOKIE};
 use notesync::server::service::SyncService;
 use notesync::server::{router, AppState};
-use notesync::store::MemoryStore;
+use notesync::store::{AccountStore, MemoryStore, SyncStore};
 use notesync::sync::merge::Strategy;
 
 pub const HOST: &str = "notes.test";
@@ -34,15 +34,26 @@ pub fn relaxed() -> AttemptLimits {
 
 /// The whole app over one memory store.
 pub fn router_with(limits: AttemptLimits) -> Router {
+    router_over(Arc::new(MemoryStore::new()), limits, false)
+}
+
+/// The whole app over `store` (notes, users and sessions), with these
+/// attempt limits; `secure_cookies` as behind TLS.
+pub fn router_over<S>(store: Arc<S>, limits: AttemptLimits, secure_cookies: bool) -> Router
+where
+    S: SyncStore + AccountStore + 'static,
+{
     let options = LeptosOptions::builder().output_name("notesync").build();
-    let store = Arc::new(MemoryStore::new());
     let sync = SyncService::new(
         store.clone(),
         Strategy::Merge,
         Duration::from_secs(90 * 24 * 60 * 60),
     );
     let accounts = Accounts::new(store, limits).expect("accounts");
-    router(options, AppState::new(sync, accounts))
+    router(
+        options,
+        AppState::new(sync, accounts).with_sessions(secure_cookies, 30),
+    )
 }
 
 /// One browser: a router and the session cookie it holds, if any.

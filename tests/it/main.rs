@@ -4,6 +4,8 @@
 //! faults, convergence and no-loss properties).
 
 mod client;
+mod fuzz;
 mod http;
+mod security;
 mod simulation;
 mod store_contract;
