@@ -133,6 +133,21 @@ impl Accounts {
         })
     }
 
+    /// Forgets rate-limit state of names and addresses whose allowance is
+    /// whole again, so the limiters' memory does not grow with every name or
+    /// address ever tried.
+    pub fn forget_idle_attempts(&self) {
+        self.per_name.retain_recent();
+        self.per_address.retain_recent();
+        self.per_name.shrink_to_fit();
+        self.per_address.shrink_to_fit();
+    }
+
+    /// How many names and addresses the limiters hold state for.
+    pub fn tracked_attempt_keys(&self) -> usize {
+        self.per_name.len() + self.per_address.len()
+    }
+
     /// The store sessions are kept in.
     pub fn store(&self) -> Arc<dyn AccountStore> {
         Arc::clone(&self.store)
@@ -367,5 +382,25 @@ mod tests {
             ),
             "per address, for any name"
         );
+    }
+
+    #[tokio::test]
+    async fn idle_limiter_state_is_forgotten() {
+        let store: Arc<dyn AccountStore> = Arc::new(crate::store::MemoryStore::new());
+        let limits = AttemptLimits {
+            per_name_burst: 5,
+            per_address_burst: 500,
+            refill: Duration::from_millis(1),
+        };
+        let accounts = Accounts::new(store, limits).expect("accounts");
+        for n in 0..20 {
+            let _ = accounts
+                .sign_in(&format!("name{n}"), "password1", None)
+                .await;
+        }
+        assert!(accounts.tracked_attempt_keys() >= 20);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        accounts.forget_idle_attempts();
+        assert_eq!(accounts.tracked_attempt_keys(), 0);
     }
 }

@@ -30,7 +30,6 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::app::{shell, App};
 use crate::domain::LIMITS;
-use crate::store;
 use config::Config;
 use embedded::EmbeddedStore;
 use service::{SyncService, PURGE_EVERY};
@@ -127,7 +126,7 @@ pub async fn run() -> ExitCode {
         }
     };
     Arc::clone(&state.sync).spawn_purger(PURGE_EVERY);
-    spawn_session_purger(state.accounts.store(), PURGE_EVERY);
+    spawn_session_purger(Arc::clone(&state.accounts), PURGE_EVERY);
     let addr = options.site_addr;
     let strategy = state.sync.strategy();
     let app = router(options, state);
@@ -160,15 +159,16 @@ pub async fn run() -> ExitCode {
     }
 }
 
-/// Drops expired sessions every `every`, so the store does not grow with
-/// abandoned sign-ins.
-fn spawn_session_purger(store: Arc<dyn store::AccountStore>, every: Duration) {
+/// Drops expired sessions and idle rate-limit state every `every`, so
+/// neither grows with abandoned sign-ins or with every address ever seen.
+fn spawn_session_purger(accounts: Arc<auth::Accounts>, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            accounts.forget_idle_attempts();
             let now = service::system_clock()();
-            match store.purge_sessions(now).await {
+            match accounts.store().purge_sessions(now).await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions purged"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),

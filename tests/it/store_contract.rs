@@ -177,3 +177,45 @@ async fn concurrent_batches_get_distinct_seqs_and_a_contiguous_feed() {
     let entries = feed(&*store, &alice, 0).await;
     assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
 }
+
+#[tokio::test]
+async fn embedded_store_keeps_the_accounts_contract() {
+    let dirs: std::sync::Mutex<Vec<TempDir>> = std::sync::Mutex::new(Vec::new());
+    notesync::store::accounts::contract::run_all(&|| {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = EmbeddedStore::open(dir.path()).expect("store opens");
+        dirs.lock().expect("lock").push(dir);
+        Box::new(store)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn embedded_sessions_and_users_survive_a_restart() {
+    use notesync::store::{AccountStore, UserRecord};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let user = UserRecord {
+        id: UserId::parse("u1").expect("id"),
+        name: "ann".into(),
+        password_hash: "$argon2id$x".into(),
+        created_at: 1,
+    };
+    {
+        let store = EmbeddedStore::open(dir.path()).expect("store opens");
+        store.create_user(&user).await.expect("user");
+        store
+            .save_session("s1", b"data", 10_000)
+            .await
+            .expect("session");
+    }
+    let store = EmbeddedStore::open(dir.path()).expect("store reopens");
+    assert_eq!(store.user_by_name("ann").await.expect("read"), Some(user));
+    assert_eq!(
+        store
+            .load_session("s1", 5_000)
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(&b"data"[..])
+    );
+}
