@@ -4,5 +4,6 @@
 //! faults, convergence and no-loss properties).
 
 mod http;
+mod kv_store;
 mod simulation;
 mod store_contract;
