@@ -27,11 +27,15 @@ use std::time::Duration;
 use notesync::domain::{NoteId, UserId};
 use notesync::store::contract::{self, create, delete, edit, feed, note_id, user, NOW};
 use notesync::store::kv::model::{head_key, mutation_key, note_key, slot_key, HeadDoc, SlotDoc};
-use notesync::store::kv::{FakeCluster, FakeKv, Fault, FaultRates, KvConfig, KvSyncStore};
+use notesync::store::kv::{
+    FakeCluster, FakeKv, Fault, FaultRates, KvConfig, KvError, KvPort, KvSyncStore,
+};
 use notesync::store::SyncStore;
 use notesync::sync::apply::StoredNote;
 use notesync::sync::merge::Strategy;
-use notesync::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
+use notesync::sync::protocol::{
+    Change, ChangeOp, ChangeResult, Checkpoint, FeedEntry, PullResponse,
+};
 
 const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 pub const CLOCK_START: u64 = 1_000_000;
@@ -315,7 +319,7 @@ async fn a_slot_decided_against_an_old_version_is_void() {
             ..stale.note.clone()
         },
     };
-    use notesync::store::kv::{Expiry, KvPort};
+    use notesync::store::kv::Expiry;
     cluster
         .node()
         .insert(
@@ -347,7 +351,20 @@ async fn a_slot_decided_against_an_old_version_is_void() {
 }
 
 // ---------------------------------------------------------------------------
-// The concurrency suite
+// The concurrency suite, generic over the port so that it also runs on a
+// live cluster (`couchbase_live`).
+
+/// A server node in a schedule: a KV port that may need a restart after a
+/// crash (the fake's nodes do; a live connection does not).
+pub trait Node: KvPort + 'static {
+    fn restart(&self) {}
+}
+
+impl Node for FakeKv {
+    fn restart(&self) {
+        FakeKv::restart(self);
+    }
+}
 
 /// An acknowledged change: the writer got `Applied`/`Merged` for it.
 #[derive(Debug, Clone, Copy)]
@@ -370,10 +387,22 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-const NOTES: u64 = 5;
+const NOTES: u8 = 5;
 
-async fn writer(
-    store: Arc<KvSyncStore<FakeKv>>,
+/// Reads a document the store wrote, riding out transient failures.
+async fn read_doc<T: serde::de::DeserializeOwned, P: Node>(port: &P, key: &str) -> Option<T> {
+    for _ in 0..1_000 {
+        match port.get(key).await {
+            Ok(v) => return Some(decode(&v.value)),
+            Err(KvError::NotFound) => return None,
+            Err(_) => port.restart(),
+        }
+    }
+    panic!("{key} stayed unreadable");
+}
+
+async fn writer<P: Node>(
+    store: Arc<KvSyncStore<P>>,
     shared: Arc<Shared>,
     alice: UserId,
     w: u32,
@@ -381,15 +410,15 @@ async fn writer(
     seed: u64,
 ) -> Result<u32, String> {
     let mut rng = seed;
-    let mut known: BTreeMap<u8, (u64, String)> = BTreeMap::new();
+    let mut known: BTreeMap<NoteId, (u64, String)> = BTreeMap::new();
     let mut failures = 0u32;
     for b in 0..batches {
         let size = 1 + splitmix(&mut rng) % 3;
         let changes: Vec<Change> = (0..size)
             .map(|c| {
                 let m = w * 10_000 + b * 10 + u32::try_from(c).unwrap_or(0) + 1;
-                let note = u8::try_from(1 + splitmix(&mut rng) % NOTES).unwrap_or(1);
-                let (rev, body) = known.get(&note).cloned().unwrap_or_default();
+                let note = 1 + u8::try_from(splitmix(&mut rng) % u64::from(NOTES)).unwrap_or(0);
+                let (rev, body) = known.get(&note_id(note)).cloned().unwrap_or_default();
                 match splitmix(&mut rng) % 6 {
                     0 => delete(m, note, rev),
                     _ => {
@@ -426,30 +455,25 @@ async fn writer(
                 seq,
                 rev,
             });
-            let n = change.note_id;
-            let note = (1..=u8::try_from(NOTES).unwrap_or(5))
-                .find(|&k| note_id(k) == n)
-                .unwrap_or(1);
             let body = match &change.op {
-                notesync::sync::protocol::ChangeOp::Upsert(d) => d.body.clone(),
-                notesync::sync::protocol::ChangeOp::Delete => String::new(),
+                ChangeOp::Upsert(d) => d.body.clone(),
+                ChangeOp::Delete => String::new(),
             };
-            known.insert(note, (rev, body));
+            known.insert(change.note_id, (rev, body));
         }
     }
     Ok(failures)
 }
 
-struct Reader {
-    store: KvSyncStore<FakeKv>,
-    cluster: FakeCluster,
+struct Reader<P: Node> {
+    store: KvSyncStore<P>,
     alice: UserId,
     checkpoint: u64,
     replica: BTreeMap<NoteId, FeedEntry>,
     pages: u64,
 }
 
-impl Reader {
+impl<P: Node> Reader<P> {
     /// Pulls one page and checks it; `Ok(has_more)`.
     async fn pull(&mut self, shared: &Shared, limit: u32) -> Result<bool, String> {
         let acked: Vec<Ack> = shared.acks.lock().expect("acks").clone();
@@ -504,8 +528,12 @@ impl Reader {
         // the checkpoint since (the reader will get it there).
         for ack in acked.iter().filter(|a| a.seq <= self.checkpoint) {
             let held = self.replica.get(&ack.note).map_or(0, |e| e.seq);
-            let now: Option<StoredNote> = peek(&self.cluster, &note_key(&self.alice, ack.note));
-            if held < ack.seq && now.is_none_or(|n| n.seq <= self.checkpoint) {
+            if held >= ack.seq {
+                continue;
+            }
+            let key = note_key(&self.alice, ack.note);
+            let now: Option<StoredNote> = read_doc(self.store.port(), &key).await;
+            if now.is_none_or(|n| n.seq <= self.checkpoint) {
                 return Err(format!(
                     "gap: change {} of note {} is below checkpoint {} but the replica holds {held}",
                     ack.seq, ack.note, self.checkpoint
@@ -516,33 +544,47 @@ impl Reader {
     }
 }
 
+/// Totals over schedules.
 #[derive(Debug, Default)]
-struct Stats {
-    acks: usize,
-    failed_attempts: u32,
-    pages: u64,
-    committed: u64,
+pub struct Stats {
+    pub acks: usize,
+    pub failed_attempts: u32,
+    pub pages: u64,
+    pub committed: u64,
 }
 
-async fn schedule(
+impl Stats {
+    fn add(&mut self, other: &Stats) {
+        self.acks += other.acks;
+        self.failed_attempts += other.failed_attempts;
+        self.pages += other.pages;
+        self.committed += other.committed;
+    }
+}
+
+/// One schedule: `writers` writers of `batches` batches and a reader, each
+/// a store made by `make(node name, fault seed)`, for user `alice`; then
+/// `before_settle`, a settling purge, and the end checks.
+pub async fn schedule<P: Node>(
     seed: u64,
     writers: u32,
     batches: u32,
-    rates: FaultRates,
+    alice: UserId,
+    make: &dyn Fn(&str, u64) -> KvSyncStore<P>,
+    before_settle: &dyn Fn(),
 ) -> Result<Stats, String> {
-    let alice = user("alice");
-    let cluster = FakeCluster::new(CLOCK_START);
     let shared = Arc::new(Shared {
         acks: Mutex::new(Vec::new()),
         done: AtomicBool::new(false),
     });
     let mut tasks = Vec::new();
     for w in 0..writers {
-        let s = store(&cluster, &format!("w{w}"));
-        s.port()
-            .random_faults(rates, seed.wrapping_mul(7919).wrapping_add(u64::from(w)));
+        let store = make(
+            &format!("w{w}"),
+            seed.wrapping_mul(7919).wrapping_add(u64::from(w)),
+        );
         tasks.push(tokio::spawn(writer(
-            Arc::new(s),
+            Arc::new(store),
             shared.clone(),
             alice.clone(),
             w,
@@ -550,17 +592,8 @@ async fn schedule(
             seed ^ u64::from(w).wrapping_mul(0x9e37_79b9),
         )));
     }
-    let reader_store = store(&cluster, "reader");
-    reader_store.port().random_faults(
-        FaultRates {
-            unavailable: rates.unavailable,
-            ..FaultRates::default()
-        },
-        seed.wrapping_add(17),
-    );
     let mut reader = Reader {
-        store: reader_store,
-        cluster: cluster.clone(),
+        store: make("reader", seed.wrapping_add(17)),
         alice: alice.clone(),
         checkpoint: 0,
         replica: BTreeMap::new(),
@@ -576,37 +609,33 @@ async fn schedule(
                 let limit = u32::try_from(1 + splitmix(&mut rng) % 4).unwrap_or(1);
                 reader.pull(&shared, limit).await?;
             }
-            Ok::<Reader, String>(reader)
+            Ok::<_, String>(reader)
         }
     });
-    let writing = {
-        let shared = shared.clone();
-        async move {
-            let mut failed = 0;
-            let mut first_error = None;
-            for task in tasks {
-                match task.await {
-                    Ok(Ok(n)) => failed += n,
-                    Ok(Err(e)) => {
-                        first_error.get_or_insert(e);
-                    }
-                    Err(e) => {
-                        first_error.get_or_insert(format!("writer panicked: {e}"));
-                    }
-                }
+    let mut failed_attempts = 0;
+    let mut first_error = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(n)) => failed_attempts += n,
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
             }
-            shared.done.store(true, Ordering::SeqCst);
-            first_error.map_or(Ok(failed), Err)
+            Err(e) => {
+                first_error.get_or_insert(format!("writer panicked: {e}"));
+            }
         }
-    };
-    let (read, written) = tokio::join!(reading, writing);
-    let failed_attempts = written?;
-    let mut reader = read.map_err(|e| format!("reader panicked: {e}"))??;
+    }
+    shared.done.store(true, Ordering::SeqCst);
+    let read = reading.await.map_err(|e| format!("reader panicked: {e}"));
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let mut reader = read??;
 
-    // Settle: late writes land, then a purge that removes nothing takes the
-    // lease and rolls forward whatever a crashed writer left.
-    cluster.land_late_writes();
-    let settler = store(&cluster, "settler");
+    // Settle: a purge that removes nothing takes the lease and rolls
+    // forward whatever a crashed writer left.
+    before_settle();
+    let settler = make("settler", u64::MAX);
     let purged = settler
         .purge_expired(0)
         .await
@@ -616,23 +645,21 @@ async fn schedule(
     }
     while reader.pull(&shared, 3).await? {}
 
-    let head: HeadDoc = peek(&cluster, &head_key(&alice)).ok_or("no head")?;
+    let port = settler.port();
+    let head: HeadDoc = read_doc(port, &head_key(&alice)).await.ok_or("no head")?;
     if head.lease.is_some() {
         return Err("the lease is still held after settling".into());
     }
-    for seq in 1..=head.committed {
-        if cluster.peek(&slot_key(&alice, seq)).is_none() {
+    for seq in 1..=head.committed + 1 {
+        let present = read_doc::<SlotDoc, _>(port, &slot_key(&alice, seq))
+            .await
+            .is_some();
+        if present != (seq <= head.committed) {
             return Err(format!(
-                "seq {seq} below committed {} has no slot",
+                "slot {seq} present: {present}, committed {}",
                 head.committed
             ));
         }
-    }
-    if cluster
-        .peek(&slot_key(&alice, head.committed + 1))
-        .is_some()
-    {
-        return Err("a slot above committed survived the settle".into());
     }
     let server: BTreeMap<NoteId, FeedEntry> = feed(&settler, &alice, 0)
         .await
@@ -659,7 +686,9 @@ async fn schedule(
         let mut chain = Vec::new();
         let mut seq = entry.seq;
         while seq > 0 {
-            let slot: SlotDoc = peek(&cluster, &slot_key(&alice, seq)).ok_or("broken chain")?;
+            let slot: SlotDoc = read_doc(port, &slot_key(&alice, seq))
+                .await
+                .ok_or("broken chain")?;
             if slot.note.note.id != *id {
                 return Err(format!("slot {seq} on the chain of {id} is another note's"));
             }
@@ -693,14 +722,15 @@ async fn schedule(
     })
 }
 
-fn schedules(default: u64) -> u64 {
+/// `KV_SCHEDULES` when set, else `default`.
+pub fn schedules(default: u64) -> u64 {
     std::env::var("KV_SCHEDULES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
 
-fn run_schedules(rates: FaultRates, default: u64) -> Stats {
+fn run_on_fake(rates: FaultRates, default: u64) -> Stats {
     let mut total = Stats::default();
     let started = std::time::Instant::now();
     for seed in 0..schedules(default) {
@@ -708,13 +738,24 @@ fn run_schedules(rates: FaultRates, default: u64) -> Stats {
             .build()
             .expect("runtime");
         let writers = 2 + u32::try_from(seed % 3).unwrap_or(0);
-        match rt.block_on(schedule(seed, writers, 6, rates)) {
-            Ok(s) => {
-                total.acks += s.acks;
-                total.failed_attempts += s.failed_attempts;
-                total.pages += s.pages;
-                total.committed += s.committed;
-            }
+        let cluster = FakeCluster::new(CLOCK_START);
+        let make = |node: &str, fault_seed: u64| {
+            let s = store(&cluster, node);
+            // The reader's node only fails reads; the settler's is clean.
+            let rates = match node {
+                "settler" => FaultRates::default(),
+                "reader" => FaultRates {
+                    unavailable: rates.unavailable,
+                    ..FaultRates::default()
+                },
+                _ => rates,
+            };
+            s.port().random_faults(rates, fault_seed);
+            s
+        };
+        let land = || cluster.land_late_writes();
+        match rt.block_on(schedule(seed, writers, 6, user("alice"), &make, &land)) {
+            Ok(s) => total.add(&s),
             Err(e) => panic!("schedule {seed} ({writers} writers): {e}"),
         }
     }
@@ -732,13 +773,13 @@ fn run_schedules(rates: FaultRates, default: u64) -> Stats {
 
 #[test]
 fn concurrent_writers_and_a_reader_without_faults() {
-    let stats = run_schedules(FaultRates::default(), 40);
+    let stats = run_on_fake(FaultRates::default(), 40);
     assert!(stats.acks > 0 && stats.failed_attempts == 0, "{stats:?}");
 }
 
 #[test]
 fn concurrent_writers_and_a_reader_with_crashes_and_timeouts() {
-    let stats = run_schedules(
+    let stats = run_on_fake(
         FaultRates {
             ambiguous_applied: 15,
             ambiguous_lost: 15,

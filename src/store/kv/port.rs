@@ -127,3 +127,46 @@ pub trait KvPort: Send + Sync {
 /// Couchbase's limit on a key is 250 bytes including the collection prefix
 /// it adds on the wire; every key the store builds stays below this.
 pub const MAX_KEY_BYTES: usize = 246;
+
+/// A shared port is a port: several stores (one per simulated server in
+/// tests) can use one connection.
+#[async_trait]
+impl<P: KvPort + ?Sized> KvPort for std::sync::Arc<P> {
+    async fn get(&self, key: &str) -> Result<Versioned, KvError> {
+        (**self).get(key).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Vec<Result<Versioned, KvError>> {
+        (**self).get_many(keys).await
+    }
+
+    async fn insert(&self, key: &str, value: &[u8], expiry: Expiry) -> Result<Cas, KvError> {
+        (**self).insert(key, value, expiry).await
+    }
+
+    async fn replace(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Cas,
+        expiry: Expiry,
+    ) -> Result<Cas, KvError> {
+        (**self).replace(key, value, cas, expiry).await
+    }
+
+    async fn remove(&self, key: &str, cas: Cas) -> Result<(), KvError> {
+        (**self).remove(key, cas).await
+    }
+
+    async fn increment(&self, key: &str, delta: u64, initial: u64) -> Result<u64, KvError> {
+        (**self).increment(key, delta, initial).await
+    }
+
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
+    }
+
+    async fn pause(&self, ms: u64) {
+        (**self).pause(ms).await;
+    }
+}
