@@ -350,6 +350,84 @@ async fn a_slot_decided_against_an_old_version_is_void() {
     assert_eq!(seqs, vec![2, 4], "readers skip the void slot");
 }
 
+#[tokio::test]
+async fn checkpoints_below_the_log_floor_are_served_from_the_note_index() {
+    let alice = user("alice");
+    let cluster = FakeCluster::new(CLOCK_START);
+    let s = store(&cluster, "a");
+    let old: Vec<Change> = (1..=3).map(|n| create(u32::from(n), n, "old\n")).collect();
+    s.apply_batch(&alice, &old, Strategy::Merge, NOW - 10)
+        .await
+        .expect("old batch");
+    s.apply_batch(&alice, &[create(4, 4, "new\n")], Strategy::Merge, NOW + 10)
+        .await
+        .expect("new batch");
+    assert_eq!(
+        s.purge_expired(NOW).await.expect("purge"),
+        3,
+        "three mutation ids"
+    );
+    let head: HeadDoc = peek(&cluster, &head_key(&alice)).expect("head");
+    assert_eq!((head.log_floor, head.purge_watermark), (3, 0));
+    assert!(
+        cluster.peek(&slot_key(&alice, 2)).is_none(),
+        "old slots are gone"
+    );
+    // Below the floor: from the index; at or above it: from the log.
+    let ids = |entries: Vec<FeedEntry>| entries.iter().map(|e| e.note.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(feed(&s, &alice, 1).await),
+        vec![note_id(2), note_id(3), note_id(4)]
+    );
+    let (entries, checkpoint, has_more) = contract::page(&s, &alice, 1, 1).await;
+    assert_eq!(
+        (ids(entries), checkpoint, has_more),
+        (vec![note_id(2)], Checkpoint(2), true)
+    );
+    assert_eq!(ids(feed(&s, &alice, 3).await), vec![note_id(4)]);
+}
+
+#[tokio::test]
+async fn a_tombstone_expired_before_the_purge_forces_a_resync_never_a_gap() {
+    let alice = user("alice");
+    let cluster = FakeCluster::new(CLOCK_START);
+    let s = store(&cluster, "a");
+    s.apply_batch(
+        &alice,
+        &[create(1, 1, "kept\n"), create(2, 2, "doomed\n")],
+        Strategy::Merge,
+        NOW,
+    )
+    .await
+    .expect("create");
+    let (_, checkpoint, _) = contract::page(&s, &alice, 0, 10).await;
+    s.apply_batch(&alice, &[delete(3, 2, 1)], Strategy::Merge, NOW)
+        .await
+        .expect("delete");
+    // The purge never ran; the backstop expiry (twice the retention) did.
+    cluster.advance(2 * u64::try_from(RETENTION.as_millis()).expect("fits") + 1);
+    assert!(
+        cluster.peek(&note_key(&alice, note_id(2))).is_none(),
+        "the tombstone expired"
+    );
+    assert!(
+        cluster.peek(&note_key(&alice, note_id(1))).is_some(),
+        "live notes never expire"
+    );
+    let stale = s.changes_since(&alice, checkpoint, 10).await.expect("pull");
+    assert_eq!(
+        stale,
+        PullResponse::ResyncRequired,
+        "the replica would miss the delete"
+    );
+    let ids: Vec<NoteId> = feed(&s, &alice, 0)
+        .await
+        .iter()
+        .map(|e| e.note.id)
+        .collect();
+    assert_eq!(ids, vec![note_id(1)], "a full resync still works");
+}
+
 // ---------------------------------------------------------------------------
 // The concurrency suite, generic over the port so that it also runs on a
 // live cluster (`couchbase_live`).
