@@ -139,6 +139,12 @@ impl CouchbaseKv {
     /// Connects as the configured user, waits for the bucket, and creates
     /// the scope and the collection if they are missing.
     pub async fn connect(settings: &CouchbaseSettings) -> Result<Self, ConnectError> {
+        if settings.username.eq_ignore_ascii_case("administrator") {
+            tracing::warn!(
+                "connecting to Couchbase as the administrator; use an RBAC user limited to the \
+                 bucket (see the README's Couchbase section)"
+            );
+        }
         let auth = PasswordAuthenticator::new(&settings.username, settings.password.expose());
         let cluster = within(
             "the cluster",

@@ -1053,7 +1053,9 @@ impl<P: KvPort> KvSyncStore<P> {
             log_floor: floor,
             ..session.head.clone()
         };
-        self.write_head(&mut session, head).await?;
+        if head != session.head {
+            self.write_head(&mut session, head).await?;
+        }
 
         let mut removed = 0u64;
         let mut gone: BTreeMap<u64, Vec<(NoteId, u64)>> = BTreeMap::new();
