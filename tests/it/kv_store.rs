@@ -428,6 +428,83 @@ async fn a_tombstone_expired_before_the_purge_forces_a_resync_never_a_gap() {
     assert_eq!(ids, vec![note_id(1)], "a full resync still works");
 }
 
+/// A purge racing a pull, at every offset: the reader either sees the
+/// delete or is told to resync, never a page that passes it silently.
+#[test]
+fn a_purge_racing_a_pull_never_hides_a_delete() {
+    let alice = user("alice");
+    let mut outcomes = std::collections::BTreeSet::new();
+    // Negative offsets hold the reader back, positive ones the purger; a
+    // slow reader lets several purge steps pass between two of its reads.
+    for (offset, latency) in (-150i32..40).flat_map(|o| [(o, 0u32), (o, 12)]) {
+        let (reader_delay, purger_delay) =
+            (offset.min(0).unsigned_abs(), offset.max(0).unsigned_abs());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let outcome = rt.block_on(async {
+            let cluster = FakeCluster::new(CLOCK_START);
+            let writer = store(&cluster, "w");
+            let batch = [create(1, 1, "a\n"), create(2, 2, "b\n")];
+            writer
+                .apply_batch(&alice, &batch, Strategy::Merge, NOW - 10)
+                .await
+                .expect("create");
+            writer
+                .apply_batch(
+                    &alice,
+                    &[delete(3, 2, 1), create(4, 3, "c\n")],
+                    Strategy::Merge,
+                    NOW - 10,
+                )
+                .await
+                .expect("delete");
+            let purger = store(&cluster, "p");
+            let purge = tokio::spawn(async move {
+                for _ in 0..purger_delay {
+                    tokio::task::yield_now().await;
+                }
+                purger.purge_expired(NOW).await.expect("purge")
+            });
+            let reader = store(&cluster, "r");
+            reader.port().set_latency(latency);
+            let alice = alice.clone();
+            let pull = tokio::spawn(async move {
+                for _ in 0..reader_delay {
+                    tokio::task::yield_now().await;
+                }
+                reader
+                    .changes_since(&alice, Checkpoint(1), 10)
+                    .await
+                    .expect("pull")
+            });
+            let response = pull.await.expect("reader");
+            assert_eq!(
+                purge.await.expect("purger"),
+                5,
+                "one tombstone, four mutation ids"
+            );
+            response
+        });
+        match outcome {
+            PullResponse::ResyncRequired => {
+                outcomes.insert("resync");
+            }
+            PullResponse::Page { entries, .. } => {
+                let got: Vec<(u64, bool)> =
+                    entries.iter().map(|e| (e.seq, e.note.deleted)).collect();
+                assert_eq!(
+                    got,
+                    vec![(3, true), (4, false)],
+                    "offset {offset}, latency {latency}: the delete was hidden"
+                );
+                outcomes.insert("page");
+            }
+        }
+    }
+    assert_eq!(outcomes.len(), 2, "the sweep never raced: {outcomes:?}");
+}
+
 // ---------------------------------------------------------------------------
 // The concurrency suite, generic over the port so that it also runs on a
 // live cluster (`couchbase_live`).

@@ -16,7 +16,9 @@
 //! - [`Fault::Unavailable`]: the call fails and nothing applied;
 //! - [`Fault::Crash`]: the node dies at this call (after or before applying
 //!   it) and fails every call until [`FakeKv::restart`]: the operation in
-//!   progress is abandoned between two steps, as in a process crash.
+//!   progress is abandoned between two steps, as in a process crash;
+//! - and latency ([`FakeKv::set_latency`]): a slow node's calls are overtaken
+//!   by other nodes' calls.
 //!
 //! Faults are scripted by call number (the node's step counter) or drawn
 //! from a seeded generator, so every schedule is reproducible.
@@ -288,6 +290,8 @@ impl FakeCluster {
 #[derive(Debug, Default)]
 struct Faults {
     calls: u64,
+    /// Extra turns given to other tasks before each call: a slow link.
+    latency: u32,
     crashed: bool,
     scripted: BTreeMap<u64, Fault>,
     rates: FaultRates,
@@ -376,6 +380,19 @@ impl FakeKv {
         faults.rng = seed;
     }
 
+    /// Makes every call of this node wait `turns` extra scheduler turns
+    /// before it runs, so other nodes' calls overtake it.
+    pub fn set_latency(&self, turns: u32) {
+        self.faults().latency = turns;
+    }
+
+    async fn delay(&self) {
+        let turns = self.faults().latency;
+        for _ in 0..=turns {
+            YieldNow::default().await;
+        }
+    }
+
     /// How many operations this node has been asked for so far.
     pub fn calls(&self) -> u64 {
         self.faults().calls
@@ -404,7 +421,7 @@ impl FakeKv {
     }
 
     async fn read(&self, key: &str) -> Result<Versioned, KvError> {
-        YieldNow::default().await;
+        self.delay().await;
         check_key(key)?;
         match self.fault()? {
             Some(Fault::Crash { .. }) => return Err(crashed()),
@@ -423,7 +440,7 @@ impl FakeKv {
     }
 
     async fn write(&self, write: Write) -> Result<Applied, KvError> {
-        YieldNow::default().await;
+        self.delay().await;
         let key = match &write {
             Write::Insert { key, .. }
             | Write::Replace { key, .. }
