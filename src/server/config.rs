@@ -1,18 +1,135 @@
 //! Server configuration from command-line flags, each with an environment
 //! variable. Site settings (address, paths of the built assets) come from
 //! `Leptos.toml` and its `LEPTOS_*` variables; this adds what is ours.
+//!
+//! The Couchbase password is a [`Secret`]: `Debug` redacts it and `--help`
+//! never shows its environment value.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, ValueEnum};
+use thiserror::Error;
 
+use super::couchbase::{CouchbaseSettings, Secret};
 use crate::sync::merge::Strategy;
+
+/// Which store keeps the server's copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// redb in the data directory: one machine, no set-up.
+    Embedded,
+    /// A Couchbase cluster (Data service only), shared by many servers.
+    Couchbase,
+}
+
+/// How to reach Couchbase; used only with `--store couchbase`.
+#[derive(Debug, Clone, Args)]
+pub struct CouchbaseArgs {
+    /// Connection string, e.g. couchbase://localhost or couchbases://host.
+    #[arg(long = "couchbase-connstr", env = "COUCHBASE_CONNSTR")]
+    pub connstr: Option<String>,
+
+    /// RBAC user (needs data_reader and data_writer on the bucket or scope).
+    #[arg(long = "couchbase-username", env = "COUCHBASE_USERNAME")]
+    pub username: Option<String>,
+
+    /// Password of that user.
+    #[arg(
+        long = "couchbase-password",
+        env = "COUCHBASE_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<Secret>,
+
+    /// Bucket holding the scope (create the bucket ahead of time).
+    #[arg(long = "couchbase-bucket", env = "COUCHBASE_BUCKET")]
+    pub bucket: Option<String>,
+
+    /// Scope of notesync's collection; created on start when missing.
+    #[arg(
+        long = "couchbase-scope",
+        env = "COUCHBASE_SCOPE",
+        default_value = "notesync",
+        value_parser = keyspace_name
+    )]
+    pub scope: String,
+
+    /// Collection of every notesync document; created on start when missing.
+    #[arg(
+        long = "couchbase-collection",
+        env = "COUCHBASE_COLLECTION",
+        default_value = "sync",
+        value_parser = keyspace_name
+    )]
+    pub collection: String,
+
+    /// Limit of each KV call, in milliseconds.
+    #[arg(
+        long = "couchbase-timeout-ms",
+        env = "COUCHBASE_TIMEOUT_MS",
+        default_value_t = 2_500,
+        value_parser = clap::value_parser!(u64).range(100..=60_000)
+    )]
+    pub timeout_ms: u64,
+
+    /// Wait for a majority of replicas on every write, so a failover loses
+    /// nothing acknowledged (needs a bucket with at least one replica).
+    #[arg(long = "couchbase-durable", env = "COUCHBASE_DURABLE")]
+    pub durable: bool,
+}
+
+/// A setting `--store couchbase` cannot do without.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0} is required with --store couchbase (flag or environment variable)")]
+pub struct MissingSetting(pub &'static str);
+
+impl CouchbaseArgs {
+    /// The adapter's settings; names the first missing one.
+    pub fn settings(&self) -> Result<CouchbaseSettings, MissingSetting> {
+        let need = |value: &Option<String>, name| value.clone().ok_or(MissingSetting(name));
+        Ok(CouchbaseSettings {
+            connstr: need(&self.connstr, "COUCHBASE_CONNSTR")?,
+            username: need(&self.username, "COUCHBASE_USERNAME")?,
+            password: self
+                .password
+                .clone()
+                .ok_or(MissingSetting("COUCHBASE_PASSWORD"))?,
+            bucket: need(&self.bucket, "COUCHBASE_BUCKET")?,
+            scope: self.scope.clone(),
+            collection: self.collection.clone(),
+            timeout: Duration::from_millis(self.timeout_ms),
+            concurrency: 32,
+            durable: self.durable,
+        })
+    }
+}
+
+/// Couchbase's rule for scope and collection names: 1 to 251 characters
+/// from `A-Za-z0-9_-%`, not starting with `_` or `%`.
+fn keyspace_name(text: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '%');
+    if text.is_empty()
+        || text.len() > 251
+        || text.starts_with(['_', '%'])
+        || !text.chars().all(allowed)
+    {
+        return Err(format!(
+            "{text:?} is not a Couchbase scope or collection name (1-251 of A-Z a-z 0-9 _ - %, not starting with _ or %)"
+        ));
+    }
+    Ok(text.to_string())
+}
 
 /// notesync server.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "notesync", version, about = "Offline-first notes server")]
 pub struct Config {
+    /// Which store keeps the notes: embedded or couchbase.
+    #[arg(long, env = "NOTESYNC_STORE", value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+
     /// Directory of the embedded store's data.
     #[arg(long, env = "NOTESYNC_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -64,6 +181,9 @@ pub struct Config {
     /// every 12 seconds.
     #[arg(long, env = "NOTESYNC_ATTEMPTS_PER_NAME", default_value_t = 5)]
     pub attempts_per_name: u32,
+
+    #[command(flatten)]
+    pub couchbase: CouchbaseArgs,
 }
 
 impl Config {
@@ -110,5 +230,69 @@ mod tests {
         assert_eq!(c.tombstone_retention_days, 7);
         assert!(Config::try_parse_from(["notesync", "--conflict-strategy", "theirs"]).is_err());
         assert!(Config::try_parse_from(["notesync", "--tombstone-retention-days", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_embedded_store_is_the_default_and_couchbase_is_chosen_by_flags() {
+        let c = Config::try_parse_from(["notesync"]).expect("defaults parse");
+        assert_eq!(c.store, StoreKind::Embedded);
+        let c = Config::try_parse_from([
+            "notesync",
+            "--store",
+            "couchbase",
+            "--couchbase-connstr",
+            "couchbase://db.internal",
+            "--couchbase-username",
+            "notesync",
+            "--couchbase-password",
+            "hunter2",
+            "--couchbase-bucket",
+            "notes",
+            "--couchbase-scope",
+            "tenant-1",
+            "--couchbase-collection",
+            "sync_v1",
+            "--couchbase-durable",
+        ])
+        .expect("flags parse");
+        assert_eq!(c.store, StoreKind::Couchbase);
+        let s = c.couchbase.settings().expect("complete settings");
+        assert_eq!(
+            (s.connstr.as_str(), s.username.as_str(), s.bucket.as_str()),
+            ("couchbase://db.internal", "notesync", "notes")
+        );
+        assert_eq!(
+            (s.scope.as_str(), s.collection.as_str()),
+            ("tenant-1", "sync_v1")
+        );
+        assert_eq!(s.password.expose(), "hunter2");
+        assert!(s.durable);
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "Debug shows the password"
+        );
+    }
+
+    #[test]
+    fn couchbase_settings_name_what_is_missing_and_refuse_bad_names() {
+        let c = Config::try_parse_from([
+            "notesync",
+            "--couchbase-connstr",
+            "couchbase://db",
+            "--couchbase-username",
+            "u",
+        ])
+        .expect("flags parse");
+        assert_eq!(
+            c.couchbase.settings().map(|_| ()),
+            Err(MissingSetting("COUCHBASE_PASSWORD"))
+        );
+        for bad in ["_system", "%x", "a.b", ""] {
+            assert!(
+                Config::try_parse_from(["notesync", "--couchbase-scope", bad]).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(Config::try_parse_from(["notesync", "--store", "mongo"]).is_err());
     }
 }

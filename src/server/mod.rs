@@ -1,5 +1,6 @@
 //! The server half (ssr build only): configuration, the sync service and its
-//! embedded store, the axum router and the process lifecycle.
+//! stores (embedded redb, or Couchbase through the KV store's adapter), the
+//! axum router and the process lifecycle.
 //!
 //! Server functions reach the services through Leptos context: [`router`]
 //! provides the [`AppState`] to every server function (and page render) with
@@ -10,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod boundary;
 pub mod config;
+pub mod couchbase;
 pub mod embedded;
 pub mod service;
 pub mod state;
@@ -28,9 +30,14 @@ use tower_http::compression::CompressionLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
+use thiserror::Error;
+
 use crate::app::{shell, App};
 use crate::domain::LIMITS;
-use config::Config;
+use crate::store::kv::{KvConfig, KvSyncStore};
+use crate::store::{AccountStore, StoreError, SyncStore};
+use config::{Config, MissingSetting, StoreKind};
+use couchbase::{ConnectError, CouchbaseKv};
 use embedded::EmbeddedStore;
 use service::{SyncService, PURGE_EVERY};
 pub use state::AppState;
@@ -72,19 +79,62 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
         .with_state(options)
 }
 
-/// Opens the embedded store in the configured data directory and builds the
-/// services around it: notes, users and sessions all live in it.
-pub fn build_state(config: &Config) -> Result<AppState, String> {
-    let store = Arc::new(EmbeddedStore::open(&config.data_dir).map_err(|e| e.to_string())?);
+/// Why the server could not open its store.
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("cannot create the data directory {dir}: {source}")]
+    DataDir { dir: String, source: std::io::Error },
+    #[error("cannot open the embedded store: {0}")]
+    Embedded(#[from] StoreError),
+    #[error(transparent)]
+    Setting(#[from] MissingSetting),
+    #[error("cannot use Couchbase: {0}")]
+    Couchbase(#[from] ConnectError),
+    #[error("cannot set up accounts: {0}")]
+    Accounts(crate::api::AppError),
+}
+
+/// Opens the configured store (the embedded one in the data directory, or
+/// Couchbase) and builds the services around it: notes, users and sessions
+/// all live in that one store.
+pub async fn build_state(config: &Config) -> Result<AppState, BuildError> {
     let retention = Duration::from_secs(u64::from(config.tombstone_retention_days) * 24 * 60 * 60);
-    let sync = SyncService::new(store.clone(), config.conflict_strategy, retention);
+    let (store, accounts): (Arc<dyn SyncStore>, Arc<dyn AccountStore>) = match config.store {
+        StoreKind::Embedded => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| BuildError::DataDir {
+                dir: config.data_dir.display().to_string(),
+                source,
+            })?;
+            let store = Arc::new(EmbeddedStore::open(&config.data_dir)?);
+            (store.clone(), store)
+        }
+        StoreKind::Couchbase => {
+            let settings = config.couchbase.settings()?;
+            let port = CouchbaseKv::connect(&settings).await?;
+            let store = Arc::new(KvSyncStore::new(
+                port,
+                KvConfig::new(node_name(), retention),
+            ));
+            (store.clone(), store)
+        }
+    };
+    let sync = SyncService::new(store, config.conflict_strategy, retention);
     let limits = auth::AttemptLimits {
         per_name_burst: config.attempts_per_name,
         per_address_burst: config.attempts_per_address,
         ..auth::AttemptLimits::default()
     };
-    let accounts = auth::Accounts::new(store, limits).map_err(|e| e.to_string())?;
+    let accounts = auth::Accounts::new(accounts, limits).map_err(BuildError::Accounts)?;
     Ok(AppState::new(sync, accounts).with_sessions(config.secure_cookies, config.session_days))
+}
+
+/// This process's name in lease tokens: unique among the servers sharing a
+/// cluster (process id and start time).
+fn node_name() -> String {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}-{started:x}", std::process::id())
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -108,20 +158,10 @@ pub async fn run() -> ExitCode {
     if let Some(addr) = config.addr {
         options.site_addr = addr;
     }
-    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
-        tracing::error!(
-            "cannot create data directory {}: {e}",
-            config.data_dir.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    let state = match build_state(&config) {
+    let state = match build_state(&config).await {
         Ok(state) => state,
         Err(e) => {
-            tracing::error!(
-                "cannot open the store in {}: {e}",
-                config.data_dir.display()
-            );
+            tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -139,6 +179,7 @@ pub async fn run() -> ExitCode {
     };
     tracing::info!(
         %addr,
+        store = ?config.store,
         data_dir = %config.data_dir.display(),
         %strategy,
         retention_days = config.tombstone_retention_days,

@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod batch;
 pub mod contract;
+pub mod kv;
 pub mod memory;
 
 use async_trait::async_trait;
@@ -65,8 +66,11 @@ pub trait SyncStore: Send + Sync {
     /// - every accepted change gets a new per-user `seq`, strictly greater
     ///   than all earlier ones, and moves its note to that feed position;
     /// - the outcome of each change is decided by [`crate::sync::apply::decide`];
-    /// - all or nothing: on `Err`, none of the batch is kept (the embedded
-    ///   store applies the batch in one transaction).
+    /// - on `Err`, the memory and embedded stores keep none of the batch (one
+    ///   transaction); the KV store, which has no transactions, may keep a
+    ///   prefix of its accepted changes (they are in its log and will be
+    ///   committed). Either way a retry of the same batch is safe: what was
+    ///   kept answers [`ChangeResult::Duplicate`] and the rest applies.
     async fn apply_batch(
         &self,
         user: &UserId,

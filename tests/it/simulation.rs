@@ -1,7 +1,8 @@
 //! The multi-client simulation (DESIGN §10): N browser replicas, each a
 //! [`MemoryReplica`] run by the real [`Driver`], against the real
-//! [`SyncService`] over the memory store and over the redb embedded store,
-//! all in one process, with one manual clock.
+//! [`SyncService`] over the memory store, the redb embedded store and the KV
+//! (Couchbase-shaped) store over its fake, all in one process, with one
+//! manual clock.
 //!
 //! A random schedule interleaves local edits (bursts of coalesced
 //! keystrokes), driver steps, network faults (a request lost before the
@@ -39,6 +40,7 @@ use tempfile::TempDir;
 use notesync::domain::{ClientId, MutationId, NoteDraft, NoteId, Revision, UserId};
 use notesync::server::embedded::EmbeddedStore;
 use notesync::server::service::SyncService;
+use notesync::store::kv::FakeCluster;
 use notesync::store::{MemoryStore, SyncStore};
 use notesync::sync::driver::{Driver, DriverConfig, Host, PortError, Transport};
 use notesync::sync::engine::{Action, Event, SyncStatus, Timing};
@@ -239,6 +241,9 @@ fn scenario(mode: Mode, ops: std::ops::Range<usize>) -> impl Strategy<Value = Sc
 enum Backend {
     Memory,
     Embedded,
+    /// The KV store over the fake Couchbase (no KV faults: the network
+    /// faults of the schedule are the point here; `kv_store` injects KV ones).
+    Kv,
 }
 
 struct World {
@@ -262,6 +267,10 @@ impl World {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let store = EmbeddedStore::open(dir.path()).expect("store opens");
                 (Arc::new(store), Some(dir))
+            }
+            Backend::Kv => {
+                let cluster = FakeCluster::new(crate::kv_store::CLOCK_START);
+                (Arc::new(crate::kv_store::store(&cluster, "sim")), None)
             }
         };
         let read = clock.clone();
@@ -928,6 +937,22 @@ proptest! {
     #[test]
     fn no_acknowledged_edit_is_lost_over_the_embedded_store(s in scenario(INSERT_ONLY, 1..60)) {
         let o = outcome(run(&s, INSERT_ONLY, Backend::Embedded))?;
+        check_convergence(&o)?;
+        check_no_loss(&o)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    #[test]
+    fn replicas_converge_over_the_kv_store(s in scenario(CONVERGE, 1..60)) {
+        check_convergence(&outcome(run(&s, CONVERGE, Backend::Kv))?)?;
+    }
+
+    #[test]
+    fn no_acknowledged_edit_is_lost_over_the_kv_store(s in scenario(INSERT_ONLY, 1..60)) {
+        let o = outcome(run(&s, INSERT_ONLY, Backend::Kv))?;
         check_convergence(&o)?;
         check_no_loss(&o)?;
     }

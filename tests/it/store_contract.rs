@@ -1,5 +1,6 @@
-//! The [`SyncStore`] contract suite against every store, plus what only a
-//! persistent store promises: data survives closing and reopening it.
+//! The [`SyncStore`] contract suite against every store (memory, embedded,
+//! and the KV store over its fake), plus what only a persistent store
+//! promises: data survives closing and reopening it.
 
 use async_trait::async_trait;
 use tempfile::TempDir;
@@ -7,6 +8,7 @@ use tempfile::TempDir;
 use notesync::domain::UserId;
 use notesync::server::embedded::EmbeddedStore;
 use notesync::store::contract::{self, create, delete, edit, feed, user, NOW};
+use notesync::store::kv::FakeCluster;
 use notesync::store::{MemoryStore, StoreError, SyncStore};
 use notesync::sync::merge::Strategy;
 use notesync::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
@@ -56,6 +58,17 @@ impl SyncStore for TempEmbedded {
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
     contract::run_all(&|| Box::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn kv_store_over_the_fake_keeps_the_contract() {
+    contract::run_all(&|| {
+        Box::new(crate::kv_store::store(
+            &FakeCluster::new(crate::kv_store::CLOCK_START),
+            "n1",
+        ))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,4 +231,15 @@ async fn embedded_sessions_and_users_survive_a_restart() {
             .as_deref(),
         Some(&b"data"[..])
     );
+}
+
+#[tokio::test]
+async fn kv_store_over_the_fake_keeps_the_accounts_contract() {
+    notesync::store::accounts::contract::run_all(&|| {
+        Box::new(crate::kv_store::store(
+            &FakeCluster::new(crate::kv_store::CLOCK_START),
+            "n1",
+        ))
+    })
+    .await;
 }
