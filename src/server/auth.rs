@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -32,6 +32,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
+use super::service::system_clock;
 use crate::api::{Account, AppError};
 use crate::domain::{Password, UserId, UserName};
 use crate::store::{AccountError, AccountStore, UserRecord};
@@ -112,12 +113,6 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn store_failure(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "the account store failed");
     AppError::Internal
@@ -187,7 +182,7 @@ impl Accounts {
             id: id.clone(),
             name: name.to_string(),
             password_hash: hash,
-            created_at: now_ms(),
+            created_at: system_clock()(),
         };
         match self.store.create_user(&record).await {
             Ok(()) => Ok(Account {
@@ -260,7 +255,7 @@ impl SessionStore for StoreSessions {
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let Some(bytes) = self
             .0
-            .load_session(&id.to_string(), now_ms())
+            .load_session(&id.to_string(), system_clock()())
             .await
             .map_err(backend)?
         else {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::algorithm::KvSyncStore;
+use super::algorithm::{unavailable, KvSyncStore};
 use super::port::{Expiry, KvError, KvPort, MAX_KEY_BYTES};
 use crate::store::{AccountError, AccountStore, StoreError, UserRecord};
 
@@ -29,13 +29,6 @@ fn key(key: String) -> Result<String, StoreError> {
         Ok(key)
     } else {
         Err(StoreError::Invalid(format!("key of {} bytes", key.len())))
-    }
-}
-
-fn failed(what: &str, e: &KvError) -> StoreError {
-    match e {
-        KvError::TooLarge => StoreError::Full,
-        e => StoreError::Unavailable(format!("{what}: {e}")),
     }
 }
 
@@ -69,7 +62,7 @@ impl<P: KvPort> AccountStore for KvSyncStore<P> {
                 Some(_) => Err(AccountError::NameTaken),
                 None => Err(StoreError::Unavailable("creating a user timed out".into()).into()),
             },
-            Err(e) => Err(failed("creating a user", &e).into()),
+            Err(e) => Err(unavailable("creating a user", &e).into()),
         }
     }
 
@@ -79,7 +72,7 @@ impl<P: KvPort> AccountStore for KvSyncStore<P> {
                 .map(Some)
                 .map_err(|e| StoreError::Corrupt(format!("stored user: {e}"))),
             Err(KvError::NotFound) => Ok(None),
-            Err(e) => Err(failed("reading a user", &e)),
+            Err(e) => Err(unavailable("reading a user", &e)),
         }
     }
 
@@ -94,17 +87,17 @@ impl<P: KvPort> AccountStore for KvSyncStore<P> {
             match self.port().insert(&key, &bytes, ttl).await {
                 Ok(_) => return Ok(()),
                 Err(KvError::Exists) => {}
-                Err(e) => return Err(failed("saving a session", &e)),
+                Err(e) => return Err(unavailable("saving a session", &e)),
             }
             let current = match self.port().get(&key).await {
                 Ok(doc) => doc,
                 Err(KvError::NotFound) => continue,
-                Err(e) => return Err(failed("saving a session", &e)),
+                Err(e) => return Err(unavailable("saving a session", &e)),
             };
             match self.port().replace(&key, &bytes, current.cas, ttl).await {
                 Ok(_) => return Ok(()),
                 Err(KvError::CasMismatch | KvError::NotFound) => {}
-                Err(e) => return Err(failed("saving a session", &e)),
+                Err(e) => return Err(unavailable("saving a session", &e)),
             }
         }
         Err(StoreError::Unavailable(
@@ -119,7 +112,7 @@ impl<P: KvPort> AccountStore for KvSyncStore<P> {
                 Ok((expires > now_ms).then(|| data.to_vec()))
             }
             Err(KvError::NotFound) => Ok(None),
-            Err(e) => Err(failed("reading a session", &e)),
+            Err(e) => Err(unavailable("reading a session", &e)),
         }
     }
 
@@ -129,12 +122,12 @@ impl<P: KvPort> AccountStore for KvSyncStore<P> {
             let current = match self.port().get(&key).await {
                 Ok(doc) => doc,
                 Err(KvError::NotFound) => return Ok(()),
-                Err(e) => return Err(failed("deleting a session", &e)),
+                Err(e) => return Err(unavailable("deleting a session", &e)),
             };
             match self.port().remove(&key, current.cas).await {
                 Ok(()) | Err(KvError::NotFound) => return Ok(()),
                 Err(KvError::CasMismatch) => {}
-                Err(e) => return Err(failed("deleting a session", &e)),
+                Err(e) => return Err(unavailable("deleting a session", &e)),
             }
         }
         Err(StoreError::Unavailable(

@@ -95,7 +95,8 @@ pub struct KvSyncStore<P> {
     leases: AtomicU64,
 }
 
-fn unavailable(what: &str, e: &KvError) -> StoreError {
+/// A failed KV call as the store reports it (shared with `accounts`).
+pub(super) fn unavailable(what: &str, e: &KvError) -> StoreError {
     match e {
         KvError::TooLarge => StoreError::Full,
         KvError::Refused(m) => StoreError::Unavailable(format!("{what}: refused: {m}")),
