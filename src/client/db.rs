@@ -415,17 +415,20 @@ impl LocalDb {
             TransactionMode::ReadWrite,
         )?;
         let notes = tx.store(NOTES)?;
-        let outbox = tx.store(OUTBOX)?;
         let conflicts = tx.store(CONFLICTS)?;
-        let stored: Vec<Note> = notes
-            .get_all(None, None)
+        // Keys only: this runs after every download from 0, and reading
+        // every note's text just to learn its id would dominate a large one.
+        let present: BTreeSet<String> = present.iter().map(ToString::to_string).collect();
+        let pending: BTreeSet<String> = tx
+            .store(OUTBOX)?
+            .get_all_keys(None, None)
             .await?
             .into_iter()
-            .map(from_js)
-            .collect::<Result<_, _>>()?;
-        for note in stored.iter().filter(|n| !present.contains(&n.id)) {
-            let key = JsValue::from_str(&note.id.to_string());
-            if outbox.get(key.clone()).await?.is_none() {
+            .filter_map(|key| key.as_string())
+            .collect();
+        for key in notes.get_all_keys(None, None).await? {
+            let Some(id) = key.as_string() else { continue };
+            if !present.contains(&id) && !pending.contains(&id) {
                 notes.delete(key.clone()).await?;
                 conflicts.delete(key).await?;
             }

@@ -21,7 +21,7 @@ use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
 
 use crate::api::AppError;
 use crate::domain::LIMITS;
-use crate::sync::protocol::{ProtocolError, PROTOCOL_VERSION};
+use crate::sync::protocol::{ProtocolError, PROTOCOL_VERSION, SUPPORTED_PROTOCOLS};
 
 /// The prefix of every server function's path.
 pub const API_PREFIX: &str = "/api/";
@@ -85,7 +85,7 @@ fn unreadable_request(body: &Bytes, message: String) -> AppError {
         .ok()
         .and_then(|v| v.get("req")?.get("protocol")?.as_u64());
     match version {
-        Some(got) if got != u64::from(PROTOCOL_VERSION) => {
+        Some(got) if !u32::try_from(got).is_ok_and(|got| SUPPORTED_PROTOCOLS.contains(&got)) => {
             AppError::Protocol(ProtocolError::UnsupportedVersion {
                 got: u32::try_from(got).unwrap_or(u32::MAX),
                 supported: PROTOCOL_VERSION,

@@ -33,7 +33,9 @@ use redb::{
 
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
-use crate::store::{AccountError, AccountStore, StoreError, SyncStore, UserHead, UserRecord};
+use crate::store::{
+    next_checkpoint, AccountError, AccountStore, StoreError, SyncStore, UserHead, UserRecord,
+};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
@@ -261,13 +263,15 @@ impl SyncStore for EmbeddedStore {
         &self,
         user: &UserId,
         checkpoint: Checkpoint,
+        download_head: Option<u64>,
         limit: u32,
     ) -> Result<PullResponse, StoreError> {
         let user = user.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(db_error)?;
             let heads = txn.open_table(HEADS).map_err(db_error)?;
-            if read_head(&heads, user.as_str())?.needs_resync(checkpoint) {
+            let head = read_head(&heads, user.as_str())?;
+            if head.needs_resync(checkpoint, download_head) {
                 return Ok(PullResponse::ResyncRequired);
             }
             let feed = txn.open_table(FEED).map_err(db_error)?;
@@ -304,11 +308,12 @@ impl SyncStore for EmbeddedStore {
                     conflict: stored.conflict,
                 });
             }
-            let checkpoint = entries.last().map_or(checkpoint, |e| Checkpoint(e.seq));
+            let checkpoint = next_checkpoint(&entries, has_more, head.last_seq);
             Ok(PullResponse::Page {
                 entries,
                 checkpoint,
                 has_more,
+                head: head.last_seq,
             })
         })
         .await

@@ -114,7 +114,7 @@ impl SyncService {
     pub async fn pull(&self, user: &UserId, req: PullRequest) -> Result<PullResponse, AppError> {
         let limit = req.effective_limit()?;
         self.store
-            .changes_since(user, req.checkpoint, limit)
+            .changes_since(user, req.checkpoint, req.download_head, limit)
             .await
             .map_err(|e| internal("pull", user, &e))
     }
@@ -217,6 +217,7 @@ mod tests {
             protocol: PROTOCOL_VERSION,
             checkpoint: Checkpoint(0),
             limit: 0,
+            download_head: None,
         };
         assert_eq!(
             s.pull(&user("u"), pull).await,

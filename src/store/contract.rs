@@ -33,6 +33,8 @@ pub async fn run_all(factory: Factory<'_>) {
     purge_drops_old_tombstones_and_requires_resync(&*factory()).await;
     purge_forgets_old_mutation_ids_only(&*factory()).await;
     checkpoint_beyond_the_feed_requires_resync(&*factory()).await;
+    a_download_after_a_purge_continues_page_by_page(&*factory()).await;
+    only_a_purge_after_a_download_began_restarts_it(&*factory()).await;
     users_are_isolated(&*factory()).await;
 }
 
@@ -125,7 +127,7 @@ pub async fn page(
     limit: u32,
 ) -> (Vec<FeedEntry>, Checkpoint, bool) {
     match store
-        .changes_since(who, Checkpoint(checkpoint), limit)
+        .changes_since(who, Checkpoint(checkpoint), None, limit)
         .await
         .expect("changes_since succeeds")
     {
@@ -133,6 +135,7 @@ pub async fn page(
             entries,
             checkpoint,
             has_more,
+            ..
         } => (entries, checkpoint, has_more),
         PullResponse::ResyncRequired => panic!("unexpected resync_required at {checkpoint}"),
     }
@@ -454,7 +457,7 @@ pub async fn purge_drops_old_tombstones_and_requires_resync(store: &dyn SyncStor
     let ids: Vec<NoteId> = entries.iter().map(|e| e.note.id).collect();
     assert_eq!(ids, vec![note_id(1)], "the snapshot keeps live notes only");
     let stale = store
-        .changes_since(&alice, Checkpoint(first_seq), 10)
+        .changes_since(&alice, Checkpoint(first_seq), None, 10)
         .await
         .expect("changes_since");
     assert_eq!(stale, PullResponse::ResyncRequired);
@@ -488,19 +491,136 @@ pub async fn purge_forgets_old_mutation_ids_only(store: &dyn SyncStore) {
 pub async fn checkpoint_beyond_the_feed_requires_resync(store: &dyn SyncStore) {
     let alice = user("alice");
     let future = store
-        .changes_since(&alice, Checkpoint(5), 10)
+        .changes_since(&alice, Checkpoint(5), None, 10)
         .await
         .expect("changes_since");
     assert_eq!(future, PullResponse::ResyncRequired);
     let r = push(store, &alice, &[create(1, 1, "a")]).await;
     let (_, seq) = applied(&r[0]);
     let beyond = store
-        .changes_since(&alice, Checkpoint(seq + 1), 10)
+        .changes_since(&alice, Checkpoint(seq + 1), None, 10)
         .await
         .expect("changes_since");
     assert_eq!(beyond, PullResponse::ResyncRequired);
     let (entries, _, _) = page(store, &alice, 0, 10).await;
     assert_eq!(entries.len(), 1);
+}
+
+/// Pulls one page of a download from checkpoint 0 that began at
+/// `download_head` (`None` for its first page).
+async fn download_page(
+    store: &dyn SyncStore,
+    who: &UserId,
+    checkpoint: Checkpoint,
+    download_head: Option<u64>,
+    limit: u32,
+) -> PullResponse {
+    store
+        .changes_since(who, checkpoint, download_head, limit)
+        .await
+        .expect("changes_since succeeds")
+}
+
+/// After a purge, a replica downloads everything again from 0, a page at a
+/// time: the pages after the first continue the download (they carry the
+/// first page's head) and are served although their checkpoints are below
+/// the purge watermark, where an incremental pull must resync.
+pub async fn a_download_after_a_purge_continues_page_by_page(store: &dyn SyncStore) {
+    let alice = user("alice");
+    let creates: Vec<Change> = (1..=5).map(|n| create(n, n as u8, "note")).collect();
+    push(store, &alice, &creates).await;
+    let r = push(store, &alice, &[delete(6, 5, 1)]).await;
+    let (_, tombstone_seq) = applied(&r[0]);
+    store.purge_expired(NOW + 1).await.expect("purge");
+
+    let PullResponse::Page {
+        entries,
+        mut checkpoint,
+        mut has_more,
+        head,
+    } = download_page(store, &alice, Checkpoint(0), None, 2).await
+    else {
+        panic!("a download from 0 never needs a resync");
+    };
+    assert_eq!(head, tombstone_seq, "the head is the last seq handed out");
+    assert!(has_more);
+    assert!(
+        checkpoint.0 < tombstone_seq,
+        "the first page ends below the watermark"
+    );
+    assert_eq!(
+        download_page(store, &alice, checkpoint, None, 2).await,
+        PullResponse::ResyncRequired,
+        "an incremental pull there may have missed the purged delete"
+    );
+    let mut seen: Vec<NoteId> = entries.iter().map(|e| e.note.id).collect();
+    while has_more {
+        match download_page(store, &alice, checkpoint, Some(head), 2).await {
+            PullResponse::Page {
+                entries,
+                checkpoint: next,
+                has_more: more,
+                ..
+            } => {
+                seen.extend(entries.iter().map(|e| e.note.id));
+                checkpoint = next;
+                has_more = more;
+            }
+            PullResponse::ResyncRequired => panic!("the download restarted at {checkpoint:?}"),
+        }
+    }
+    assert_eq!(seen, (1..=4).map(note_id).collect::<Vec<_>>());
+}
+
+/// A download restarts only when a purge removed the delete of a note it may
+/// already have received: a tombstone written after its first page was read.
+/// Purging tombstones that were already in the feed then changes nothing.
+pub async fn only_a_purge_after_a_download_began_restarts_it(store: &dyn SyncStore) {
+    let alice = user("alice");
+    push(
+        store,
+        &alice,
+        &[create(1, 1, "a"), create(2, 2, "b"), create(3, 3, "c")],
+    )
+    .await;
+    push(store, &alice, &[delete(4, 3, 1)]).await;
+    let PullResponse::Page {
+        entries,
+        checkpoint,
+        head,
+        ..
+    } = download_page(store, &alice, Checkpoint(0), None, 1).await
+    else {
+        panic!("a download from 0 never needs a resync");
+    };
+    assert_eq!(entries[0].note.id, note_id(1));
+
+    store.purge_expired(NOW + 1).await.expect("purge");
+    assert!(
+        matches!(
+            download_page(store, &alice, checkpoint, Some(head), 1).await,
+            PullResponse::Page { .. }
+        ),
+        "the purged delete is older than the download"
+    );
+
+    store
+        .apply_batch(&alice, &[delete(5, 1, 1)], Strategy::Merge, NOW + 10)
+        .await
+        .expect("delete");
+    assert!(
+        matches!(
+            download_page(store, &alice, checkpoint, Some(head), 1).await,
+            PullResponse::Page { .. }
+        ),
+        "the delete of a note already received is still in the feed"
+    );
+    store.purge_expired(NOW + 20).await.expect("purge");
+    assert_eq!(
+        download_page(store, &alice, checkpoint, Some(head), 1).await,
+        PullResponse::ResyncRequired,
+        "note 1 was received and its delete is gone: start again"
+    );
 }
 
 /// A user never sees another's notes, cannot change them by note id, and has

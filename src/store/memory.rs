@@ -11,7 +11,9 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::batch::{apply_changes, BatchTxn};
-use super::{AccountError, AccountStore, StoreError, SyncStore, UserHead, UserRecord};
+use super::{
+    next_checkpoint, AccountError, AccountStore, StoreError, SyncStore, UserHead, UserRecord,
+};
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
@@ -158,17 +160,20 @@ impl SyncStore for MemoryStore {
         &self,
         user: &UserId,
         checkpoint: Checkpoint,
+        download_head: Option<u64>,
         limit: u32,
     ) -> Result<PullResponse, StoreError> {
         let users = self.lock()?;
         let Some(data) = users.get(user) else {
-            return Ok(if UserHead::default().needs_resync(checkpoint) {
-                PullResponse::ResyncRequired
-            } else {
-                empty_page(checkpoint)
-            });
+            return Ok(
+                if UserHead::default().needs_resync(checkpoint, download_head) {
+                    PullResponse::ResyncRequired
+                } else {
+                    empty_page(checkpoint)
+                },
+            );
         };
-        if data.head.needs_resync(checkpoint) {
+        if data.head.needs_resync(checkpoint, download_head) {
             return Ok(PullResponse::ResyncRequired);
         }
         let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
@@ -188,11 +193,12 @@ impl SyncStore for MemoryStore {
                 conflict: stored.conflict.clone(),
             });
         }
-        let checkpoint = entries.last().map_or(checkpoint, |e| Checkpoint(e.seq));
+        let checkpoint = next_checkpoint(&entries, has_more, data.head.last_seq);
         Ok(PullResponse::Page {
             entries,
             checkpoint,
             has_more,
+            head: data.head.last_seq,
         })
     }
 
@@ -225,6 +231,7 @@ fn empty_page(checkpoint: Checkpoint) -> PullResponse {
         entries: Vec::new(),
         checkpoint,
         has_more: false,
+        head: 0,
     }
 }
 

@@ -24,7 +24,7 @@ use thiserror::Error;
 
 use crate::domain::UserId;
 use crate::sync::merge::Strategy;
-use crate::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
+use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
 
 pub use accounts::{AccountError, AccountStore, UserRecord};
 pub use memory::MemoryStore;
@@ -85,19 +85,22 @@ pub trait SyncStore: Send + Sync {
     /// - each note appears at most once, at the `seq` of its latest change;
     ///   entries come oldest first, tombstones included, at most `limit` of
     ///   them (`limit` is at least 1; callers cap it);
-    /// - the answer's checkpoint is the `seq` of the last entry returned, or
-    ///   the input checkpoint when there is none; `has_more` says whether
-    ///   entries after it exist;
+    /// - `has_more` says whether entries after the page exist; the answer's
+    ///   checkpoint is then the `seq` of the last entry returned, and
+    ///   otherwise the page's `head` (see [`next_checkpoint`]);
     /// - `Checkpoint(0)` is a full snapshot of the live notes and the
     ///   tombstones still kept: that is how a replica resyncs;
-    /// - answers [`PullResponse::ResyncRequired`] when the checkpoint is above
-    ///   0 and below the user's purge watermark (a tombstone the replica never
-    ///   saw may be gone), or beyond the last `seq` ever handed out (the
-    ///   checkpoint is from another store).
+    /// - a page's `head` is the last `seq` handed out when it was read, and
+    ///   every entry is its note as of then;
+    /// - answers [`PullResponse::ResyncRequired`] as [`UserHead::needs_resync`]
+    ///   says: when a tombstone the replica needs may have been purged, or
+    ///   when the position is beyond the last `seq` ever handed out (it is
+    ///   from another store).
     async fn changes_since(
         &self,
         user: &UserId,
         checkpoint: Checkpoint,
+        download_head: Option<u64>,
         limit: u32,
     ) -> Result<PullResponse, StoreError>;
 
@@ -108,6 +111,18 @@ pub trait SyncStore: Send + Sync {
     /// at least the highest dropped `seq`; returns how many records (tombstones
     /// plus mutation ids) were removed. Live notes are never dropped.
     async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError>;
+}
+
+/// Where the next pull starts after a page read at `head`: after its last
+/// entry while more follow; at `head` once the page reached the end of the
+/// feed. Ending at `head` rather than at the last entry matters after a
+/// purge: the seqs between them may be purged tombstones, and a replica left
+/// below them would be told to resync at its next pull, again and again.
+pub fn next_checkpoint(entries: &[FeedEntry], has_more: bool, head: u64) -> Checkpoint {
+    match entries.last() {
+        Some(last) if has_more => Checkpoint(last.seq),
+        _ => Checkpoint(head),
+    }
 }
 
 /// The feed-position bookkeeping of one user: what the stores keep besides
@@ -121,8 +136,22 @@ pub struct UserHead {
 }
 
 impl UserHead {
-    /// Whether a replica at `checkpoint` must download everything again.
-    pub fn needs_resync(&self, checkpoint: Checkpoint) -> bool {
-        checkpoint.0 > 0 && (checkpoint.0 < self.purge_watermark || checkpoint.0 > self.last_seq)
+    /// Whether a replica pulling at `checkpoint` must download everything
+    /// again.
+    ///
+    /// An incremental pull needs every tombstone after its checkpoint, so it
+    /// fails once the watermark passed the checkpoint. A pull continuing a
+    /// download from 0 (`download_head` is the head of its first page) holds
+    /// only notes as of that head or later: it needs only the tombstones of
+    /// deletes after it, so it fails only once the watermark passed that
+    /// head. Checkpoint 0 needs nothing and never fails.
+    pub fn needs_resync(&self, checkpoint: Checkpoint, download_head: Option<u64>) -> bool {
+        if checkpoint.0 == 0 {
+            return false;
+        }
+        let needs_tombstones_after = download_head.unwrap_or(checkpoint.0);
+        checkpoint.0 > self.last_seq
+            || needs_tombstones_after > self.last_seq
+            || needs_tombstones_after < self.purge_watermark
     }
 }

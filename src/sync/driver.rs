@@ -17,10 +17,15 @@
 //!   (this one, or the next one after a restart) resends exactly that copy;
 //!   edits folded into the entry meanwhile are pushed after it, as a new
 //!   mutation rebased by [`replica::acknowledge`](super::replica::acknowledge);
-//! - a resync (the server purged tombstones this replica never saw) ends by
-//!   dropping every stored note the full download did not include and that
-//!   has no pending change; a resync interrupted by a restart starts over, so
-//!   the set of notes seen is always complete when it is used.
+//! - every download from checkpoint 0 (a first sync, or a resync after the
+//!   server purged tombstones this replica never saw) ends by dropping every
+//!   stored note the download did not include and that has no pending
+//!   change; a download interrupted by a restart starts over, so the set of
+//!   notes seen is always complete when it is used;
+//! - the pulls after the first page of a download from checkpoint 0 say so
+//!   with the first page's `head`, so that the server does not answer
+//!   `resync_required` to a download that has not missed anything. After a
+//!   restart the download starts over from 0.
 
 use std::collections::BTreeSet;
 
@@ -144,6 +149,9 @@ pub struct Driver<'a, S, T, H> {
     resync_seen: Option<BTreeSet<NoteId>>,
     /// Whether the replica was asked about an interrupted resync yet.
     resumed: bool,
+    /// While a download from checkpoint 0 takes more than one page: the
+    /// `head` of its first page, sent with every later pull of it.
+    download_head: Option<u64>,
 }
 
 impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
@@ -159,6 +167,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             recount: true,
             resync_seen: None,
             resumed: false,
+            download_head: None,
         }
     }
 
@@ -307,19 +316,36 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
     }
 
     async fn try_pull(&mut self) -> Result<(), PortError> {
-        let checkpoint = self.store.checkpoint().await?;
+        let from = self.store.checkpoint().await?;
+        if from.0 == 0 {
+            self.download_head = None;
+            if self.resync_seen.is_none() {
+                // A pull from 0 is a whole snapshot, so the replica can drop
+                // what it lacks: a note this device pushed but never pulled
+                // back, deleted elsewhere and purged since, is in no page.
+                self.store.begin_resync().await?;
+                self.resync_seen = Some(BTreeSet::new());
+            }
+        }
         let request = PullRequest {
             protocol: PROTOCOL_VERSION,
-            checkpoint,
+            checkpoint: from,
             limit: self.config.pull_limit.max(1),
+            download_head: self.download_head,
         };
         match self.transport.pull(request).await? {
             PullResponse::Page {
                 entries,
                 checkpoint,
                 has_more,
+                head,
             } => {
                 self.store.apply_page(&entries, checkpoint).await?;
+                if !has_more {
+                    self.download_head = None;
+                } else if from.0 == 0 {
+                    self.download_head = Some(head);
+                }
                 let mut pruned = false;
                 if let Some(seen) = &mut self.resync_seen {
                     seen.extend(entries.iter().map(|e| e.note.id));

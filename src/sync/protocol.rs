@@ -5,9 +5,16 @@
 //! - 1: push of change batches with per-change results; checkpointed pull of
 //!   a state-based feed (one entry per note, at its latest sequence number);
 //!   `resync_required` when a checkpoint predates the tombstone retention.
+//! - 2: a page says the feed's `head` when it was read, and a pull that
+//!   continues a download from checkpoint 0 sends the `head` of that
+//!   download's first page as `download_head`. Before, the second page of a
+//!   full download of more than one page after a tombstone purge was answered
+//!   `resync_required` again, forever. Both fields are optional on the wire,
+//!   so version 1 requests keep their meaning and are still accepted.
 //!
-//! Every request carries its `protocol` version. The server refuses any other
-//! version with [`ProtocolError::UnsupportedVersion`] instead of guessing.
+//! Every request carries its `protocol` version. The server refuses a version
+//! outside [`SUPPORTED_PROTOCOLS`] with [`ProtocolError::UnsupportedVersion`]
+//! instead of guessing.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +22,11 @@ use super::hlc::Hlc;
 use crate::domain::{ClientId, DomainError, MutationId, Note, NoteDraft, NoteId, Revision, LIMITS};
 
 /// The version of the protocol this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The versions a server answers: every one whose requests still mean what
+/// they meant when it was current.
+pub const SUPPORTED_PROTOCOLS: std::ops::RangeInclusive<u32> = 1..=PROTOCOL_VERSION;
 
 /// Largest pull page the server returns, whatever the client asks for.
 pub const MAX_PULL_LIMIT: u32 = 5_000;
@@ -97,6 +108,13 @@ pub struct PullRequest {
     pub checkpoint: Checkpoint,
     /// Most entries wanted; the server caps it at [`MAX_PULL_LIMIT`].
     pub limit: u32,
+    /// Set on the pulls that continue a download begun at checkpoint 0: the
+    /// `head` of that download's first page. Such a pull needs no tombstone
+    /// below its checkpoint, only those of deletes after the download began
+    /// (of notes it may already have received), so the server checks purges
+    /// against this instead of against the checkpoint. Since version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_head: Option<u64>,
 }
 
 /// The two sides of a conflict the person should resolve; `None` is a delete.
@@ -128,6 +146,10 @@ pub enum PullResponse {
         entries: Vec<FeedEntry>,
         checkpoint: Checkpoint,
         has_more: bool,
+        /// The last sequence number handed out when this page was read; every
+        /// entry is the note as it was then. Since version 2 (0 before).
+        #[serde(default)]
+        head: u64,
     },
     /// The checkpoint is older than the tombstone retention window: the
     /// replica must download everything again (keeping its outbox).
@@ -148,7 +170,7 @@ pub enum ProtocolError {
 }
 
 fn check_version(got: u32) -> Result<(), ProtocolError> {
-    if got == PROTOCOL_VERSION {
+    if SUPPORTED_PROTOCOLS.contains(&got) {
         Ok(())
     } else {
         Err(ProtocolError::UnsupportedVersion {
@@ -269,6 +291,7 @@ mod tests {
             protocol: PROTOCOL_VERSION,
             checkpoint: Checkpoint(0),
             limit,
+            download_head: None,
         };
         assert_eq!(req(10).effective_limit(), Ok(10));
         assert_eq!(req(1_000_000).effective_limit(), Ok(MAX_PULL_LIMIT));
@@ -297,5 +320,25 @@ mod tests {
         let pull = PullResponse::ResyncRequired;
         let json = serde_json::to_string(&pull).expect("serialises");
         assert_eq!(json, r#"{"kind":"resync_required"}"#);
+    }
+
+    #[test]
+    fn version_1_pulls_still_decode_and_are_accepted() {
+        let v1: PullRequest =
+            serde_json::from_str(r#"{"protocol":1,"checkpoint":7,"limit":50}"#).expect("decodes");
+        assert_eq!(v1.download_head, None);
+        assert_eq!(v1.effective_limit(), Ok(50));
+        let page: PullResponse =
+            serde_json::from_str(r#"{"kind":"page","entries":[],"checkpoint":7,"has_more":false}"#)
+                .expect("decodes");
+        assert!(matches!(page, PullResponse::Page { head: 0, .. }));
+        let future = PullRequest {
+            protocol: PROTOCOL_VERSION + 1,
+            ..v1
+        };
+        assert!(matches!(
+            future.effective_limit(),
+            Err(ProtocolError::UnsupportedVersion { .. })
+        ));
     }
 }

@@ -53,6 +53,7 @@ async fn pull(app: &Browser, checkpoint: u64, limit: u32) -> PullResponse {
         protocol: PROTOCOL_VERSION,
         checkpoint: Checkpoint(checkpoint),
         limit,
+        download_head: None,
     };
     let (status, body) = post(app, "/api/pull", &req).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
@@ -78,6 +79,7 @@ async fn push_then_pull_round_trips() {
         entries,
         checkpoint,
         has_more,
+        ..
     } = pull(&app, 0, 100).await
     else {
         panic!("expected a page");
@@ -129,17 +131,20 @@ async fn an_unknown_protocol_version_is_a_400_naming_the_versions() {
         })
     );
     assert!(
-        e.to_string().contains("version 99") && e.to_string().contains("version 1"),
+        e.to_string().contains("version 99")
+            && e.to_string()
+                .contains(&format!("version {PROTOCOL_VERSION}")),
         "{e}"
     );
 
     // A future client may send another shape: the version is still named.
-    let future = br#"{"req": {"protocol": 2, "batches": []}}"#.to_vec();
+    let next = PROTOCOL_VERSION + 1;
+    let future = format!(r#"{{"req": {{"protocol": {next}, "batches": []}}}}"#).into_bytes();
     let (status, body) = post_raw(&app, "/api/pull", future, true).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(matches!(
         error(&body),
-        AppError::Protocol(ProtocolError::UnsupportedVersion { got: 2, .. })
+        AppError::Protocol(ProtocolError::UnsupportedVersion { got, .. }) if got == next
     ));
 }
 
@@ -168,6 +173,7 @@ async fn an_empty_push_and_a_zero_limit_are_400s() {
         protocol: PROTOCOL_VERSION,
         checkpoint: Checkpoint(0),
         limit: 0,
+        download_head: None,
     };
     let (status, body) = post(&app, "/api/pull", &req).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -276,6 +282,7 @@ async fn pull_pages_until_has_more_is_false() {
             entries,
             checkpoint: next,
             has_more,
+            ..
         } = pull(&app, checkpoint, 2).await
         else {
             panic!("expected a page");

@@ -414,7 +414,10 @@ async fn a_tombstone_expired_before_the_purge_forces_a_resync_never_a_gap() {
         cluster.peek(&note_key(&alice, note_id(1))).is_some(),
         "live notes never expire"
     );
-    let stale = s.changes_since(&alice, checkpoint, 10).await.expect("pull");
+    let stale = s
+        .changes_since(&alice, checkpoint, None, 10)
+        .await
+        .expect("pull");
     assert_eq!(
         stale,
         PullResponse::ResyncRequired,
@@ -474,7 +477,7 @@ fn a_purge_racing_a_pull_never_hides_a_delete() {
                     tokio::task::yield_now().await;
                 }
                 reader
-                    .changes_since(&alice, Checkpoint(1), 10)
+                    .changes_since(&alice, Checkpoint(1), None, 10)
                     .await
                     .expect("pull")
             });
@@ -635,7 +638,7 @@ impl<P: Node> Reader<P> {
         let response = loop {
             match self
                 .store
-                .changes_since(&self.alice, Checkpoint(self.checkpoint), limit)
+                .changes_since(&self.alice, Checkpoint(self.checkpoint), None, limit)
                 .await
             {
                 Ok(r) => break r,
@@ -646,6 +649,7 @@ impl<P: Node> Reader<P> {
             entries,
             checkpoint,
             has_more,
+            ..
         } = response
         else {
             return Err(format!(

@@ -62,6 +62,7 @@ fn pull_req(checkpoint: u64, limit: u32) -> PullRequest {
         protocol: PROTOCOL_VERSION,
         checkpoint: Checkpoint(checkpoint),
         limit,
+        download_head: None,
     }
 }
 
@@ -222,7 +223,8 @@ async fn attack_01_pull_from_zero_sees_no_other_users_notes() {
         PullResponse::Page {
             entries: vec![],
             checkpoint: Checkpoint(0),
-            has_more: false
+            has_more: false,
+            head: 0,
         }
     );
 }
@@ -243,6 +245,7 @@ async fn attack_02_pull_from_the_other_users_checkpoints() {
                 entries: vec![],
                 checkpoint: Checkpoint(0),
                 has_more: false,
+                head: 0,
             }
         } else {
             PullResponse::ResyncRequired
@@ -1642,7 +1645,7 @@ async fn attack_71_missing_fields() {
 #[tokio::test]
 async fn attack_72_unknown_protocol_version_on_pull() {
     let a = one_user().await;
-    for got in [0, 2, u32::MAX] {
+    for got in [0, PROTOCOL_VERSION + 1, u32::MAX] {
         let mut req = pull_req(0, 10);
         req.protocol = got;
         let r = a.request("/api/pull", wrapped(&req));

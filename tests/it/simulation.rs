@@ -52,6 +52,8 @@ use notesync::sync::protocol::{
 };
 
 const START_MS: u64 = 1_700_000_000_000;
+/// How long the server keeps tombstones and mutation ids.
+const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Rounds of "run every driver until it waits" before the test gives up.
 const SETTLE_ROUNDS: usize = 12;
 /// Steps one driver may take in one settle round.
@@ -121,6 +123,11 @@ enum Op {
     Tick {
         ms: u16,
     },
+    /// The retention window passes and the server purges: every tombstone
+    /// and mutation id written so far is forgotten. Only when no change is
+    /// unsent or on the wire (the window is months; see `Op::Purge` in
+    /// `run`), and later edits use notes created after it.
+    Purge,
 }
 
 /// What a run may do.
@@ -131,6 +138,7 @@ struct Mode {
     deletes: bool,
     drop_lines: bool,
     titles: bool,
+    purges: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +215,9 @@ fn op(mode: Mode) -> impl Strategy<Value = Op> {
         (1, (0..c).prop_map(|client| Op::Online { client }).boxed()),
         (2, (0u16..3_000).prop_map(|ms| Op::Tick { ms }).boxed()),
     ];
+    if mode.purges {
+        ops.push((1, Just(Op::Purge).boxed()));
+    }
     if mode.deletes {
         ops.push((
             1,
@@ -274,12 +285,8 @@ impl World {
             }
         };
         let read = clock.clone();
-        let service = SyncService::new(
-            store,
-            MergeStrategy::Merge,
-            Duration::from_secs(90 * 24 * 3600),
-        )
-        .with_clock(Arc::new(move || read.load(Ordering::SeqCst)));
+        let service = SyncService::new(store, MergeStrategy::Merge, RETENTION)
+            .with_clock(Arc::new(move || read.load(Ordering::SeqCst)));
         Self {
             clock,
             service,
@@ -328,17 +335,27 @@ impl World {
 
     /// The server's whole state, as a fresh replica would pull it.
     async fn server_state(&self) -> Vec<FeedEntry> {
+        self.server_snapshot().await.0
+    }
+
+    /// The whole feed and its head, the last seq handed out: where every
+    /// replica's checkpoint ends once it has pulled everything.
+    async fn server_snapshot(&self) -> (Vec<FeedEntry>, u64) {
         let request = PullRequest {
             protocol: PROTOCOL_VERSION,
             checkpoint: Checkpoint(0),
             limit: MAX_PULL_LIMIT,
+            download_head: None,
         };
         match self.service.pull(&self.user, request).await.expect("pull") {
             PullResponse::Page {
-                entries, has_more, ..
+                entries,
+                has_more,
+                head,
+                ..
             } => {
                 assert!(!has_more, "the simulation stays far below one page");
-                entries
+                (entries, head)
             }
             PullResponse::ResyncRequired => panic!("a pull from 0 never needs a resync"),
         }
@@ -498,8 +515,11 @@ struct Parts {
     client_id: ClientId,
 }
 
-fn note_id(n: u8) -> NoteId {
-    NoteId::new(1_000 + u64::from(n), [n; 10])
+/// The `n`-th note of the notes created after `generation` purges.
+fn note_id(n: u8, generation: u8) -> NoteId {
+    let mut random = [n; 10];
+    random[0] = generation;
+    NoteId::new(1_000 + u64::from(n), random)
 }
 
 /// Applies one edit the way the editor does: read the stored note, change
@@ -604,6 +624,7 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
     }
     let mut drivers: Vec<_> = parts.iter().map(|p| start(p, scenario)).collect();
     let last_typed: Rc<RefCell<BTreeMap<NoteId, NoteDraft>>> = Rc::default();
+    let mut generation = 0u8;
 
     for op in &scenario.ops {
         match op {
@@ -614,7 +635,7 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                 in_flight,
             } => {
                 let i = usize::from(*client) % clients;
-                let note = note_id(*note % mode.notes);
+                let note = note_id(*note % mode.notes, generation);
                 let (world, replica, host) = (
                     world.clone(),
                     parts[i].replica.clone(),
@@ -643,7 +664,7 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                 let i = usize::from(*client) % clients;
                 let p = &parts[i];
                 world.advance(1);
-                let id = note_id(*note % mode.notes);
+                let id = note_id(*note % mode.notes, generation);
                 if p.replica
                     .delete(id, world.now(), p.host.fresh_mutation_id())
                 {
@@ -683,6 +704,21 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                 p.host.push_event(Event::Connectivity { online: true });
             }
             Op::Tick { ms } => world.advance(u64::from(*ms)),
+            Op::Purge => {
+                // Two cases stay out, both open in docs/design-notes.md: an
+                // edit unsent for longer than the window, of a note deleted
+                // elsewhere, re-creates it from revision 1 after the purge,
+                // below the revision of a tombstone other replicas keep; and
+                // a note id used again after its tombstone was purged (ids
+                // are UUIDv7: only the simulation's fixed ids repeat).
+                let quiet = world.delayed.borrow().is_empty()
+                    && parts.iter().all(|p| p.replica.pending().is_empty());
+                if quiet {
+                    world.advance(u64::try_from(RETENTION.as_millis()).expect("fits") + 1);
+                    rt.block_on(world.service.purge_expired()).expect("purge");
+                    generation = generation.wrapping_add(1);
+                }
+            }
         }
     }
 
@@ -698,13 +734,7 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
             p.host.push_event(Event::Connectivity { online: true });
         }
     }
-    let server_head = |world: &World| {
-        rt.block_on(world.server_state())
-            .iter()
-            .map(|e| e.seq)
-            .max()
-            .unwrap_or(0)
-    };
+    let server_head = |world: &World| rt.block_on(world.server_snapshot()).1;
     let idle = |p: &Parts, head: u64| {
         p.replica.pending().is_empty() && p.replica.stored_checkpoint() == Checkpoint(head)
     };
@@ -797,6 +827,31 @@ fn check_convergence(outcome: &Outcome) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Convergence of the live notes. After a purge, a replica that saw a
+/// delete before the purge rightly keeps its tombstone; the server does not.
+fn check_live_convergence(outcome: &Outcome) -> Result<(), TestCaseError> {
+    let live = |notes: BTreeMap<NoteId, NoteState>| -> BTreeMap<NoteId, NoteState> {
+        notes.into_iter().filter(|(_, n)| !n.3).collect()
+    };
+    let server = live(server_notes(outcome));
+    for (i, replica) in outcome.replicas.iter().enumerate() {
+        prop_assert!(
+            replica.pending().is_empty(),
+            "client {} still has pending changes",
+            i
+        );
+        let local = live(
+            replica
+                .notes()
+                .into_iter()
+                .map(|n| (n.id, (n.title, n.body, n.tags, n.deleted, n.rev)))
+                .collect(),
+        );
+        prop_assert_eq!(&local, &server, "client {} differs from the server", i);
+    }
+    Ok(())
+}
+
 fn tokens_in(text: &str) -> impl Iterator<Item = &str> {
     text.lines().filter(|l| l.starts_with("tok-"))
 }
@@ -881,6 +936,12 @@ const CONVERGE: Mode = Mode {
     deletes: true,
     drop_lines: true,
     titles: true,
+    purges: false,
+};
+
+const PURGING: Mode = Mode {
+    purges: true,
+    ..CONVERGE
 };
 
 const INSERT_ONLY: Mode = Mode {
@@ -889,6 +950,7 @@ const INSERT_ONLY: Mode = Mode {
     deletes: false,
     drop_lines: false,
     titles: true,
+    purges: false,
 };
 
 const TYPING: Mode = Mode {
@@ -897,6 +959,7 @@ const TYPING: Mode = Mode {
     deletes: false,
     drop_lines: true,
     titles: true,
+    purges: false,
 };
 
 fn outcome(result: Result<Outcome, String>) -> Result<Outcome, TestCaseError> {
@@ -916,6 +979,11 @@ proptest! {
         let o = outcome(run(&s, INSERT_ONLY, Backend::Memory))?;
         check_convergence(&o)?;
         check_no_loss(&o)?;
+    }
+
+    #[test]
+    fn replicas_converge_across_tombstone_purges(s in scenario(PURGING, 1..80)) {
+        check_live_convergence(&outcome(run(&s, PURGING, Backend::Memory))?)?;
     }
 
     #[test]
@@ -948,6 +1016,11 @@ proptest! {
     #[test]
     fn replicas_converge_over_the_kv_store(s in scenario(CONVERGE, 1..60)) {
         check_convergence(&outcome(run(&s, CONVERGE, Backend::Kv))?)?;
+    }
+
+    #[test]
+    fn replicas_converge_across_tombstone_purges_over_the_kv_store(s in scenario(PURGING, 1..60)) {
+        check_live_convergence(&outcome(run(&s, PURGING, Backend::Kv))?)?;
     }
 
     #[test]
@@ -1048,4 +1121,39 @@ fn typing_on_a_new_note_before_pulling_it_back_does_not_conflict() {
     ]);
     let o = run(&s, TYPING, Backend::Memory).expect("settles");
     check_no_self_conflict(&o).expect("no self-conflict");
+}
+
+/// A download from checkpoint 0 of more than one page after a purge once
+/// never ended: its second page started below the purge watermark, the
+/// server answered `resync_required`, and the download began again.
+#[test]
+fn a_new_device_downloads_many_pages_after_a_purge() {
+    let typing_on = |note| Op::Type {
+        client: 0,
+        note,
+        edits: vec![EditKind::Insert { at: 0 }],
+        in_flight: false,
+    };
+    let s = Scenario {
+        clients: 2,
+        pull_limit: 1,
+        push_batch: 3,
+        seed: 0,
+        ops: vec![
+            typing_on(0),
+            typing_on(1),
+            typing_on(2),
+            step(Fault::None, 6),
+            Op::Delete { client: 0, note: 2 },
+            step(Fault::None, 6),
+            Op::Purge,
+        ],
+    };
+    let o = run(&s, PURGING, Backend::Memory).expect("settles");
+    check_live_convergence(&o).expect("converges");
+    assert_eq!(
+        o.replicas[1].notes().len(),
+        2,
+        "the new device has both live notes"
+    );
 }

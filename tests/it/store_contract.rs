@@ -45,9 +45,12 @@ impl SyncStore for TempEmbedded {
         &self,
         user: &UserId,
         checkpoint: Checkpoint,
+        download_head: Option<u64>,
         limit: u32,
     ) -> Result<PullResponse, StoreError> {
-        self.store.changes_since(user, checkpoint, limit).await
+        self.store
+            .changes_since(user, checkpoint, download_head, limit)
+            .await
     }
 
     async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError> {
@@ -134,7 +137,7 @@ async fn embedded_store_keeps_everything_across_a_reopen() {
         "seqs keep increasing: {next:?}"
     );
     let stale = store
-        .changes_since(&alice, Checkpoint(1), 10)
+        .changes_since(&alice, Checkpoint(1), None, 10)
         .await
         .expect("pull");
     assert_eq!(

@@ -47,7 +47,7 @@ use super::model::{
 use super::port::{Cas, Expiry, KvError, KvPort, Versioned};
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
-use crate::store::{StoreError, SyncStore, UserHead};
+use crate::store::{next_checkpoint, StoreError, SyncStore, UserHead};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
@@ -968,11 +968,12 @@ impl<P: KvPort> KvSyncStore<P> {
 
     /// The feed after `from` from the note index: for a full resync, and for
     /// checkpoints below the log floor. `None`: a note the replica may need
-    /// is gone, so it must resync.
+    /// (one changed after `needed_after`) is gone, so it must resync.
     async fn scan_index(
         &self,
         user: &UserId,
         from: u64,
+        needed_after: Option<u64>,
         committed: u64,
         want: usize,
     ) -> Result<Option<Vec<FeedEntry>>, StoreError> {
@@ -986,7 +987,7 @@ impl<P: KvPort> KvSyncStore<P> {
             match seq {
                 Some(seq) if seq > from && seq > 0 => candidates.push((seq, id)),
                 Some(_) => {}
-                None if from > 0 => return Ok(None),
+                None if needed_after.is_some_and(|after| entry.seq > after) => return Ok(None),
                 None => {}
             }
         }
@@ -1004,7 +1005,9 @@ impl<P: KvPort> KvSyncStore<P> {
                     Resolved::Skip => {}
                     // A tombstone past the checkpoint expired without the
                     // purge: the replica cannot learn of that delete.
-                    Resolved::Missing if from > 0 => return Ok(None),
+                    Resolved::Missing if needed_after.is_some_and(|after| seq > after) => {
+                        return Ok(None)
+                    }
                     Resolved::Missing => {}
                 }
                 if found.len() == want {
@@ -1153,13 +1156,17 @@ impl<P: KvPort> SyncStore for KvSyncStore<P> {
         &self,
         user: &UserId,
         checkpoint: Checkpoint,
+        download_head: Option<u64>,
         limit: u32,
     ) -> Result<PullResponse, StoreError> {
         let head = self.head(user).await?;
-        if head.user_head().needs_resync(checkpoint) {
+        if head.user_head().needs_resync(checkpoint, download_head) {
             return Ok(PullResponse::ResyncRequired);
         }
         let from = checkpoint.0;
+        // What a replica at this position already holds: nothing at 0; notes
+        // as of the download's first page, or of its checkpoint.
+        let needed_after = (from > 0).then(|| download_head.unwrap_or(from));
         let want = usize::try_from(limit.max(1))
             .unwrap_or(usize::MAX)
             .saturating_add(1);
@@ -1169,7 +1176,10 @@ impl<P: KvPort> SyncStore for KvSyncStore<P> {
         }
         let entries = match entries {
             Some(entries) => entries,
-            None => match self.scan_index(user, from, head.committed, want).await? {
+            None => match self
+                .scan_index(user, from, needed_after, head.committed, want)
+                .await?
+            {
                 Some(entries) => entries,
                 None => return Ok(PullResponse::ResyncRequired),
             },
@@ -1177,17 +1187,18 @@ impl<P: KvPort> SyncStore for KvSyncStore<P> {
         // A purge advances the watermark before it removes: if it removed
         // something this read missed, the head says so now.
         let after = self.head(user).await?;
-        if from > 0 && from < after.purge_watermark {
+        if after.user_head().needs_resync(checkpoint, download_head) {
             return Ok(PullResponse::ResyncRequired);
         }
         let mut entries = entries;
         let has_more = entries.len() >= want;
         entries.truncate(want - 1);
-        let checkpoint = entries.last().map_or(checkpoint, |e| Checkpoint(e.seq));
+        let checkpoint = next_checkpoint(&entries, has_more, head.committed);
         Ok(PullResponse::Page {
             entries,
             checkpoint,
             has_more,
+            head: head.committed,
         })
     }
 
