@@ -69,6 +69,13 @@ function positiveInt(text, name) {
 
 const now = () => performance.timeOrigin + performance.now();
 
+/** `promise`, still to be awaited later, but whose failure before then (its
+ * page closed after another step failed) must not end the process. */
+function later(promise) {
+  promise.catch(() => {});
+  return promise;
+}
+
 /** `promise`, or a failure naming `what` after `ms`: a stuck step ends the run with a reason. */
 async function within(ms, what, promise) {
   let timer;
@@ -531,7 +538,7 @@ async function scenarioD(dev, note, rep) {
   for (let k = 0; k < D_EDITS; k++) {
     const marker = `D${rep}x${k}y${Date.now().toString(36)}`;
     const inputsBefore = await page.evaluate(() => window.__bench.inputs.length);
-    const waiting = page.evaluate(({ id, marker, inputsBefore }) => {
+    const waiting = later(page.evaluate(({ id, marker, inputsBefore }) => {
       const b = window.__bench;
       return new Promise((resolve, reject) => {
         const started = () => {
@@ -543,7 +550,7 @@ async function scenarioD(dev, note, rep) {
         };
         started();
       });
-    }, { id: note.id, marker, inputsBefore });
+    }, { id: note.id, marker, inputsBefore }));
     await body.fill(`${marker} ${note.content.body}`);
     const { inputAt, shownAt, record } = await within(60_000, `D: edit ${k + 1} (stored and shown)`, waiting);
     idb.push(record.end - inputAt);
@@ -580,9 +587,9 @@ async function scenarioE(api, devA, n, rep) {
       const wait = start + k * spacing - now();
       if (wait > 0) await sleep(wait);
       const marker = `E${rep}x${k}y${Date.now().toString(36)}`;
-      const seen = devB.page.evaluate(({ id, marker }) => window.__bench.waitText(
+      const seen = later(devB.page.evaluate(({ id, marker }) => window.__bench.waitText(
         `.note-item[data-note-id="${id}"] .note-preview`, marker,
-      ), { id: ids[k], marker });
+      ), { id: ids[k], marker }));
       const inputsBefore = await devA.page.evaluate(() => window.__bench.inputs.length);
       await devA.page.locator(`.note-item[data-note-id="${ids[k]}"]`).click();
       await devA.page.locator('#note-body').fill(`${marker} propagated edit ${k}`);
@@ -616,7 +623,7 @@ async function scenarioB(n) {
     await dev.page.locator('[data-testid=sync-status][data-state=synced]').waitFor();
     const file = Buffer.from(JSON.stringify(Array.from({ length: n }, (_, i) => noteContent(i))));
     const expected = `Imported ${n} notes`;
-    const shown = dev.page.evaluate((text) => window.__bench.waitText('[data-testid=import-status]', text), expected);
+    const shown = later(dev.page.evaluate((text) => window.__bench.waitText('[data-testid=import-status]', text), expected));
     await dev.page.locator('#import-file').setInputFiles({ name: 'notes.json', mimeType: 'application/json', buffer: file });
     const shownAt = await shown;
     const { changeAt, committed } = await dev.page.evaluate(async (n) => {
@@ -653,12 +660,17 @@ const ORDER = ['A', 'A-first-screen', 'A-open', 'B-local-write', 'B', 'C', 'D-id
 /** Documents per scenario run, where a rate means something. */
 const DOCS = { A: (n) => n, 'A-open': (n) => n, 'B-local-write': (n) => n, B: (n) => n, C: (n) => cChanges(n) };
 
-function summarise(samples) {
+function summarise(samples, failures) {
   const results = [];
-  for (const [n, byScenario] of samples) {
+  for (const n of SIZES) {
+    const byScenario = samples.get(n) ?? new Map();
     for (const scenario of ORDER) {
       const values = byScenario.get(scenario);
-      if (!values) continue;
+      const failure = failures.get(`${n}/${scenario}`);
+      if (!values) {
+        if (failure) results.push({ scenario, n, ms: null, docs_per_s: null, error: failure.error });
+        continue;
+      }
       const round = (v) => Math.round(v * 10) / 10;
       const median = percentile(values, 50);
       const docs = DOCS[scenario];
@@ -667,6 +679,8 @@ function summarise(samples) {
         n,
         ms: { median: round(median), min: round(Math.min(...values)), max: round(Math.max(...values)) },
         docs_per_s: docs ? Math.round(docs(n) / (median / 1000)) : null,
+        // Fewer samples than REPS: some repetitions failed.
+        ...(failure ? { error: failure.error } : {}),
       });
     }
   }
@@ -676,8 +690,12 @@ function summarise(samples) {
 function printTable(results) {
   const rows = [['scenario', 'n', 'median ms', 'min ms', 'max ms', 'docs/s', 'target ms']];
   for (const r of results) {
-    rows.push([r.scenario, String(r.n), r.ms.median.toFixed(1), r.ms.min.toFixed(1), r.ms.max.toFixed(1),
-      r.docs_per_s === null ? '' : String(r.docs_per_s), TARGETS[r.scenario] ?? '']);
+    if (r.ms === null) {
+      rows.push([r.scenario, String(r.n), 'failed', '', '', '', TARGETS[r.scenario] ?? '']);
+    } else {
+      rows.push([r.scenario, String(r.n), r.ms.median.toFixed(1), r.ms.min.toFixed(1), r.ms.max.toFixed(1),
+        r.docs_per_s === null ? '' : String(r.docs_per_s), TARGETS[r.scenario] ?? '']);
+    }
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
   for (const row of rows) console.log(row.map((cell, c) => (c < 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '));
@@ -698,34 +716,56 @@ async function main() {
     }
     console.log(`  ${Object.entries(figures).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(' · ')}`);
   };
+  // A scenario that fails (or exceeds its time limit) is reported with its
+  // reason and the run goes on, so one size that is too slow in one scenario
+  // still yields the others; the exit status says that something failed.
+  const failures = new Map();
+  const attempt = async (n, ids, run) => {
+    try {
+      record(n, await run());
+      return true;
+    } catch (e) {
+      console.error(`  ${ids.join(', ')} failed: ${e.message}`);
+      for (const id of ids) if (!failures.has(`${n}/${id}`)) failures.set(`${n}/${id}`, { n, scenario: id, error: e.message });
+      return false;
+    }
+  };
   try {
     for (const n of SIZES) {
       for (let rep = 1; rep <= REPS; rep++) {
         console.log(`n=${n} rep ${rep}/${REPS}`);
         const api = await Api.signUp(userName());
         const seeded = await api.seed(n);
-        const { dev, figures } = await scenarioA(api, n);
-        try {
-          record(n, figures);
-          record(n, await scenarioC(api, dev, seeded, rep));
+        let dev = null;
+        const aDone = await attempt(n, ['A', 'A-first-screen', 'A-open'], async () => {
+          const a = await scenarioA(api, n);
+          dev = a.dev;
+          return a.figures;
+        });
+        if (aDone) {
+          await attempt(n, ['C'], () => scenarioC(api, dev, seeded, rep));
           // The newest note: at the top of the list, like the note a person is writing.
-          record(n, await scenarioD(dev, seeded[n - 1], rep));
-          record(n, await scenarioE(api, dev, n, rep));
-        } finally {
-          await closeDevice(dev);
+          await attempt(n, ['D-idb-p50', 'D-idb-p95', 'D-idb-write-p50', 'D-idb-write-p95', 'D-ui-p95'],
+            () => scenarioD(dev, seeded[n - 1], rep));
+          await attempt(n, ['E-p50', 'E-p95'], () => scenarioE(api, dev, n, rep));
         }
-        record(n, await scenarioB(n));
+        if (dev) await closeDevice(dev);
+        await attempt(n, ['B-local-write', 'B'], () => scenarioB(n));
       }
     }
   } finally {
     await browser.close();
   }
-  const results = summarise(samples);
+  const results = summarise(samples, failures);
   mkdirSync(dirname(OUT), { recursive: true });
   writeFileSync(OUT, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`\nnotesync browser benchmark (${PROFILE} build, headless Chromium, REPS=${REPS}, D ${D_EDITS} edits, E ${E_EDITS} edits)`);
   printTable(results);
   console.log(`\nwritten to ${OUT}`);
+  if (failures.size > 0) {
+    console.error(`${failures.size} scenario figure(s) failed; see "error" in the results`);
+    process.exitCode = 1;
+  }
 }
 
 main().catch((e) => {
