@@ -27,7 +27,7 @@ use super::{now_ms, random10, session};
 use crate::api::Account;
 use crate::bridge::{decode, encode, FromWorker, ToWorker};
 use crate::domain::{newest_first, MutationId, Note, NoteDraft, NoteId, UserId};
-use crate::ui::model::{SaveState, WorkerView};
+use crate::ui::model::{parse_import, SaveState, WorkerView};
 use crate::ui::NotesState;
 
 /// Pause after the last keystroke before the edit is written.
@@ -614,6 +614,76 @@ pub fn delete_note(state: NotesState, id: NoteId) {
     if let Some(page) = page() {
         page.mark_dirty(id);
         page.enqueue(id);
+    }
+}
+
+/// Imports the notes file chosen in the file input `event` came from (see
+/// [`parse_import`] for the format): every note is stored as a new note with
+/// its pending change, like one typed here, and then synced.
+pub fn import_file(state: NotesState, event: web_sys::Event) {
+    let Some(input) = event
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+    else {
+        return;
+    };
+    let Some(file) = input.files().and_then(|files| files.get(0)) else {
+        return;
+    };
+    // Cleared so that choosing the same file again is a new import.
+    input.set_value("");
+    state.import_message.set(Some("Importing…".to_string()));
+    wasm_bindgen_futures::spawn_local(async move {
+        match wasm_bindgen_futures::JsFuture::from(file.text()).await {
+            Ok(text) => import_notes(state, &text.as_string().unwrap_or_default()).await,
+            Err(e) => state
+                .import_message
+                .set(Some(format!("The file could not be read: {e:?}"))),
+        }
+    });
+}
+
+async fn import_notes(state: NotesState, text: &str) {
+    let drafts = match parse_import(text) {
+        Ok(drafts) => drafts,
+        Err(message) => {
+            state.import_message.set(Some(message));
+            return;
+        }
+    };
+    let Some(page) = page() else { return };
+    let now = now_ms();
+    let notes: Vec<Note> = drafts
+        .into_iter()
+        .map(|draft| Note::new(NoteId::new(now, random10()), now).with_draft(draft, now))
+        .collect();
+    let meta = || EditMeta {
+        mutation_id: MutationId::new(now_ms(), random10()),
+        at_ms: now,
+    };
+    let stored = match page.db().await {
+        Ok(db) => db.import_notes(&notes, meta).await,
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) => {
+            let count = notes.len();
+            {
+                let mut bases = page.bases.borrow_mut();
+                for n in &notes {
+                    bases.insert(n.id, n.clone());
+                }
+            }
+            state.notes.update(|ns| ns.extend(notes));
+            state.import_message.set(Some(format!(
+                "Imported {count} {}",
+                if count == 1 { "note" } else { "notes" }
+            )));
+            page.announce_change();
+        }
+        Err(e) => state
+            .import_message
+            .set(Some(format!("Nothing was imported: {e}"))),
     }
 }
 

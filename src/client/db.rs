@@ -332,6 +332,47 @@ impl LocalDb {
         Ok(to_store)
     }
 
+    /// Stores new notes (an import) with one pending change each, in one
+    /// transaction: all of them or none. The notes must be new (fresh ids), so
+    /// each change is a create based on nothing. The requests of each store
+    /// are issued before any is awaited (`put_all`): IndexedDB runs them in
+    /// order within the transaction, and awaiting each in turn would cost an
+    /// event-loop round trip per record; a failed one aborts the transaction.
+    pub async fn import_notes(
+        &self,
+        notes: &[Note],
+        mut meta: impl FnMut() -> EditMeta,
+    ) -> Result<(), DbError> {
+        let tx = self
+            .rexie
+            .transaction(&[NOTES, OUTBOX], TransactionMode::ReadWrite)?;
+        let notes_store = tx.store(NOTES)?;
+        let outbox = tx.store(OUTBOX)?;
+        let mut note_records = Vec::with_capacity(notes.len());
+        let mut pending_records = Vec::with_capacity(notes.len());
+        for note in notes {
+            let EditMeta { mutation_id, at_ms } = meta();
+            let (base_rev, base) = edit_base(None);
+            let pending = coalesce(
+                None,
+                Edit {
+                    note_id: note.id,
+                    mutation_id,
+                    base_rev,
+                    base,
+                    op: PendingOp::Upsert(note.draft()),
+                    at_ms,
+                    created_at: note.created_at,
+                },
+            );
+            note_records.push((to_js(note)?, None));
+            pending_records.push((to_js(&pending)?, None));
+        }
+        notes_store.put_all(note_records.into_iter()).await?;
+        outbox.put_all(pending_records.into_iter()).await?;
+        commit(tx).await
+    }
+
     /// This browser profile's replica id, made on first use.
     pub async fn client_id(&self, make: impl FnOnce() -> ClientId) -> Result<ClientId, DbError> {
         let tx = self

@@ -47,6 +47,8 @@ pub struct NotesState {
     pub account: RwSignal<Option<Account>>,
     /// The server no longer knows this browser's session: sync waits.
     pub session_ended: RwSignal<bool>,
+    /// How the last import of a notes file went.
+    pub import_message: RwSignal<Option<String>>,
 }
 
 impl NotesState {
@@ -64,6 +66,7 @@ impl NotesState {
             conflicts: RwSignal::new(Vec::new()),
             account: RwSignal::new(None),
             session_ended: RwSignal::new(false),
+            import_message: RwSignal::new(None),
         }
     }
 
@@ -99,6 +102,7 @@ pub fn NotesPage() -> impl IntoView {
                 >
                     "New note"
                 </button>
+                <ImportButton state />
                 <AccountMenu state />
             </header>
             <SessionAlert state />
@@ -133,6 +137,28 @@ fn SyncIndicator(state: NotesState) -> impl IntoView {
             <span class="dot" aria-hidden="true"></span>
             {move || label.get().text}
         </button>
+    }
+}
+
+/// Imports a notes file (a JSON list of notes, see
+/// `model::parse_import`), and says how it went.
+#[component]
+fn ImportButton(state: NotesState) -> impl IntoView {
+    view! {
+        <span class="import">
+            <label class="button quiet" for="import-file" title="Import notes from a JSON file">
+                "Import"
+            </label>
+            <input
+                id="import-file"
+                type="file"
+                accept=".json,application/json"
+                on:change=move |ev| platform::import_file(state, ev)
+            />
+            <span class="import-status" data-testid="import-status" role="status">
+                {move || state.import_message.get()}
+            </span>
+        </span>
     }
 }
 

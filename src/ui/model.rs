@@ -1,7 +1,7 @@
 //! View models: the plain data the components render, derived from domain
 //! values by pure functions that are tested natively.
 
-use crate::domain::{newest_first, Note, NoteId};
+use crate::domain::{newest_first, Note, NoteDraft, NoteId};
 use crate::sync::engine::{SyncState, SyncStatus};
 
 /// One row of the notes list.
@@ -120,6 +120,46 @@ impl WorkerView {
     }
 }
 
+/// Most notes one import file may hold: enough for years of notes, and a
+/// bound on the single IndexedDB transaction an import is.
+pub const MAX_IMPORT_NOTES: usize = 50_000;
+
+/// One note of an import file. `tags` may be left out.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportedNote {
+    title: String,
+    body: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// Reads an import file: a JSON array of `{"title", "body", "tags"}`
+/// objects. Every note is checked against the limits before anything is
+/// stored, so a file is imported whole or not at all; the error names the
+/// first bad note (counting from 1) and what is wrong with it.
+pub fn parse_import(text: &str) -> Result<Vec<NoteDraft>, String> {
+    let notes: Vec<ImportedNote> = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "This file is not a notes file (a JSON list of notes with a title and a body): {e}."
+        )
+    })?;
+    if notes.len() > MAX_IMPORT_NOTES {
+        return Err(format!(
+            "This file holds {} notes; import at most {MAX_IMPORT_NOTES} at a time.",
+            notes.len()
+        ));
+    }
+    notes
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            NoteDraft::validated(n.title, n.body, n.tags)
+                .map_err(|e| format!("Note {} of the file cannot be imported: {e}.", i + 1))
+        })
+        .collect()
+}
+
 /// The sync indicator: a state keyword (for styling and tests) and the words
 /// a person reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +234,59 @@ pub fn plural(n: u32, one: &str, many: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_import_file_is_read_whole_with_tags_optional_and_normalised() {
+        let drafts = parse_import(
+            r#"[{"title":"a","body":"one\ntwo","tags":[" x ","x","y"]},{"title":"b","body":""}]"#,
+        )
+        .expect("a valid file");
+        assert_eq!(
+            drafts,
+            vec![
+                NoteDraft {
+                    title: "a".into(),
+                    body: "one\ntwo".into(),
+                    tags: vec!["x".into(), "y".into()],
+                },
+                NoteDraft {
+                    title: "b".into(),
+                    body: String::new(),
+                    tags: Vec::new(),
+                },
+            ]
+        );
+        assert_eq!(parse_import("[]"), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_bad_import_file_is_refused_naming_the_first_bad_note() {
+        let not_a_list = parse_import(r#"{"title":"a","body":"b"}"#).expect_err("not a list");
+        assert!(
+            not_a_list.starts_with("This file is not a notes file"),
+            "{not_a_list}"
+        );
+        let unknown_field = parse_import(r#"[{"title":"a","body":"b","colour":"red"}]"#)
+            .expect_err("unknown field");
+        assert!(unknown_field.contains("colour"), "{unknown_field}");
+        let long_title = "t".repeat(crate::domain::LIMITS.max_title_bytes + 1);
+        let file = format!(r#"[{{"title":"ok","body":""}},{{"title":"{long_title}","body":""}}]"#);
+        let too_long = parse_import(&file).expect_err("title over the limit");
+        assert!(too_long.starts_with("Note 2 of the file"), "{too_long}");
+    }
+
+    #[test]
+    fn an_import_file_over_the_note_limit_is_refused() {
+        let file = format!(
+            "[{}]",
+            vec![r#"{"title":"","body":""}"#; MAX_IMPORT_NOTES + 1].join(",")
+        );
+        let refused = parse_import(&file).expect_err("too many notes");
+        assert!(
+            refused.contains(&format!("at most {MAX_IMPORT_NOTES}")),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn the_caret_stays_where_the_person_types_when_text_arrives() {

@@ -10,6 +10,7 @@ pub fn edited(_state: NotesState, _id: NoteId) {}
 pub fn delete_note(_state: NotesState, _id: NoteId) {}
 pub fn retry_saves(_state: NotesState) {}
 pub fn sync_now(_state: NotesState) {}
+pub fn import_file(_state: NotesState, _event: leptos::ev::Event) {}
 pub fn resolve_conflict(_state: NotesState, _id: NoteId, _content: Option<NoteDraft>) {}
 pub fn sign_out(_state: NotesState) {}
 pub fn submit_account(

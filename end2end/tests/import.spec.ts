@@ -1,0 +1,44 @@
+import { test, expect } from '@playwright/test';
+import { NotesApp } from '../fixtures/app';
+
+function notesFile(notes: unknown) {
+  return { name: 'notes.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(notes)) };
+}
+
+test('importing a notes file stores every note, keeps them over a reload and syncs them', async ({ page }) => {
+  const app = new NotesApp(page);
+  await app.open();
+  await app.expectSynced();
+  await page.locator('#import-file').setInputFiles(notesFile([
+    { title: 'Imported one', body: 'first body', tags: ['a', 'b'] },
+    { title: 'Imported two', body: 'second body' },
+    { title: 'Imported three', body: 'third\nbody', tags: [] },
+  ]));
+  await expect(page.getByTestId('import-status')).toHaveText('Imported 3 notes');
+  await expect(app.items).toHaveCount(3);
+  await expect(app.item('Imported two')).toContainText('second body');
+  // Each imported note is one pending change, pushed like a typed note.
+  await app.expectSynced();
+  await expect(app.workerStatus).toContainText('3 notes stored · 0 changes waiting to sync');
+
+  await app.reload();
+  await expect(app.items).toHaveCount(3);
+  await app.item('Imported three').click();
+  await expect(app.body).toHaveValue('third\nbody');
+});
+
+test('a file with one bad note imports nothing and says which note is wrong', async ({ page }) => {
+  const app = new NotesApp(page);
+  await app.open();
+  await page.locator('#import-file').setInputFiles(notesFile([
+    { title: 'fine', body: 'ok' },
+    { title: 'x'.repeat(2000), body: 'title over the 1 KiB limit' },
+  ]));
+  await expect(page.getByTestId('import-status')).toContainText('Note 2 of the file cannot be imported');
+  await expect(app.empty).toBeVisible();
+
+  await page.locator('#import-file').setInputFiles({ name: 'notes.json', mimeType: 'application/json', buffer: Buffer.from('not json') });
+  await expect(page.getByTestId('import-status')).toContainText('This file is not a notes file');
+  await app.reload();
+  await expect(app.empty).toBeVisible();
+});
