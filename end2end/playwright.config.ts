@@ -1,5 +1,6 @@
 import { defineConfig } from '@playwright/test';
 import * as path from 'node:path';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.mjs';
 
 // The server under test: started fresh, on its own port and data directory,
 // for every run. scripts/test builds it first (debug by default).
@@ -21,19 +22,7 @@ export default defineConfig({
   use: {
     baseURL: `http://127.0.0.1:${port}`,
     trace: 'retain-on-failure',
-    launchOptions: {
-      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    },
+    launchOptions: { executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS },
   },
   webServer: {
     command: `rm -rf ${dataDir} && exec ${bin} --addr 127.0.0.1:${port} --data-dir ${dataDir} --attempts-per-address 10000`,

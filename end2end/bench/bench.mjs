@@ -19,6 +19,7 @@
 // state from the sync indicator's data-state.
 
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../chromium.mjs';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -43,17 +44,6 @@ const C_CHANGES = 100;
 /** The sync worker's poll interval (Timing::default in src/sync/engine.rs):
  * E spreads its edits over one interval, so they fall at every phase of it. */
 const POLL_MS = 30_000;
-
-const LAUNCH_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 function required(name) {
   const value = process.env[name];
@@ -704,7 +694,7 @@ function printTable(results) {
 // ------------------------------------------------------------------ main
 
 async function main() {
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: LAUNCH_ARGS });
+  browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
   const samples = new Map();
   const record = (n, figures) => {
     if (!samples.has(n)) samples.set(n, new Map());

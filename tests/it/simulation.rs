@@ -816,6 +816,14 @@ fn server_notes(outcome: &Outcome) -> BTreeMap<NoteId, NoteState> {
         .collect()
 }
 
+fn replica_notes(replica: &MemoryReplica) -> BTreeMap<NoteId, NoteState> {
+    replica
+        .notes()
+        .into_iter()
+        .map(|n| (n.id, (n.title, n.body, n.tags, n.deleted, n.rev)))
+        .collect()
+}
+
 fn check_convergence(outcome: &Outcome) -> Result<(), TestCaseError> {
     let server = server_notes(outcome);
     for (i, replica) in outcome.replicas.iter().enumerate() {
@@ -824,11 +832,7 @@ fn check_convergence(outcome: &Outcome) -> Result<(), TestCaseError> {
             "client {} still has pending changes",
             i
         );
-        let local: BTreeMap<NoteId, NoteState> = replica
-            .notes()
-            .into_iter()
-            .map(|n| (n.id, (n.title, n.body, n.tags, n.deleted, n.rev)))
-            .collect();
+        let local = replica_notes(replica);
         prop_assert_eq!(&local, &server, "client {} differs from the server", i);
     }
     Ok(())
@@ -849,15 +853,10 @@ fn check_live_convergence(outcome: &Outcome) -> Result<(), TestCaseError> {
             i,
             pending
         );
-        let refused: BTreeSet<NoteId> = pending.iter().map(|c| c.note_id).collect();
-        let local = live(
-            replica
-                .notes()
-                .into_iter()
-                .filter(|n| !refused.contains(&n.id))
-                .map(|n| (n.id, (n.title, n.body, n.tags, n.deleted, n.rev)))
-                .collect(),
-        );
+        let mut local = live(replica_notes(replica));
+        for refused in &pending {
+            local.remove(&refused.note_id);
+        }
         prop_assert_eq!(&local, &server, "client {} differs from the server", i);
     }
     Ok(())
