@@ -10,7 +10,7 @@ use super::auth::{self, SESSION_ACCOUNT};
 use super::state::AppState;
 use crate::api::{Account, AppError};
 use crate::domain::UserId;
-use crate::sync::protocol::{PullRequest, PullResponse, PushRequest, PushResponse};
+use crate::sync::protocol::{ChangeResult, PullRequest, PullResponse, PushRequest, PushResponse};
 
 /// The signed-in user the request acts for, from its session cookie;
 /// [`AppError::Unauthorized`] without a valid, unexpired session. Every
@@ -114,7 +114,11 @@ pub async fn push(req: PushRequest) -> Result<PushResponse, AppError> {
     with_status(async {
         let state = state()?;
         let user = current_user().await?;
-        state.sync.push(&user, req).await
+        let response = state.sync.push(&user, req).await?;
+        if let Some(head) = response.results.iter().filter_map(ChangeResult::seq).max() {
+            state.pokes.feed_moved(&user, head);
+        }
+        Ok(response)
     })
     .await
 }

@@ -182,6 +182,17 @@ pub struct Config {
     #[arg(long, env = "NOTESYNC_ATTEMPTS_PER_NAME", default_value_t = 5)]
     pub attempts_per_name: u32,
 
+    /// How often, in milliseconds, the server reads the feed head of each
+    /// user with an open poke stream, to poke them about changes pushed
+    /// through other server instances sharing the store.
+    #[arg(
+        long,
+        env = "NOTESYNC_POKE_WATCH_MS",
+        default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(50..=60_000)
+    )]
+    pub poke_watch_ms: u64,
+
     #[command(flatten)]
     pub couchbase: CouchbaseArgs,
 }

@@ -319,6 +319,16 @@ impl SyncStore for EmbeddedStore {
         .await
     }
 
+    async fn feed_head(&self, user: &UserId) -> Result<u64, StoreError> {
+        let user = user.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_error)?;
+            let heads = txn.open_table(HEADS).map_err(db_error)?;
+            Ok(read_head(&heads, user.as_str())?.last_seq)
+        })
+        .await
+    }
+
     async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(db_error)?;

@@ -13,6 +13,8 @@ pub mod boundary;
 pub mod config;
 pub mod couchbase;
 pub mod embedded;
+pub mod pokes;
+pub mod pwa;
 pub mod service;
 pub mod state;
 
@@ -62,8 +64,24 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
             state.session_days,
         ))));
     let routes = generate_route_list(App);
+    let service_worker = Arc::new(pwa::ServiceWorker::new(
+        std::path::Path::new(&*options.site_root),
+        &options.site_pkg_dir,
+        &options.output_name,
+    ));
+    let pokes = Arc::clone(&state.pokes);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(
+            Router::new()
+                .route("/sw.js", get(pwa::script))
+                .with_state(service_worker),
+        )
+        .merge(
+            Router::new()
+                .route("/api/events", get(pokes::events))
+                .with_state(pokes),
+        )
         .leptos_routes_with_context(&options, routes, move || provide_context(state.clone()), {
             let options = options.clone();
             move || shell(options.clone())
@@ -166,6 +184,7 @@ pub async fn run() -> ExitCode {
         }
     };
     Arc::clone(&state.sync).spawn_purger(PURGE_EVERY);
+    Arc::clone(&state.pokes).spawn_watcher(Duration::from_millis(config.poke_watch_ms));
     spawn_session_purger(Arc::clone(&state.accounts), PURGE_EVERY);
     let addr = options.site_addr;
     let strategy = state.sync.strategy();

@@ -66,6 +66,11 @@ impl SyncService {
         self
     }
 
+    /// The store the service works on.
+    pub fn store(&self) -> Arc<dyn SyncStore> {
+        Arc::clone(&self.store)
+    }
+
     /// The conflict strategy in force.
     pub fn strategy(&self) -> Strategy {
         self.strategy

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::auth::Accounts;
+use super::pokes::Pokes;
 use super::service::SyncService;
 
 /// What the server functions reach through `expect_context::<AppState>()`.
@@ -12,6 +13,8 @@ use super::service::SyncService;
 pub struct AppState {
     pub sync: Arc<SyncService>,
     pub accounts: Arc<Accounts>,
+    /// The open poke streams of this process.
+    pub pokes: Arc<Pokes>,
     /// Session cookies carry `Secure` (the server is behind TLS).
     pub secure_cookies: bool,
     /// A session ends after this many days without a request.
@@ -22,6 +25,7 @@ impl AppState {
     /// State around one sync service and the accounts.
     pub fn new(sync: SyncService, accounts: Accounts) -> Self {
         Self {
+            pokes: Arc::new(Pokes::new(sync.store())),
             sync: Arc::new(sync),
             accounts: Arc::new(accounts),
             secure_cookies: false,

@@ -36,6 +36,7 @@ pub async fn run_all(factory: Factory<'_>) {
     a_download_after_a_purge_continues_page_by_page(&*factory()).await;
     only_a_purge_after_a_download_began_restarts_it(&*factory()).await;
     users_are_isolated(&*factory()).await;
+    the_feed_head_follows_accepted_changes(&*factory()).await;
 }
 
 // ---- helpers ----
@@ -101,7 +102,8 @@ pub fn delete(m: u32, note: u8, base_rev: u64) -> Change {
     }
 }
 
-async fn push(store: &dyn SyncStore, who: &UserId, changes: &[Change]) -> Vec<ChangeResult> {
+/// Pushes `changes` for `who` with the merge strategy; panics on a store error.
+pub async fn push(store: &dyn SyncStore, who: &UserId, changes: &[Change]) -> Vec<ChangeResult> {
     push_with(store, who, changes, Strategy::Merge).await
 }
 
@@ -653,4 +655,31 @@ pub async fn users_are_isolated(store: &dyn SyncStore) {
     assert_eq!(bob_feed[0].note.body, "bob's");
     store.purge_expired(NOW + 1).await.expect("purge");
     assert_eq!(feed(store, &alice, 0).await.len(), 1);
+}
+
+/// The feed head starts at 0, covers every accepted change at once, equals
+/// the head a page read now carries, never moves back (a purge, a duplicate)
+/// and is per user.
+pub async fn the_feed_head_follows_accepted_changes(store: &dyn SyncStore) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    assert_eq!(store.feed_head(&alice).await.expect("head"), 0);
+    let results = push(store, &alice, &[create(1, 1, "a"), create(2, 2, "b")]).await;
+    let last = applied(&results[1]).1;
+    assert_eq!(store.feed_head(&alice).await.expect("head"), last);
+    match store
+        .changes_since(&alice, Checkpoint(0), None, 1)
+        .await
+        .expect("pull")
+    {
+        PullResponse::Page { head, .. } => assert_eq!(head, last),
+        PullResponse::ResyncRequired => panic!("a fresh download needs no resync"),
+    }
+    push(store, &alice, &[create(1, 1, "a")]).await;
+    assert_eq!(store.feed_head(&alice).await.expect("head"), last);
+    push(store, &alice, &[delete(3, 1, 1)]).await;
+    let after_delete = store.feed_head(&alice).await.expect("head");
+    assert!(after_delete > last);
+    store.purge_expired(u64::MAX).await.expect("purge");
+    assert_eq!(store.feed_head(&alice).await.expect("head"), after_delete);
+    assert_eq!(store.feed_head(&bob).await.expect("head"), 0);
 }

@@ -202,6 +202,10 @@ impl SyncStore for MemoryStore {
         })
     }
 
+    async fn feed_head(&self, user: &UserId) -> Result<u64, StoreError> {
+        Ok(self.lock()?.get(user).map_or(0, |data| data.head.last_seq))
+    }
+
     async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError> {
         let mut users = self.lock()?;
         let mut removed = 0u64;

@@ -104,6 +104,15 @@ pub trait SyncStore: Send + Sync {
         limit: u32,
     ) -> Result<PullResponse, StoreError>;
 
+    /// The last `seq` readers of `user`'s feed can see now: the `head` a page
+    /// read at this moment would carry (0 for a user with no changes). The
+    /// server's pokes watch it to tell connected browsers that the feed moved.
+    ///
+    /// Contract: it never decreases; once `apply_batch` returned, it is at
+    /// least the `seq` of every change accepted; it is cheap (one key read),
+    /// as it is read once a second for each connected user.
+    async fn feed_head(&self, user: &UserId) -> Result<u64, StoreError>;
+
     /// Drops the tombstones written, and forgets the mutation ids accepted,
     /// before server time `older_than_ms`, for every user.
     ///

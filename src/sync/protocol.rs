@@ -95,6 +95,16 @@ pub enum ChangeResult {
     Rejected { reason: String },
 }
 
+impl ChangeResult {
+    /// The feed position the change was stored at, if it was stored now.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Self::Applied { seq, .. } | Self::Merged { seq, .. } => Some(*seq),
+            Self::Duplicate | Self::Rejected { .. } => None,
+        }
+    }
+}
+
 /// The server's answer to a push.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushResponse {

@@ -10,6 +10,7 @@ mod couchbase_live;
 mod fuzz;
 mod http;
 mod kv_store;
+mod pokes;
 mod security;
 mod simulation;
 mod store_contract;

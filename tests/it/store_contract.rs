@@ -56,6 +56,10 @@ impl SyncStore for TempEmbedded {
     async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError> {
         self.store.purge_expired(older_than_ms).await
     }
+
+    async fn feed_head(&self, user: &UserId) -> Result<u64, StoreError> {
+        self.store.feed_head(user).await
+    }
 }
 
 #[tokio::test]

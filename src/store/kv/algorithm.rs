@@ -1202,6 +1202,10 @@ impl<P: KvPort> SyncStore for KvSyncStore<P> {
         })
     }
 
+    async fn feed_head(&self, user: &UserId) -> Result<u64, StoreError> {
+        Ok(self.head(user).await?.committed)
+    }
+
     async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError> {
         let mut removed = 0u64;
         let mut first_error = None;

@@ -1,0 +1,254 @@
+//! Pokes: the server tells every connected browser, over one server-sent
+//! event stream (`GET /api/events`), that its user's feed moved, so the
+//! browser's sync leader pulls at once instead of at its next poll.
+//!
+//! Promises:
+//! - a poke carries no note data, only the feed's head `seq`, and goes only to
+//!   streams opened with a session of that user;
+//! - a push through this process pokes at once ([`Pokes::feed_moved`]);
+//! - a push through *another* process sharing the store (several instances
+//!   over one Couchbase cluster) pokes within one watch interval: a watcher
+//!   reads [`SyncStore::feed_head`] of every user with an open stream here
+//!   and pokes when it moved. Nothing is sent between instances; the store's
+//!   committed watermark is the only shared state;
+//! - a stream starts with a `ready` event (the browser pulls after every
+//!   (re)connect, so nothing moved while it was away is missed), carries a
+//!   `heartbeat` event every [`HEARTBEAT`] so a dead connection is noticed,
+//!   and ends after [`MAX_STREAM`] so a session that ended stops being
+//!   served; the browser then reconnects, and a new request checks the
+//!   session again.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream, StreamExt};
+use tokio::sync::watch;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tower_sessions::Session;
+
+use super::auth::SESSION_ACCOUNT;
+use crate::api::Account;
+use crate::domain::UserId;
+use crate::store::SyncStore;
+
+/// How often an idle stream says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How long one stream lasts before the browser must reconnect.
+pub const MAX_STREAM: Duration = Duration::from_secs(5 * 60);
+/// How often the watcher reads the feed heads of connected users.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// The open streams of this process, one watch channel per user holding the
+/// last feed head announced.
+pub struct Pokes {
+    store: Arc<dyn SyncStore>,
+    users: Mutex<HashMap<UserId, watch::Sender<u64>>>,
+    heartbeat: Duration,
+    max_stream: Duration,
+}
+
+impl std::fmt::Debug for Pokes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pokes")
+            .field("connected_users", &self.connected_users())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pokes {
+    /// Pokes for the users of `store`.
+    pub fn new(store: Arc<dyn SyncStore>) -> Self {
+        Self {
+            store,
+            users: Mutex::new(HashMap::new()),
+            heartbeat: HEARTBEAT,
+            max_stream: MAX_STREAM,
+        }
+    }
+
+    /// The same with other stream timings (for tests).
+    pub fn with_timings(mut self, heartbeat: Duration, max_stream: Duration) -> Self {
+        self.heartbeat = heartbeat;
+        self.max_stream = max_stream;
+        self
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, watch::Sender<u64>>> {
+        // A panic while holding this lock leaves the map consistent (every
+        // operation on it is a single insert, lookup or retain).
+        self.users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many users have at least one open stream here.
+    pub fn connected_users(&self) -> usize {
+        self.users()
+            .values()
+            .filter(|s| s.receiver_count() > 0)
+            .count()
+    }
+
+    /// A receiver that changes whenever `user`'s feed head moves past what
+    /// was announced.
+    pub fn subscribe(&self, user: &UserId) -> watch::Receiver<u64> {
+        self.users()
+            .entry(user.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// `user`'s feed now reaches `head`: pokes their streams if that is new.
+    pub fn feed_moved(&self, user: &UserId, head: u64) {
+        if let Some(sender) = self.users().get(user) {
+            sender.send_if_modified(|announced| {
+                let moved = head > *announced;
+                if moved {
+                    *announced = head;
+                }
+                moved
+            });
+        }
+    }
+
+    /// Reads the feed head of every user with an open stream and pokes those
+    /// whose feed moved (through another process, say); forgets users
+    /// without streams. One failed read is logged and retried next round.
+    pub async fn watch_once(&self) {
+        let connected: Vec<UserId> = {
+            let mut users = self.users();
+            users.retain(|_, sender| sender.receiver_count() > 0);
+            users.keys().cloned().collect()
+        };
+        for user in connected {
+            match self.store.feed_head(&user).await {
+                Ok(head) => self.feed_moved(&user, head),
+                Err(e) => tracing::warn!(user = %user, error = %e, "reading the feed head failed"),
+            }
+        }
+    }
+
+    /// Starts the watcher: [`Pokes::watch_once`] every `every`.
+    pub fn spawn_watcher(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                self.watch_once().await;
+            }
+        })
+    }
+
+    /// The event stream of one connection of `user`.
+    pub fn stream(&self, user: &UserId) -> impl Stream<Item = Result<Event, Infallible>> {
+        let mut feed = self.subscribe(user);
+        // Whatever was announced before this stream opened is covered by the
+        // pull the browser makes on `ready`.
+        feed.mark_unchanged();
+        let heartbeat = self.heartbeat;
+        let start = Instant::now();
+        let mut beats = interval_at(start + heartbeat, heartbeat);
+        beats.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let end = start + self.max_stream;
+        let ready = Event::default()
+            .event("ready")
+            .data(feed.borrow().to_string());
+        let first = stream::once(async move { Ok(ready) });
+        let rest = stream::unfold(
+            (feed, beats, false),
+            move |(mut feed, mut beats, closed)| async move {
+                if closed {
+                    return None;
+                }
+                let event = tokio::select! {
+                    changed = feed.changed() => match changed {
+                        Ok(()) => Event::default().event("poke").data(feed.borrow_and_update().to_string()),
+                        // The hub is gone: the server is shutting down.
+                        Err(_) => return None,
+                    },
+                    _ = beats.tick() => Event::default().event("heartbeat").data(""),
+                    () = tokio::time::sleep_until(end) => {
+                        return Some((Ok(Event::default().event("bye").data("")), (feed, beats, true)));
+                    }
+                };
+                Some((Ok(event), (feed, beats, false)))
+            },
+        );
+        first.chain(rest)
+    }
+}
+
+/// `GET /api/events`: the poke stream of the signed-in user; 401 without a
+/// session.
+pub async fn events(State(pokes): State<Arc<Pokes>>, session: Session) -> Response {
+    let account = match session.get::<Account>(SESSION_ACCOUNT).await {
+        Ok(Some(account)) => account,
+        Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the session failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut response = Sse::new(pokes.stream(&account.id)).into_response();
+    // Proxies must not buffer or cache the stream.
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-cache, no-transform"),
+    );
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract::{create, push, user};
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn a_move_past_the_announced_head_wakes_subscribers_once() {
+        let pokes = Pokes::new(Arc::new(MemoryStore::new()));
+        let alice = user("alice");
+        let mut feed = pokes.subscribe(&alice);
+        pokes.feed_moved(&alice, 3);
+        assert!(feed.has_changed().expect("open"));
+        assert_eq!(*feed.borrow_and_update(), 3);
+        pokes.feed_moved(&alice, 3);
+        pokes.feed_moved(&alice, 2);
+        assert!(!feed.has_changed().expect("open"));
+        pokes.feed_moved(&user("bob"), 9);
+        assert!(!feed.has_changed().expect("open"));
+    }
+
+    #[tokio::test]
+    async fn the_watcher_sees_pushes_made_elsewhere_and_forgets_closed_streams() {
+        let store = Arc::new(MemoryStore::new());
+        let pokes = Pokes::new(store.clone());
+        let alice = user("alice");
+        let mut feed = pokes.subscribe(&alice);
+        let results = push(store.as_ref(), &alice, &[create(1, 1, "a")]).await;
+        assert!(!feed.has_changed().expect("open"));
+        pokes.watch_once().await;
+        assert!(feed.has_changed().expect("open"));
+        let head = *feed.borrow_and_update();
+        assert!(matches!(
+            results[0],
+            crate::sync::protocol::ChangeResult::Applied { seq, .. } if seq == head
+        ));
+        assert_eq!(pokes.connected_users(), 1);
+        drop(feed);
+        pokes.watch_once().await;
+        assert_eq!(pokes.connected_users(), 0);
+        assert!(pokes.users().is_empty());
+    }
+}
