@@ -39,6 +39,8 @@ pub fn App() -> impl IntoView {
         <Meta name="description" content="Offline-first notes that sync" />
         <Meta name="theme-color" content="#1f6feb" />
         <Link rel="icon" href="/favicon.svg" type_="image/svg+xml" />
+        <Link rel="manifest" href="/manifest.webmanifest" />
+        <Link rel="apple-touch-icon" href="/icons/apple-touch-icon.png" />
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                 <Route path=StaticSegment("") view=NotesPage />

@@ -1,4 +1,5 @@
-//! The typed messages between the UI thread and the sync worker.
+//! The typed messages between the UI thread and the sync worker, and between
+//! all the contexts (tabs and their workers) of one user in one browser.
 //!
 //! Messages travel through `postMessage` as JSON text. Both sides decode with
 //! [`decode`], which refuses unknown or malformed messages instead of guessing,
@@ -43,6 +44,44 @@ pub enum FromWorker {
     /// The server refused the session: sync waits until the person signs in
     /// again (local edits go on and are kept).
     SignedOut,
+    /// Whether this tab's worker is the browser's sync leader (it holds the
+    /// Web Lock) or waits to take over.
+    Role { leader: bool },
+}
+
+/// Between every tab and worker of one user in this browser, over a
+/// BroadcastChannel: the one sync leader hears the pages, and every page
+/// hears the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Broadcast {
+    /// IndexedDB changed: pages re-read it. `local` when a page saved an
+    /// edit, which the leader then pushes.
+    Changed { local: bool },
+    /// A page asks the leader to sync now.
+    SyncNow,
+    /// A page that just opened asks the leader to say its state again.
+    StateWanted,
+    /// The leader's sync status.
+    Sync(SyncStatus),
+    /// The leader's live connection to the server.
+    Live(LiveState),
+}
+
+/// The live connection (the server's poke stream) as the leader sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LiveState {
+    /// No leader has said anything yet.
+    #[default]
+    Unknown,
+    Connecting,
+    /// Pokes arrive: other devices' edits show within a moment.
+    Connected,
+    /// The connection dropped; the next attempt is at `at_ms`.
+    Retrying {
+        at_ms: u64,
+    },
 }
 
 /// Why a message could not be decoded.
@@ -87,6 +126,7 @@ mod tests {
                 message: "disk full".into(),
             },
             FromWorker::SignedOut,
+            FromWorker::Role { leader: true },
             FromWorker::Sync(crate::sync::engine::SyncStatus {
                 state: crate::sync::engine::SyncState::Synced,
                 pending: 0,
@@ -96,6 +136,19 @@ mod tests {
             }),
         ] {
             assert_eq!(decode::<FromWorker>(&encode(&m)), Ok(m));
+        }
+    }
+
+    #[test]
+    fn broadcasts_round_trip() {
+        for m in [
+            Broadcast::Changed { local: true },
+            Broadcast::SyncNow,
+            Broadcast::StateWanted,
+            Broadcast::Live(LiveState::Retrying { at_ms: 9 }),
+            Broadcast::Live(LiveState::Connected),
+        ] {
+            assert_eq!(decode::<Broadcast>(&encode(&m)), Ok(m));
         }
     }
 

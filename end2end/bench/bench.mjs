@@ -561,7 +561,8 @@ async function scenarioD(dev, note, rep) {
  * A, each of a different note, spread evenly over one poll interval (so they
  * meet device B's 30 s poll at every phase, as edits made at random moments
  * would); each from its input event on A until its text shows in B's list.
- * Nothing asks B to sync: this is the propagation the app offers today.
+ * Nothing in the benchmark asks B to sync: A's push makes the server poke
+ * B's live connection, and B pulls (the 300 ms save pause on A included).
  */
 async function scenarioE(api, devA, n, rep) {
   const devB = await device(api.account);

@@ -1,26 +1,5 @@
-import { test, expect, type Browser, type BrowserContext } from '@playwright/test';
-import { NotesApp, uniqueName } from '../fixtures/app';
-
-// Two independent browser contexts are two devices of the same person: each
-// has its own IndexedDB and its own sync worker, and only the server links
-// them. Each test's person is new: the first device signs up, the second in.
-const people = new Map<string, string>();
-
-async function device(browser: Browser): Promise<{ context: BrowserContext; app: NotesApp }> {
-  const key = test.info().title;
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const app = new NotesApp(page);
-  const name = people.get(key);
-  if (name) {
-    await app.signIn(name);
-  } else {
-    const fresh = uniqueName();
-    people.set(key, fresh);
-    await app.signUp(fresh);
-  }
-  return { context, app };
-}
+import { test, expect } from '@playwright/test';
+import { device } from '../fixtures/app';
 
 test('a note created on one device appears on the other, and its delete too', async ({ browser }) => {
   const a = await device(browser);

@@ -25,7 +25,7 @@ use super::db::{DbError, EditMeta, LocalDb};
 use super::worker::CHANNEL_NAME;
 use super::{now_ms, random10, session};
 use crate::api::Account;
-use crate::bridge::{decode, encode, FromWorker, ToWorker};
+use crate::bridge::{decode, encode, Broadcast, FromWorker, ToWorker};
 use crate::domain::{newest_first, MutationId, Note, NoteDraft, NoteId, UserId};
 use crate::ui::model::{parse_import, SaveState, WorkerView};
 use crate::ui::NotesState;
@@ -205,12 +205,17 @@ impl Page {
         }
     }
 
+    /// Tells this tab's worker (for its counts) and every other context,
+    /// the sync leader included, that an edit was saved.
     fn announce_change(&self) {
-        if let Some(worker) = self.worker.borrow().as_ref() {
-            let _ = worker.post_message(&JsValue::from_str(&encode(&ToWorker::LocalChange)));
-        }
+        self.tell_worker(&ToWorker::LocalChange);
+        self.broadcast(&Broadcast::Changed { local: true });
+        super::pwa::note_saved(self.state);
+    }
+
+    fn broadcast(&self, message: &Broadcast) {
         if let Some(channel) = &self.channel {
-            let _ = channel.post_message(&JsValue::from_str("changed"));
+            let _ = channel.post_message(&JsValue::from_str(&encode(message)));
         }
     }
 
@@ -336,8 +341,8 @@ fn start_worker(page: &Rc<Page>) {
     let state = page.state;
     let options = web_sys::WorkerOptions::new();
     options.set_type(web_sys::WorkerType::Module);
-    let url = format!("/worker.js?user={}", page.user);
-    let worker = match web_sys::Worker::new_with_options(&url, &options) {
+    options.set_name(page.user.as_str());
+    let worker = match web_sys::Worker::new_with_options("/worker.js", &options) {
         Ok(w) => w,
         Err(e) => {
             state
@@ -373,6 +378,7 @@ fn start_worker(page: &Rc<Page>) {
                 }
                 Ok(FromWorker::Failed { message }) => state.worker.set(WorkerView::Failed(message)),
                 Ok(FromWorker::SignedOut) => state.session_ended.set(true),
+                Ok(FromWorker::Role { leader }) => state.leader.set(Some(leader)),
                 Err(e) => state.worker.set(WorkerView::Failed(e.to_string())),
             }
         });
@@ -391,14 +397,48 @@ fn start_worker(page: &Rc<Page>) {
 fn listen(page: &Rc<Page>) {
     let state = page.state;
     if let Some(channel) = &page.channel {
-        let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_event| {
-            if let Some(page) = page_handle() {
-                wasm_bindgen_futures::spawn_local(async move { page.reload().await });
-            }
-        });
+        let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
+            move |event: web_sys::MessageEvent| {
+                let text = event.data().as_string().unwrap_or_default();
+                let Some(page) = page_handle() else { return };
+                match decode::<Broadcast>(&text) {
+                    Ok(Broadcast::Changed { .. }) => {
+                        wasm_bindgen_futures::spawn_local(async move { page.reload().await });
+                    }
+                    Ok(Broadcast::Sync(status)) => {
+                        state.sync.set(Some(status));
+                        // The footer's counts must agree with the indicator.
+                        page.tell_worker(&ToWorker::Ping { id: 3 });
+                    }
+                    Ok(Broadcast::Live(live)) => state.live.set(live),
+                    // Meant for the leader, or from another build.
+                    Ok(Broadcast::SyncNow | Broadcast::StateWanted) | Err(_) => {}
+                }
+            },
+        );
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         on_message.forget();
     }
+    page.broadcast(&Broadcast::StateWanted);
+    // A frozen tab (a background tab the browser paused) must not keep the
+    // sync lock: its worker stops, and another tab's takes over. It starts
+    // again when the tab is resumed or restored from the back/forward cache.
+    if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+        let on_freeze = Closure::<dyn FnMut()>::new(stop_worker);
+        let on_resume = Closure::<dyn FnMut()>::new(restart_worker);
+        let _ =
+            document.add_event_listener_with_callback("freeze", on_freeze.as_ref().unchecked_ref());
+        let _ =
+            document.add_event_listener_with_callback("resume", on_resume.as_ref().unchecked_ref());
+        // They live as long as the page.
+        on_freeze.forget();
+        on_resume.forget();
+    }
+    let _ = window_event_listener(leptos::ev::pageshow, move |event| {
+        if event.persisted() {
+            restart_worker();
+        }
+    });
     let _ = window_event_listener(leptos::ev::online, move |_| connectivity(true));
     let _ = window_event_listener(leptos::ev::offline, move |_| connectivity(false));
     let _ = window_event_listener(leptos::ev::keydown, move |event| {
@@ -411,8 +451,14 @@ fn listen(page: &Rc<Page>) {
             create_note(state);
         }
     });
-    // Leaving the page: start every pending write now rather than after the pause.
-    let _ = window_event_listener(leptos::ev::pagehide, move |_| flush());
+    // Leaving the page: start every pending write now rather than after the
+    // pause; a page kept in the back/forward cache also lets go of the sync.
+    let _ = window_event_listener(leptos::ev::pagehide, move |event| {
+        flush();
+        if event.persisted() {
+            stop_worker();
+        }
+    });
     let _ = window_event_listener(leptos::ev::visibilitychange, move |_| {
         let hidden = web_sys::window()
             .and_then(|w| w.document())
@@ -423,6 +469,23 @@ fn listen(page: &Rc<Page>) {
         }
     });
     Interval::new(30_000, move || state.now_ms.set(now_ms())).forget();
+}
+
+fn stop_worker() {
+    if let Some(page) = page() {
+        if let Some(worker) = page.worker.borrow_mut().take() {
+            worker.terminate();
+        }
+        page.state.leader.set(None);
+    }
+}
+
+fn restart_worker() {
+    if let Some(page) = page() {
+        if page.worker.borrow().is_none() {
+            start_worker(&page);
+        }
+    }
 }
 
 fn connectivity(online: bool) {
@@ -497,6 +560,8 @@ fn begin(state: NotesState, account: Account) {
     wasm_bindgen_futures::spawn_local(load(page.clone()));
     start_worker(&page);
     listen(&page);
+    super::pwa::register(state);
+    wasm_bindgen_futures::spawn_local(super::pwa::refresh_storage(state));
 }
 
 /// Signs out after a warning if changes have not synced: the server deletes
@@ -692,10 +757,11 @@ pub fn retry_saves(_state: NotesState) {
     flush();
 }
 
-/// Asks the worker to sync now.
+/// Asks the sync leader (this tab's worker or another tab's) to sync now.
 pub fn sync_now(_state: NotesState) {
     if let Some(page) = page() {
         page.tell_worker(&ToWorker::SyncNow);
+        page.broadcast(&Broadcast::SyncNow);
     }
 }
 

@@ -10,6 +10,8 @@
 //! transaction, so they can never disagree; no transaction is held across an
 //! unrelated await; every failure comes back as a [`DbError`] a person can read.
 
+use std::cell::RefCell;
+
 use rexie::{Index, ObjectStore, Rexie, TransactionMode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -183,9 +185,12 @@ impl ReplicaStore for LocalDb {
     }
 }
 
-/// An open handle on the local database.
+/// An open handle on the local database. If the browser closes the
+/// connection (site data cleared, its storage process restarted), the next
+/// transaction opens a new one and goes on.
 pub struct LocalDb {
-    rexie: Rexie,
+    user: UserId,
+    rexie: RefCell<Rexie>,
 }
 
 /// What a pending-edit write needs beyond the note itself.
@@ -197,7 +202,14 @@ pub struct EditMeta {
 impl LocalDb {
     /// Opens (and if needed creates or upgrades) the database.
     pub async fn open(user: &UserId) -> Result<Self, DbError> {
-        let rexie = Rexie::builder(&db_name(user))
+        Ok(Self {
+            user: user.clone(),
+            rexie: RefCell::new(Self::connect(user).await?),
+        })
+    }
+
+    async fn connect(user: &UserId) -> Result<Rexie, DbError> {
+        Rexie::builder(&db_name(user))
             .version(SCHEMA_VERSION)
             .add_object_store(
                 ObjectStore::new(NOTES)
@@ -212,8 +224,24 @@ impl LocalDb {
             .map_err(|e| match DbError::from(e) {
                 DbError::Other(text) => DbError::Unavailable(text),
                 other => other,
-            })?;
-        Ok(Self { rexie })
+            })
+    }
+
+    /// A transaction over `stores`; on a closed connection, reconnects once.
+    async fn tx(
+        &self,
+        stores: &[&str],
+        mode: TransactionMode,
+    ) -> Result<rexie::Transaction, DbError> {
+        let first = self.rexie.borrow().transaction(stores, mode);
+        match first.map_err(DbError::from) {
+            Err(e) if e.needs_reopen() => {
+                let fresh = Self::connect(&self.user).await?;
+                *self.rexie.borrow_mut() = fresh;
+                Ok(self.rexie.borrow().transaction(stores, mode)?)
+            }
+            other => other,
+        }
     }
 
     /// Deletes `user`'s whole database (signing out). Run it from a page
@@ -226,32 +254,26 @@ impl LocalDb {
 
     /// The schema version the database is at.
     pub fn schema_version(&self) -> u32 {
-        self.rexie.version().unwrap_or(SCHEMA_VERSION)
+        self.rexie.borrow().version().unwrap_or(SCHEMA_VERSION)
     }
 
     /// Every note, tombstones included, in key order.
     pub async fn all_notes(&self) -> Result<Vec<Note>, DbError> {
-        let tx = self
-            .rexie
-            .transaction(&[NOTES], TransactionMode::ReadOnly)?;
+        let tx = self.tx(&[NOTES], TransactionMode::ReadOnly).await?;
         let values = tx.store(NOTES)?.get_all(None, None).await?;
         values.into_iter().map(from_js).collect()
     }
 
     /// Every pending change, in note-id order.
     pub async fn pending_changes(&self) -> Result<Vec<PendingChange>, DbError> {
-        let tx = self
-            .rexie
-            .transaction(&[OUTBOX], TransactionMode::ReadOnly)?;
+        let tx = self.tx(&[OUTBOX], TransactionMode::ReadOnly).await?;
         let values = tx.store(OUTBOX)?.get_all(None, None).await?;
         values.into_iter().map(from_js).collect()
     }
 
     /// How many live notes and pending changes are stored.
     pub async fn counts(&self) -> Result<(u32, u32), DbError> {
-        let tx = self
-            .rexie
-            .transaction(&[NOTES, OUTBOX], TransactionMode::ReadOnly)?;
+        let tx = self.tx(&[NOTES, OUTBOX], TransactionMode::ReadOnly).await?;
         let notes: Vec<Note> = tx
             .store(NOTES)?
             .get_all(None, None)
@@ -284,8 +306,8 @@ impl LocalDb {
         meta: EditMeta,
     ) -> Result<Note, DbError> {
         let tx = self
-            .rexie
-            .transaction(&[NOTES, OUTBOX], TransactionMode::ReadWrite)?;
+            .tx(&[NOTES, OUTBOX], TransactionMode::ReadWrite)
+            .await?;
         let notes = tx.store(NOTES)?;
         let outbox = tx.store(OUTBOX)?;
         let key = JsValue::from_str(&note.id.to_string());
@@ -344,8 +366,8 @@ impl LocalDb {
         mut meta: impl FnMut() -> EditMeta,
     ) -> Result<(), DbError> {
         let tx = self
-            .rexie
-            .transaction(&[NOTES, OUTBOX], TransactionMode::ReadWrite)?;
+            .tx(&[NOTES, OUTBOX], TransactionMode::ReadWrite)
+            .await?;
         let notes_store = tx.store(NOTES)?;
         let outbox = tx.store(OUTBOX)?;
         let mut note_records = Vec::with_capacity(notes.len());
@@ -375,9 +397,7 @@ impl LocalDb {
 
     /// This browser profile's replica id, made on first use.
     pub async fn client_id(&self, make: impl FnOnce() -> ClientId) -> Result<ClientId, DbError> {
-        let tx = self
-            .rexie
-            .transaction(&[META], TransactionMode::ReadWrite)?;
+        let tx = self.tx(&[META], TransactionMode::ReadWrite).await?;
         let meta = tx.store(META)?;
         let key = JsValue::from_str(CLIENT_ID_KEY);
         if let Some(value) = meta.get(key).await? {
@@ -399,9 +419,7 @@ impl LocalDb {
 
     /// Every recorded conflict.
     pub async fn conflicts(&self) -> Result<Vec<ConflictRecord>, DbError> {
-        let tx = self
-            .rexie
-            .transaction(&[CONFLICTS], TransactionMode::ReadOnly)?;
+        let tx = self.tx(&[CONFLICTS], TransactionMode::ReadOnly).await?;
         let values = tx.store(CONFLICTS)?.get_all(None, None).await?;
         values.into_iter().map(from_js).collect()
     }
@@ -409,9 +427,7 @@ impl LocalDb {
     /// Forgets a conflict the person resolved (the resolution itself is a
     /// normal edit, saved with [`LocalDb::save_edit`]).
     pub async fn drop_conflict(&self, id: NoteId) -> Result<(), DbError> {
-        let tx = self
-            .rexie
-            .transaction(&[CONFLICTS], TransactionMode::ReadWrite)?;
+        let tx = self.tx(&[CONFLICTS], TransactionMode::ReadWrite).await?;
         tx.store(CONFLICTS)?
             .delete(JsValue::from_str(&id.to_string()))
             .await?;
@@ -419,7 +435,7 @@ impl LocalDb {
     }
 
     async fn read_checkpoint(&self) -> Result<Checkpoint, DbError> {
-        let tx = self.rexie.transaction(&[META], TransactionMode::ReadOnly)?;
+        let tx = self.tx(&[META], TransactionMode::ReadOnly).await?;
         let value = tx
             .store(META)?
             .get(JsValue::from_str(CHECKPOINT_KEY))
@@ -431,9 +447,7 @@ impl LocalDb {
     }
 
     async fn start_resync(&self) -> Result<(), DbError> {
-        let tx = self
-            .rexie
-            .transaction(&[META], TransactionMode::ReadWrite)?;
+        let tx = self.tx(&[META], TransactionMode::ReadWrite).await?;
         let meta = tx.store(META)?;
         put_checkpoint(&meta, Checkpoint::default()).await?;
         let mark = MetaRecord {
@@ -445,16 +459,18 @@ impl LocalDb {
     }
 
     async fn resync_under_way(&self) -> Result<bool, DbError> {
-        let tx = self.rexie.transaction(&[META], TransactionMode::ReadOnly)?;
+        let tx = self.tx(&[META], TransactionMode::ReadOnly).await?;
         let value = tx.store(META)?.get(JsValue::from_str(RESYNC_KEY)).await?;
         Ok(value.is_some())
     }
 
     async fn end_resync(&self, present: &BTreeSet<NoteId>) -> Result<(), DbError> {
-        let tx = self.rexie.transaction(
-            &[NOTES, OUTBOX, CONFLICTS, META],
-            TransactionMode::ReadWrite,
-        )?;
+        let tx = self
+            .tx(
+                &[NOTES, OUTBOX, CONFLICTS, META],
+                TransactionMode::ReadWrite,
+            )
+            .await?;
         let notes = tx.store(NOTES)?;
         let conflicts = tx.store(CONFLICTS)?;
         // Keys only: this runs after every download from 0, and reading
@@ -481,9 +497,7 @@ impl LocalDb {
     }
 
     async fn record_sent(&self, pushed: &[PendingChange]) -> Result<(), DbError> {
-        let tx = self
-            .rexie
-            .transaction(&[OUTBOX], TransactionMode::ReadWrite)?;
+        let tx = self.tx(&[OUTBOX], TransactionMode::ReadWrite).await?;
         let outbox = tx.store(OUTBOX)?;
         for p in pushed {
             let key = JsValue::from_str(&p.note_id.to_string());
@@ -504,9 +518,7 @@ impl LocalDb {
         results: &[ChangeResult],
         fresh_ids: &[MutationId],
     ) -> Result<(), DbError> {
-        let tx = self
-            .rexie
-            .transaction(&[OUTBOX], TransactionMode::ReadWrite)?;
+        let tx = self.tx(&[OUTBOX], TransactionMode::ReadWrite).await?;
         let outbox = tx.store(OUTBOX)?;
         for ((sent, result), fresh) in sent.iter().zip(results).zip(fresh_ids) {
             let key = JsValue::from_str(&sent.note_id.to_string());
@@ -529,10 +541,12 @@ impl LocalDb {
         entries: &[FeedEntry],
         checkpoint: Checkpoint,
     ) -> Result<(), DbError> {
-        let tx = self.rexie.transaction(
-            &[NOTES, OUTBOX, CONFLICTS, META],
-            TransactionMode::ReadWrite,
-        )?;
+        let tx = self
+            .tx(
+                &[NOTES, OUTBOX, CONFLICTS, META],
+                TransactionMode::ReadWrite,
+            )
+            .await?;
         let notes = tx.store(NOTES)?;
         let outbox = tx.store(OUTBOX)?;
         let conflicts = tx.store(CONFLICTS)?;
@@ -575,9 +589,7 @@ impl LocalDb {
 
     /// Reads one note.
     pub async fn note(&self, id: NoteId) -> Result<Option<Note>, DbError> {
-        let tx = self
-            .rexie
-            .transaction(&[NOTES], TransactionMode::ReadOnly)?;
+        let tx = self.tx(&[NOTES], TransactionMode::ReadOnly).await?;
         let value = tx
             .store(NOTES)?
             .get(JsValue::from_str(&id.to_string()))

@@ -3,6 +3,8 @@
 
 pub mod actions;
 pub mod db;
+pub mod live;
+pub mod pwa;
 pub mod session;
 pub mod worker;
 

@@ -1,10 +1,16 @@
-//! The sync worker: a module web worker running the same wasm bundle.
+//! The sync worker: a module web worker running the same wasm bundle, one
+//! per tab.
 //!
-//! It owns the sync loop: the pure [`Driver`] over IndexedDB (the
-//! [`LocalDb`] replica), the server functions (the transport) and this
-//! worker's timers and messages (the host). It tells the page its status over
-//! the typed [`crate::bridge`] and every tab that data changed over a
-//! BroadcastChannel. It never touches `window`, which does not exist here.
+//! Exactly one of a browser's workers for a user syncs: the one holding the
+//! Web Lock `notesync-sync-{user}`. The others wait on the lock, so when the
+//! leader's tab closes (or is frozen, and its page stops the worker) another
+//! takes over within moments. The leader owns the sync loop: the pure
+//! [`Driver`] over IndexedDB (the [`LocalDb`] replica), the server functions
+//! (the transport), the live connection ([`super::live`]) and its timers.
+//! It hears every tab's saved edits and sync requests, and tells every tab
+//! its status and that data changed, over the user's BroadcastChannel (the
+//! typed [`Broadcast`]). Every worker answers its own page's pings with the
+//! local counts. It never touches `window`, which does not exist here.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -21,10 +27,12 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 use super::db::LocalDb;
 use super::{now_ms, random10};
 use crate::api::AppError;
-use crate::bridge::{decode, encode, FromWorker, ToWorker};
+use crate::bridge::{decode, encode, Broadcast, FromWorker, LiveState, ToWorker};
 use crate::domain::{ClientId, MutationId, UserId};
 use crate::sync::driver::{Driver, DriverConfig, Host, PortError, Transport};
 use crate::sync::engine::{Event, SyncStatus, Timing};
+
+use super::live;
 use crate::sync::protocol::{PullRequest, PullResponse, PushRequest, PushResponse};
 
 /// Entries asked for per pull: large pages make an initial sync a handful of
@@ -68,10 +76,44 @@ impl Transport for ServerTransport {
     }
 }
 
+/// The user's BroadcastChannel, as the leader uses it.
+struct Channel {
+    channel: Option<web_sys::BroadcastChannel>,
+    last_status: RefCell<Option<SyncStatus>>,
+    live: Cell<LiveState>,
+}
+
+impl Channel {
+    fn send(&self, message: &Broadcast) {
+        if let Some(channel) = &self.channel {
+            // Fails only once the channel is closed, as the worker ends.
+            let _ = channel.post_message(&JsValue::from_str(&encode(message)));
+        }
+    }
+
+    fn status(&self, status: &SyncStatus) {
+        *self.last_status.borrow_mut() = Some(status.clone());
+        self.send(&Broadcast::Sync(status.clone()));
+    }
+
+    fn live(&self, state: LiveState) {
+        self.live.set(state);
+        self.send(&Broadcast::Live(state));
+    }
+
+    /// Says the current state again, for a tab that just opened.
+    fn repeat(&self) {
+        if let Some(status) = self.last_status.borrow().clone() {
+            self.send(&Broadcast::Sync(status));
+        }
+        self.send(&Broadcast::Live(self.live.get()));
+    }
+}
+
 /// This worker as the driver's host.
 struct WorkerHost {
     events: RefCell<Option<mpsc::UnboundedReceiver<Event>>>,
-    channel: Option<web_sys::BroadcastChannel>,
+    channel: Rc<Channel>,
 }
 
 #[async_trait(?Send)]
@@ -118,13 +160,51 @@ impl Host for WorkerHost {
 
     fn status(&self, status: &SyncStatus) {
         post(&FromWorker::Sync(status.clone()));
+        self.channel.status(status);
     }
 
     fn page_applied(&self, _entries: usize) {
-        if let Some(channel) = &self.channel {
-            let _ = channel.post_message(&JsValue::from_str("changed"));
-        }
+        self.channel.send(&Broadcast::Changed { local: false });
     }
+}
+
+/// Waits until this worker holds the browser's sync lock for `user`, which
+/// it then keeps for its whole life. Without the Web Locks API it returns at
+/// once: every tab then syncs, which is safe (pushes are idempotent), only
+/// redundant.
+async fn lead(user: &UserId) {
+    let navigator = scope().navigator();
+    let Ok(locks) = js_sys::Reflect::get(&navigator, &"locks".into()) else {
+        return;
+    };
+    let request = js_sys::Reflect::get(&locks, &"request".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    let Some(request) = request else { return };
+    let (granted, wait) = futures::channel::oneshot::channel::<()>();
+    let granted = RefCell::new(Some(granted));
+    let on_granted = Closure::<dyn FnMut(JsValue) -> js_sys::Promise>::new(move |_lock| {
+        if let Some(granted) = granted.borrow_mut().take() {
+            let _ = granted.send(());
+        }
+        // Held while this promise is pending: for the worker's whole life.
+        js_sys::Promise::new(&mut |_, _| {})
+    });
+    let name = JsValue::from_str(&format!("{CHANNEL_NAME}-sync-{user}"));
+    if request
+        .call2(&locks, &name, on_granted.as_ref().unchecked_ref())
+        .is_err()
+    {
+        return;
+    }
+    // The lock manager calls it later, once.
+    on_granted.forget();
+    let _ = wait.await;
+}
+
+fn random_jitter() -> u32 {
+    let b = random10();
+    u32::from(u16::from_le_bytes([b[0], b[1]])) % 1001
 }
 
 async fn report(db: &LocalDb, ticks: u64, reply_to: Option<u32>) {
@@ -173,27 +253,44 @@ pub fn start(user: String) {
             }
         };
         let (sender, receiver) = mpsc::unbounded::<Event>();
+        let (wake_live, wake) = mpsc::unbounded::<()>();
+        let leader = Rc::new(Cell::new(false));
         let ticks = Rc::new(Cell::new(0u64));
         {
             let db = db.clone();
             let ticks = ticks.clone();
+            let sender = sender.clone();
+            let wake_live = wake_live.clone();
+            let leader = leader.clone();
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
                 let text = event.data().as_string().unwrap_or_default();
                 let db = db.clone();
                 let ticks = ticks.get();
-                let sender = sender.clone();
+                // Only the leader syncs; a follower's page reaches the leader
+                // over the channel.
+                let sender = leader.get().then(|| sender.clone());
+                let wake_live = wake_live.clone();
                 wasm_bindgen_futures::spawn_local(async move {
+                    let send = |event: Event| {
+                        if let Some(sender) = &sender {
+                            let _ = sender.unbounded_send(event);
+                        }
+                    };
                     match decode::<ToWorker>(&text) {
                         Ok(ToWorker::Ping { id }) => report(&db, ticks, Some(id)).await,
                         Ok(ToWorker::LocalChange) => {
-                            let _ = sender.unbounded_send(Event::LocalChange);
+                            send(Event::LocalChange);
                             report(&db, ticks, None).await;
                         }
                         Ok(ToWorker::Connectivity { online }) => {
-                            let _ = sender.unbounded_send(Event::Connectivity { online });
+                            send(Event::Connectivity { online });
+                            if online {
+                                let _ = wake_live.unbounded_send(());
+                            }
                         }
                         Ok(ToWorker::SyncNow) => {
-                            let _ = sender.unbounded_send(Event::Poke);
+                            send(Event::Poke);
+                            let _ = wake_live.unbounded_send(());
                         }
                         Err(e) => post(&FromWorker::Failed {
                             message: e.to_string(),
@@ -218,9 +315,25 @@ pub fn start(user: String) {
                 }
             });
         }
+        post(&FromWorker::Role { leader: false });
+        lead(&user).await;
+        leader.set(true);
+        post(&FromWorker::Role { leader: true });
+        let channel = Rc::new(Channel {
+            channel: web_sys::BroadcastChannel::new(&format!("{CHANNEL_NAME}-{user}")).ok(),
+            last_status: RefCell::new(None),
+            live: Cell::new(LiveState::Unknown),
+        });
+        hear_tabs(&channel, &sender, &wake_live);
+        {
+            let sender = sender.clone();
+            let reporter = channel.clone();
+            let report: Rc<dyn Fn(LiveState)> = Rc::new(move |state| reporter.live(state));
+            wasm_bindgen_futures::spawn_local(live::run(sender, report, wake, random_jitter));
+        }
         let host = WorkerHost {
             events: RefCell::new(Some(receiver)),
-            channel: web_sys::BroadcastChannel::new(&format!("{CHANNEL_NAME}-{user}")).ok(),
+            channel,
         };
         let config = DriverConfig {
             client_id,
@@ -231,4 +344,35 @@ pub fn start(user: String) {
         let mut driver = Driver::new(db.as_ref(), &ServerTransport, &host, config);
         driver.run().await;
     });
+}
+
+/// The leader hears every tab: saved edits, sync requests, and tabs that
+/// opened and want the current state.
+fn hear_tabs(
+    channel: &Rc<Channel>,
+    sender: &mpsc::UnboundedSender<Event>,
+    wake_live: &mpsc::UnboundedSender<()>,
+) {
+    let Some(port) = &channel.channel else { return };
+    let sender = sender.clone();
+    let wake_live = wake_live.clone();
+    let repeater = channel.clone();
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let text = event.data().as_string().unwrap_or_default();
+        match decode::<Broadcast>(&text) {
+            Ok(Broadcast::Changed { local: true }) => {
+                let _ = sender.unbounded_send(Event::LocalChange);
+            }
+            Ok(Broadcast::SyncNow) => {
+                let _ = sender.unbounded_send(Event::Poke);
+                let _ = wake_live.unbounded_send(());
+            }
+            Ok(Broadcast::StateWanted) => repeater.repeat(),
+            // What the leader itself says, or news from an older build.
+            Ok(Broadcast::Changed { local: false } | Broadcast::Sync(_) | Broadcast::Live(_))
+            | Err(_) => {}
+        }
+    });
+    port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
 }

@@ -32,6 +32,9 @@ use serde::{Deserialize, Serialize};
 pub struct Timing {
     /// How often to pull when nothing else triggers a pull.
     pub poll_every_ms: u64,
+    /// How often to pull while the live connection is up: its pokes say when
+    /// the feed moved, so this poll is only a safety net.
+    pub live_poll_every_ms: u64,
     /// First retry delay after a failure.
     pub backoff_base_ms: u64,
     /// Longest retry delay.
@@ -42,6 +45,7 @@ impl Default for Timing {
     fn default() -> Self {
         Self {
             poll_every_ms: 30_000,
+            live_poll_every_ms: 300_000,
             backoff_base_ms: 1_000,
             backoff_max_ms: 60_000,
         }
@@ -57,6 +61,9 @@ pub enum Event {
     Poke,
     /// The browser went online or offline.
     Connectivity { online: bool },
+    /// The live connection (server pokes) opened or closed. Opening pulls at
+    /// once: whatever moved while it was down was not poked.
+    Live { connected: bool },
     /// A push finished; `more` says whether pushable entries remain.
     Pushed { more: bool },
     /// A pull page was applied; `more` says whether the feed has more now.
@@ -110,11 +117,23 @@ pub struct SyncStatus {
     pub retry_at: Option<u64>,
 }
 
+/// The wait before attempt `failures + 1` after `failures` failures in a
+/// row: `base_ms` doubled per failure, capped at `max_ms`, of which the upper
+/// half is jitter (`jitter` is a random number in 0..=1000), so clients that
+/// failed together do not retry together.
+pub fn backoff_delay_ms(failures: u32, jitter: u32, base_ms: u64, max_ms: u64) -> u64 {
+    let exp = failures.saturating_sub(1).min(16);
+    let base = base_ms.saturating_mul(1u64 << exp).min(max_ms);
+    let spread = base / 2 * u64::from(jitter.min(1000)) / 1000;
+    (base / 2 + spread).max(1).min(max_ms)
+}
+
 /// The state machine.
 #[derive(Debug, Clone)]
 pub struct SyncMachine {
     timing: Timing,
     online: bool,
+    live: bool,
     push_needed: bool,
     pull_needed: bool,
     failures: u32,
@@ -132,6 +151,7 @@ impl SyncMachine {
         Self {
             timing,
             online,
+            live: false,
             push_needed: true,
             pull_needed: true,
             failures: 0,
@@ -165,6 +185,15 @@ impl SyncMachine {
                     self.state = SyncState::Offline;
                 }
             }
+            Event::Live { connected } => {
+                self.live = connected;
+                if connected {
+                    self.pull_needed = true;
+                } else {
+                    let soon = now.saturating_add(self.timing.poll_every_ms);
+                    self.next_poll_at = self.next_poll_at.min(soon);
+                }
+            }
             Event::Pushed { more } => {
                 self.recovered();
                 self.push_needed = more;
@@ -174,7 +203,7 @@ impl SyncMachine {
                 self.recovered();
                 self.downloaded = self.downloaded.saturating_add(entries);
                 self.pull_needed = more;
-                self.next_poll_at = now.saturating_add(self.timing.poll_every_ms);
+                self.next_poll_at = now.saturating_add(self.poll_every());
                 if !more && !self.push_needed && self.pending == 0 {
                     self.last_synced_at = Some(now);
                 }
@@ -202,6 +231,14 @@ impl SyncMachine {
         }
     }
 
+    fn poll_every(&self) -> u64 {
+        if self.live {
+            self.timing.live_poll_every_ms
+        } else {
+            self.timing.poll_every_ms
+        }
+    }
+
     fn recovered(&mut self) {
         self.failures = 0;
         self.retry_at = None;
@@ -210,21 +247,15 @@ impl SyncMachine {
         }
     }
 
-    /// Capped exponential backoff with up to 50% jitter; errors no retry can
-    /// cure wait the longest delay.
+    /// Errors no retry can cure wait the longest delay.
     fn backoff_delay(&self, jitter: u32, retryable: bool) -> u64 {
-        let max = self.timing.backoff_max_ms;
-        let base = if retryable {
-            let exp = self.failures.saturating_sub(1).min(16);
-            self.timing
-                .backoff_base_ms
-                .saturating_mul(1u64 << exp)
-                .min(max)
-        } else {
-            max
-        };
-        let spread = base / 2 * u64::from(jitter.min(1000)) / 1000;
-        (base / 2 + spread).max(1).min(max)
+        let failures = if retryable { self.failures } else { u32::MAX };
+        backoff_delay_ms(
+            failures,
+            jitter,
+            self.timing.backoff_base_ms,
+            self.timing.backoff_max_ms,
+        )
     }
 
     /// What to do next at `now`.
@@ -287,6 +318,7 @@ mod tests {
     fn timing() -> Timing {
         Timing {
             poll_every_ms: 10_000,
+            live_poll_every_ms: 100_000,
             backoff_base_ms: 1_000,
             backoff_max_ms: 60_000,
         }
@@ -426,11 +458,46 @@ mod tests {
         assert_eq!(m.status().last_synced_at, None);
     }
 
+    #[test]
+    fn a_live_connection_pulls_at_once_then_polls_rarely_until_it_drops() {
+        let mut m = SyncMachine::new(timing(), true);
+        m.handle(Event::Pushed { more: false }, 0);
+        m.handle(
+            Event::Pulled {
+                more: false,
+                entries: 0,
+            },
+            1,
+        );
+        assert_eq!(m.next_action(1), Action::WaitUntil(10_001));
+        m.handle(Event::Live { connected: true }, 2);
+        assert_eq!(m.next_action(2), Action::Pull);
+        m.handle(
+            Event::Pulled {
+                more: false,
+                entries: 0,
+            },
+            3,
+        );
+        assert_eq!(m.next_action(3), Action::WaitUntil(100_003));
+        m.handle(Event::Poke, 50);
+        assert_eq!(m.next_action(50), Action::Pull);
+        m.handle(
+            Event::Pulled {
+                more: false,
+                entries: 1,
+            },
+            51,
+        );
+        m.handle(Event::Live { connected: false }, 60);
+        assert_eq!(m.next_action(60), Action::WaitUntil(10_060));
+    }
+
     proptest! {
         /// Whatever happens, the machine never asks to act before a retry
         /// time it announced, and never acts while offline.
         #[test]
-        fn never_acts_early_or_offline(events in proptest::collection::vec(0u8..8, 1..60)) {
+        fn never_acts_early_or_offline(events in proptest::collection::vec(0u8..10, 1..60)) {
             let mut m = SyncMachine::new(timing(), true);
             let mut now = 0u64;
             for e in events {
@@ -443,7 +510,9 @@ mod tests {
                     4 => Event::Pushed { more: false },
                     5 => Event::Pulled { more: e % 2 == 0, entries: 1 },
                     6 => fail(true, false),
-                    _ => fail(false, false),
+                    7 => fail(false, false),
+                    8 => Event::Live { connected: true },
+                    _ => Event::Live { connected: false },
                 };
                 m.handle(event, now);
                 let retry_at = m.status().retry_at;

@@ -17,10 +17,13 @@ use leptos::prelude::*;
 pub use auth::{SignInPage, SignUpPage};
 
 use crate::api::Account;
+use crate::bridge::LiveState;
 use crate::domain::{Note, NoteDraft, NoteId};
 use crate::sync::engine::SyncStatus;
 use crate::sync::protocol::ConflictSides;
-use model::{caret_after_replace, list_items, sync_label, SaveState, WorkerView};
+use model::{
+    caret_after_replace, list_items, live_label, sync_label, SaveState, StorageUse, WorkerView,
+};
 
 /// The page's reactive state. Every field is a signal, so the struct is `Copy`
 /// and can be captured by any closure.
@@ -49,6 +52,14 @@ pub struct NotesState {
     pub session_ended: RwSignal<bool>,
     /// How the last import of a notes file went.
     pub import_message: RwSignal<Option<String>>,
+    /// The sync leader's live connection.
+    pub live: RwSignal<LiveState>,
+    /// Whether this tab's worker syncs for the browser (`None` until known).
+    pub leader: RwSignal<Option<bool>>,
+    /// A new build is installed and waits for the person to reload.
+    pub update_ready: RwSignal<bool>,
+    /// Storage used and whether it is persistent, once known.
+    pub storage: RwSignal<Option<StorageUse>>,
 }
 
 impl NotesState {
@@ -67,6 +78,10 @@ impl NotesState {
             account: RwSignal::new(None),
             session_ended: RwSignal::new(false),
             import_message: RwSignal::new(None),
+            live: RwSignal::new(LiveState::Unknown),
+            leader: RwSignal::new(None),
+            update_ready: RwSignal::new(false),
+            storage: RwSignal::new(None),
         }
     }
 
@@ -105,6 +120,7 @@ pub fn NotesPage() -> impl IntoView {
                 <ImportButton state />
                 <AccountMenu state />
             </header>
+            <UpdateBanner state />
             <SessionAlert state />
             <StorageAlert state />
             <div class="layout">
@@ -113,6 +129,10 @@ pub fn NotesPage() -> impl IntoView {
             </div>
             <footer class="statusbar">
                 <span data-testid="worker-status">{move || state.worker.get().describe()}</span>
+                <LiveStatus state />
+                <span data-testid="storage-use">
+                    {move || state.storage.get().map(|s| s.describe())}
+                </span>
             </footer>
         </div>
     }
@@ -172,6 +192,38 @@ fn AccountMenu(state: NotesState) -> impl IntoView {
             <button class="quiet" id="sign-out" on:click=move |_| platform::sign_out(state)>
                 "Sign out"
             </button>
+        </Show>
+    }
+}
+
+/// Whether other devices' edits arrive live, and which tab syncs.
+#[component]
+fn LiveStatus(state: NotesState) -> impl IntoView {
+    let label =
+        Memo::new(move |_| live_label(state.live.get(), state.leader.get(), state.now_ms.get()));
+    view! {
+        <span
+            class="live-status"
+            data-testid="live-status"
+            data-state=move || label.get().0
+            data-leader=move || state.leader.get().map(|l| l.to_string())
+        >
+            {move || label.get().1}
+        </span>
+    }
+}
+
+/// Offers a new build once its service worker is installed.
+#[component]
+fn UpdateBanner(state: NotesState) -> impl IntoView {
+    view! {
+        <Show when=move || state.update_ready.get()>
+            <div class="banner" role="status" data-testid="update-ready">
+                <p>"A new version of notesync is ready."</p>
+                <button class="primary" on:click=move |_| platform::apply_update()>
+                    "Reload"
+                </button>
+            </div>
         </Show>
     }
 }

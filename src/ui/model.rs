@@ -1,6 +1,7 @@
 //! View models: the plain data the components render, derived from domain
 //! values by pure functions that are tested natively.
 
+use crate::bridge::LiveState;
 use crate::domain::{newest_first, Note, NoteDraft, NoteId};
 use crate::sync::engine::{SyncState, SyncStatus};
 
@@ -120,6 +121,68 @@ impl WorkerView {
     }
 }
 
+/// How much of the browser's storage this site uses, and whether the
+/// browser promised not to evict it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageUse {
+    pub usage: u64,
+    pub quota: u64,
+    pub persisted: bool,
+}
+
+impl StorageUse {
+    /// The status bar's words, e.g. "Storage: 1.2 MB of 10 GB · kept".
+    pub fn describe(&self) -> String {
+        let kept = if self.persisted {
+            "kept until you delete it"
+        } else {
+            "may be cleared if the device runs low on space"
+        };
+        format!(
+            "Storage: {} of {} · {kept}",
+            human_bytes(self.usage),
+            human_bytes(self.quota)
+        )
+    }
+}
+
+/// A byte count as people read it (decimal units, one decimal place).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The live connection as the status bar says it: `(state, words)`.
+pub fn live_label(live: LiveState, leader: Option<bool>, now_ms: u64) -> (&'static str, String) {
+    let role = match leader {
+        Some(true) => "this tab syncs for this browser",
+        Some(false) => "another tab syncs for this browser",
+        None => "starting",
+    };
+    match live {
+        LiveState::Unknown => ("unknown", format!("Live updates: {role}")),
+        LiveState::Connecting => ("connecting", format!("Live updates: connecting · {role}")),
+        LiveState::Connected => ("connected", format!("Live updates: on · {role}")),
+        LiveState::Retrying { at_ms } => {
+            let seconds = at_ms.saturating_sub(now_ms).div_ceil(1000);
+            (
+                "retrying",
+                format!("Live updates: reconnecting in {seconds} s · {role}"),
+            )
+        }
+    }
+}
+
 /// Most notes one import file may hold: enough for years of notes, and a
 /// bound on the single IndexedDB transaction an import is.
 pub const MAX_IMPORT_NOTES: usize = 50_000;
@@ -234,6 +297,41 @@ pub fn plural(n: u32, one: &str, many: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_use_reads_like_a_person_would_say_it() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_250_000), "1.2 MB");
+        assert_eq!(human_bytes(10_000_000_000), "10.0 GB");
+        let kept = StorageUse {
+            usage: 2_000,
+            quota: 5_000_000_000,
+            persisted: true,
+        };
+        assert_eq!(
+            kept.describe(),
+            "Storage: 2.0 kB of 5.0 GB · kept until you delete it"
+        );
+        assert!(StorageUse {
+            persisted: false,
+            ..kept
+        }
+        .describe()
+        .contains("may be cleared"));
+    }
+
+    #[test]
+    fn the_live_label_names_the_state_and_who_syncs() {
+        let (state, text) = live_label(LiveState::Retrying { at_ms: 5_500 }, Some(false), 1_000);
+        assert_eq!(state, "retrying");
+        assert_eq!(
+            text,
+            "Live updates: reconnecting in 5 s · another tab syncs for this browser"
+        );
+        let (state, text) = live_label(LiveState::Connected, Some(true), 0);
+        assert_eq!(state, "connected");
+        assert!(text.contains("this tab syncs"));
+    }
 
     #[test]
     fn an_import_file_is_read_whole_with_tags_optional_and_normalised() {

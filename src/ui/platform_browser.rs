@@ -4,3 +4,4 @@ pub use crate::client::actions::{
     auth_page_opened, create_note, delete_note, edited, import_file, now, resolve_conflict,
     retry_saves, sign_out, start, submit_account, sync_now,
 };
+pub use crate::client::pwa::apply_update;

@@ -21,6 +21,7 @@ pub fn submit_account(
 ) {
 }
 pub fn auth_page_opened() {}
+pub fn apply_update() {}
 pub fn now() -> u64 {
     0
 }

@@ -1,0 +1,141 @@
+//! The live connection: the sync leader's one server-sent-event stream
+//! (`/api/events`) for the whole browser, however many tabs are open.
+//!
+//! Promises:
+//! - a `poke` from the server becomes a [`Event::Poke`] (pull now);
+//! - every (re)connection becomes [`Event::Live`] `connected: true`, which
+//!   pulls at once, so nothing that moved while it was down is missed; a
+//!   drop becomes `connected: false`, which brings the short poll back;
+//! - a connection that errs, or says nothing for [`SILENCE_MS`] (the server
+//!   beats every 15 s), is closed and retried after a capped, jittered
+//!   backoff; a wake-up (the browser came online, a person asked to sync)
+//!   retries at once;
+//! - the server ends each stream after a few minutes (so sessions are
+//!   checked again): that reconnects at once, without a backoff;
+//! - every state change is reported, so every tab can show it.
+
+use std::rc::Rc;
+
+use futures::channel::mpsc;
+use futures::future::{select, Either};
+use futures::StreamExt;
+use gloo_timers::future::TimeoutFuture;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::now_ms;
+use crate::bridge::LiveState;
+use crate::sync::engine::{backoff_delay_ms, Event};
+
+/// Longest quiet before the connection is taken for dead.
+pub const SILENCE_MS: u32 = 40_000;
+const BACKOFF_BASE_MS: u64 = 1_000;
+const BACKOFF_MAX_MS: u64 = 60_000;
+const EVENTS_URL: &str = "/api/events";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Ready,
+    Poke,
+    Heartbeat,
+    Bye,
+    Error,
+}
+
+/// One open EventSource and the handlers it calls; closing drops both.
+struct Connection {
+    source: web_sys::EventSource,
+    _handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+}
+
+impl Connection {
+    fn open(signals: &mpsc::UnboundedSender<Signal>) -> Result<Self, JsValue> {
+        let source = web_sys::EventSource::new(EVENTS_URL)?;
+        let mut handlers = Vec::new();
+        for (name, signal) in [
+            ("ready", Signal::Ready),
+            ("poke", Signal::Poke),
+            ("heartbeat", Signal::Heartbeat),
+            ("bye", Signal::Bye),
+            ("error", Signal::Error),
+        ] {
+            let signals = signals.clone();
+            let handler = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+                let _ = signals.unbounded_send(signal);
+            });
+            source.add_event_listener_with_callback(name, handler.as_ref().unchecked_ref())?;
+            handlers.push(handler);
+        }
+        Ok(Self {
+            source,
+            _handlers: handlers,
+        })
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // After close() the source fires nothing, so the handlers can go.
+        self.source.close();
+    }
+}
+
+/// Keeps the live connection up for as long as the worker lives. `events`
+/// go to the sync driver, `report` says each state change, `wake` retries a
+/// waiting reconnection at once, `jitter` gives a number in 0..=1000.
+pub async fn run(
+    events: mpsc::UnboundedSender<Event>,
+    report: Rc<dyn Fn(LiveState)>,
+    mut wake: mpsc::UnboundedReceiver<()>,
+    jitter: impl Fn() -> u32,
+) {
+    let mut failures = 0u32;
+    loop {
+        report(LiveState::Connecting);
+        let (signals, mut received) = mpsc::unbounded::<Signal>();
+        let connection = Connection::open(&signals);
+        let mut connected = false;
+        let mut ended_by_server = false;
+        if connection.is_ok() {
+            loop {
+                let next = select(received.next(), TimeoutFuture::new(SILENCE_MS)).await;
+                match next {
+                    Either::Left((Some(Signal::Ready), _)) => {
+                        connected = true;
+                        failures = 0;
+                        report(LiveState::Connected);
+                        let _ = events.unbounded_send(Event::Live { connected: true });
+                    }
+                    Either::Left((Some(Signal::Poke), _)) => {
+                        let _ = events.unbounded_send(Event::Poke);
+                    }
+                    Either::Left((Some(Signal::Heartbeat), _)) => {}
+                    Either::Left((Some(Signal::Bye), _)) => {
+                        ended_by_server = true;
+                        break;
+                    }
+                    Either::Left((Some(Signal::Error) | None, _)) | Either::Right(_) => break,
+                }
+            }
+        }
+        drop(connection);
+        if connected {
+            let _ = events.unbounded_send(Event::Live { connected: false });
+        }
+        if ended_by_server {
+            continue;
+        }
+        failures = failures.saturating_add(1);
+        let delay = backoff_delay_ms(failures, jitter(), BACKOFF_BASE_MS, BACKOFF_MAX_MS);
+        report(LiveState::Retrying {
+            at_ms: now_ms().saturating_add(delay),
+        });
+        let timer = TimeoutFuture::new(u32::try_from(delay).unwrap_or(u32::MAX));
+        // Wake-ups that came while connected are stale: drop them first.
+        while wake.try_recv().is_ok() {}
+        if let Either::Left((None, _)) = select(wake.next(), timer).await {
+            // No one can wake us any more: keep the backoff rhythm.
+            TimeoutFuture::new(u32::try_from(delay).unwrap_or(u32::MAX)).await;
+        }
+    }
+}
