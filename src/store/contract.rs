@@ -72,6 +72,7 @@ fn draft(body: &str) -> NoteDraft {
         title: "title".into(),
         body: body.into(),
         tags: vec![],
+        pinned: false,
     }
 }
 
