@@ -103,6 +103,7 @@ fn new_note(n: u64) -> Change {
             title: format!("Meeting notes and ideas, number {n:>10}"),
             body: body(n),
             tags: vec!["work".into(), "ideas".into()],
+            pinned: false,
         }),
         hlc: Hlc {
             wall_ms: START_MS,

@@ -13,8 +13,11 @@ pub mod api;
 pub mod app;
 pub mod bridge;
 pub mod domain;
+pub mod markdown;
+pub mod search;
 pub mod store;
 pub mod sync;
+pub mod transfer;
 pub mod ui;
 
 #[cfg(feature = "hydrate")]

@@ -9,6 +9,8 @@ test('without an account the app asks to sign in, and a wrong password is refuse
   await app.signUp(name);
   await page.locator('#sign-out').click();
   await page.waitForURL((url) => url.pathname === '/signin');
+  // Typed before hydration, the name would be lost when the form hydrates.
+  await expect(page.locator('.auth-form[data-ready=true]')).toBeVisible();
   await page.locator('#account-name').fill(name);
   await page.locator('#account-password').fill('not the password');
   await page.locator('.auth-form button[type=submit]').click();

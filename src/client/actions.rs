@@ -27,8 +27,9 @@ use super::{now_ms, random10, session};
 use crate::api::Account;
 use crate::bridge::{decode, encode, Broadcast, FromWorker, ToWorker};
 use crate::domain::{newest_first, MutationId, Note, NoteDraft, NoteId, UserId};
-use crate::ui::model::{parse_import, SaveState, WorkerView};
-use crate::ui::NotesState;
+use crate::transfer::{export_json, export_zip, parse_import, plan_import};
+use crate::ui::model::{restored, stale_trash, step_in, SaveState, Trashed, WorkerView};
+use crate::ui::{ExportFormat, NotesState};
 
 /// Pause after the last keystroke before the edit is written.
 const SAVE_DEBOUNCE_MS: u32 = 300;
@@ -250,6 +251,7 @@ impl Page {
                     self.state.editor_epoch.update(|e| *e += 1);
                 }
                 self.load_conflicts(&db).await;
+                self.load_trash(&db).await;
             }
             Err(e) => self.fail(e.to_string()),
         }
@@ -257,6 +259,27 @@ impl Page {
 }
 
 impl Page {
+    /// Reads the kept texts of deleted notes, and forgets those no longer
+    /// restorable (their note is live again, or gone).
+    async fn load_trash(&self, db: &LocalDb) {
+        match db.trash().await {
+            Ok(mut trash) => {
+                let stale = self
+                    .state
+                    .notes
+                    .with_untracked(|ns| stale_trash(&trash, ns));
+                if !stale.is_empty() {
+                    trash.retain(|t| !stale.contains(&t.id));
+                    if let Err(e) = db.drop_trash(&stale).await {
+                        self.fail(e.to_string());
+                    }
+                }
+                self.state.trash.set(trash);
+            }
+            Err(e) => self.fail(e.to_string()),
+        }
+    }
+
     async fn load_conflicts(&self, db: &LocalDb) {
         match db.conflicts().await {
             Ok(records) => self
@@ -333,6 +356,9 @@ async fn load(page: Rc<Page>) {
     }
     if state.selected.get_untracked().is_none() {
         state.selected.set(first);
+    }
+    if let Ok(db) = page.db().await {
+        page.load_trash(&db).await;
     }
     state.loaded.set(true);
 }
@@ -442,13 +468,8 @@ fn listen(page: &Rc<Page>) {
     let _ = window_event_listener(leptos::ev::online, move |_| connectivity(true));
     let _ = window_event_listener(leptos::ev::offline, move |_| connectivity(false));
     let _ = window_event_listener(leptos::ev::keydown, move |event| {
-        let key = event.key();
-        if event.alt_key()
-            && !event.ctrl_key()
-            && (key == "n" || key == "N" || event.code() == "KeyN")
-        {
+        if shortcut(state, &event) {
             event.prevent_default();
-            create_note(state);
         }
     });
     // Leaving the page: start every pending write now rather than after the
@@ -486,6 +507,81 @@ fn restart_worker() {
             start_worker(&page);
         }
     }
+}
+
+/// The keyboard shortcuts (also named by each control's
+/// `aria-keyshortcuts`). Returns whether `event` was one.
+///
+/// Alt+N new note; `/` (outside a text field) or Ctrl+K search;
+/// Alt+ArrowDown / Alt+ArrowUp next / previous note in the list as shown;
+/// Alt+Delete delete the open note; Alt+Z undo the last delete. `event.code`
+/// is checked too, as Alt changes `key` on some layouts (Alt+N is "˜" on a
+/// Mac).
+fn shortcut(state: NotesState, event: &web_sys::KeyboardEvent) -> bool {
+    let key = event.key();
+    let code = event.code();
+    let alt_only = event.alt_key() && !event.ctrl_key() && !event.meta_key();
+    if alt_only && (key.eq_ignore_ascii_case("n") || code == "KeyN") {
+        create_note(state);
+    } else if alt_only && (key.eq_ignore_ascii_case("z") || code == "KeyZ") {
+        let Some(id) = state.undo.get_untracked() else {
+            return false;
+        };
+        restore_note(state, id);
+    } else if alt_only && (key == "ArrowDown" || key == "ArrowUp") {
+        let order: Vec<NoteId> = state
+            .items
+            .with_untracked(|items| items.iter().map(|i| i.id).collect());
+        let step = if key == "ArrowDown" { 1 } else { -1 };
+        if let Some(next) = step_in(&order, state.selected.get_untracked(), step) {
+            state.show_trash.set(false);
+            state.selected.set(Some(next));
+            focus_list_item(next);
+        }
+    } else if alt_only && key == "Delete" {
+        let Some(id) = state.selected.get_untracked() else {
+            return false;
+        };
+        delete_note(state, id);
+    } else if (event.ctrl_key() || event.meta_key())
+        && !event.alt_key()
+        && key.eq_ignore_ascii_case("k")
+        || key == "/" && !event.ctrl_key() && !event.alt_key() && !typing_in_a_field(event)
+    {
+        focus_soon("search");
+    } else {
+        return false;
+    }
+    true
+}
+
+/// Whether the key went to a text field, where `/` is a character.
+fn typing_in_a_field(event: &web_sys::KeyboardEvent) -> bool {
+    event
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .is_some_and(|el| {
+            matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
+                || el.get_attribute("contenteditable").is_some()
+        })
+}
+
+/// Moves focus to a note's row, once the list shows it.
+fn focus_list_item(id: NoteId) {
+    Timeout::new(0, move || {
+        let row = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| {
+                d.query_selector(&format!(".note-item[data-note-id=\"{id}\"]"))
+                    .ok()
+                    .flatten()
+            })
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+        if let Some(row) = row {
+            let _ = row.focus();
+        }
+    })
+    .forget();
 }
 
 fn connectivity(online: bool) {
@@ -670,16 +766,129 @@ pub fn delete_note(state: NotesState, id: NoteId) {
             .or_else(|| pos.checked_sub(1).and_then(|p| live.get(p)))
             .map(|n| n.id)
     });
+    let mut kept = None;
     state.notes.update(|ns| {
-        if let Some(n) = ns.iter_mut().find(|n| n.id == id) {
+        if let Some(n) = ns.iter_mut().find(|n| n.id == id && !n.deleted) {
+            kept = Some(Trashed {
+                id,
+                note: n.clone(),
+                deleted_at: now,
+            });
             *n = n.tombstone(now);
         }
     });
+    let Some(kept) = kept else { return };
     state.selected.set(next);
+    state.undo.set(Some(id));
+    state.trash.update(|t| {
+        t.retain(|k| k.id != id);
+        t.push(kept.clone());
+    });
     if let Some(page) = page() {
         page.mark_dirty(id);
         page.enqueue(id);
+        wasm_bindgen_futures::spawn_local(async move {
+            // The text is also on the page (`state.trash`) until it closes;
+            // a failure here only loses "Recently deleted" after a reload.
+            if let Ok(db) = page.db().await {
+                if let Err(e) = db.put_trash(&kept).await {
+                    page.fail(format!(
+                        "The deleted note's text could not be kept for undo: {e}"
+                    ));
+                }
+            }
+        });
     }
+}
+
+/// Restores a deleted note from its kept text: a normal edit that brings
+/// the text back over the tombstone, saved and synced like any other, so
+/// the note comes back on every device.
+pub fn restore_note(state: NotesState, id: NoteId) {
+    let Some(kept) = state
+        .trash
+        .with_untracked(|t| t.iter().find(|k| k.id == id).cloned())
+    else {
+        return;
+    };
+    let now = now_ms();
+    let mut done = false;
+    state.notes.update(|ns| {
+        if let Some(n) = ns.iter_mut().find(|n| n.id == id && n.deleted) {
+            *n = restored(n, &kept.note, now);
+            done = true;
+        }
+    });
+    state.trash.update(|t| t.retain(|k| k.id != id));
+    if state.undo.get_untracked() == Some(id) {
+        state.undo.set(None);
+    }
+    if !done {
+        return;
+    }
+    state.show_trash.set(false);
+    state.selected.set(Some(id));
+    let Some(page) = page() else { return };
+    page.mark_dirty(id);
+    page.enqueue(id);
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Ok(db) = page.db().await {
+            let _ = db.drop_trash(&[id]).await;
+        }
+    });
+}
+
+/// Downloads every live note as a file: JSON, or a zip of markdown files
+/// (see [`crate::transfer`]). The page's copy is exported, so text typed a
+/// moment ago and not yet in IndexedDB is included.
+pub fn export_notes(state: NotesState, format: ExportFormat) {
+    let (bytes, name, mime) = state.notes.with_untracked(|ns| match format {
+        ExportFormat::Json => (
+            Ok(export_json(ns).into_bytes()),
+            "notesync-export.json",
+            "application/json",
+        ),
+        ExportFormat::Zip => (export_zip(ns), "notesync-export.zip", "application/zip"),
+    });
+    let count = state
+        .notes
+        .with_untracked(|ns| ns.iter().filter(|n| !n.deleted).count());
+    let message = match bytes.and_then(|bytes| download(&bytes, name, mime)) {
+        Ok(()) => format!(
+            "Exported {count} {} to {name}",
+            if count == 1 { "note" } else { "notes" }
+        ),
+        Err(e) => format!("Nothing was exported: {e}"),
+    };
+    state.import_message.set(Some(message));
+}
+
+/// Hands `bytes` to the browser as a file download named `name`.
+fn download(bytes: &[u8], name: &str, mime: &str) -> Result<(), String> {
+    let fail = |e: JsValue| format!("the browser refused the download ({e:?})");
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type(mime);
+    let blob =
+        web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options).map_err(fail)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(fail)?;
+    let document = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or("no document")?;
+    let link: web_sys::HtmlAnchorElement = document
+        .create_element("a")
+        .map_err(fail)?
+        .dyn_into()
+        .map_err(|_| "no link element".to_string())?;
+    link.set_href(&url);
+    link.set_download(name);
+    link.click();
+    // The click has started the download; the URL can go after this task.
+    Timeout::new(0, move || {
+        let _ = web_sys::Url::revoke_object_url(&url);
+    })
+    .forget();
+    Ok(())
 }
 
 /// Imports the notes file chosen in the file input `event` came from (see
@@ -699,8 +908,8 @@ pub fn import_file(state: NotesState, event: web_sys::Event) {
     input.set_value("");
     state.import_message.set(Some("Importing…".to_string()));
     wasm_bindgen_futures::spawn_local(async move {
-        match wasm_bindgen_futures::JsFuture::from(file.text()).await {
-            Ok(text) => import_notes(state, &text.as_string().unwrap_or_default()).await,
+        match wasm_bindgen_futures::JsFuture::from(file.array_buffer()).await {
+            Ok(buffer) => import_notes(state, &js_sys::Uint8Array::new(&buffer).to_vec()).await,
             Err(e) => state
                 .import_message
                 .set(Some(format!("The file could not be read: {e:?}"))),
@@ -708,9 +917,9 @@ pub fn import_file(state: NotesState, event: web_sys::Event) {
     });
 }
 
-async fn import_notes(state: NotesState, text: &str) {
-    let drafts = match parse_import(text) {
-        Ok(drafts) => drafts,
+async fn import_notes(state: NotesState, file: &[u8]) {
+    let imported = match parse_import(file) {
+        Ok(imported) => imported,
         Err(message) => {
             state.import_message.set(Some(message));
             return;
@@ -718,38 +927,56 @@ async fn import_notes(state: NotesState, text: &str) {
     };
     let Some(page) = page() else { return };
     let now = now_ms();
-    let notes: Vec<Note> = drafts
-        .into_iter()
-        .map(|draft| Note::new(NoteId::new(now, random10()), now).with_draft(draft, now))
-        .collect();
+    let plan = state
+        .notes
+        .with_untracked(|ns| plan_import(ns, imported, now, || NoteId::new(now, random10())));
     let meta = || EditMeta {
         mutation_id: MutationId::new(now_ms(), random10()),
         at_ms: now,
     };
     let stored = match page.db().await {
-        Ok(db) => db.import_notes(&notes, meta).await,
+        Ok(db) => db.import_notes(&plan.create, meta).await,
         Err(e) => Err(e),
     };
-    match stored {
-        Ok(()) => {
-            let count = notes.len();
-            {
-                let mut bases = page.bases.borrow_mut();
-                for n in &notes {
-                    bases.insert(n.id, n.clone());
-                }
-            }
-            state.notes.update(|ns| ns.extend(notes));
-            state.import_message.set(Some(format!(
-                "Imported {count} {}",
-                if count == 1 { "note" } else { "notes" }
-            )));
-            page.announce_change();
-        }
-        Err(e) => state
+    if let Err(e) = stored {
+        state
             .import_message
-            .set(Some(format!("Nothing was imported: {e}"))),
+            .set(Some(format!("Nothing was imported: {e}")));
+        return;
     }
+    let created = plan.create.len();
+    {
+        let mut bases = page.bases.borrow_mut();
+        for n in &plan.create {
+            bases.insert(n.id, n.clone());
+        }
+    }
+    state.notes.update(|ns| ns.extend(plan.create));
+    // Notes already held with other content: normal edits, saved one by one
+    // through the writer like typing.
+    let updated = plan.update.len();
+    for (id, draft) in plan.update {
+        state.notes.update(|ns| {
+            if let Some(n) = ns.iter_mut().find(|n| n.id == id) {
+                *n = Note {
+                    deleted: false,
+                    ..n.with_draft(draft, now)
+                };
+            }
+        });
+        page.mark_dirty(id);
+        page.enqueue(id);
+    }
+    let notes = |n: usize| if n == 1 { "note" } else { "notes" };
+    let mut message = format!("Imported {created} {}", notes(created));
+    if updated > 0 {
+        message.push_str(&format!(", updated {updated}"));
+    }
+    if plan.unchanged > 0 {
+        message.push_str(&format!(", {} already here", plan.unchanged));
+    }
+    state.import_message.set(Some(message));
+    page.announce_change();
 }
 
 /// Retries every write that has not succeeded yet.

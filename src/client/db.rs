@@ -4,7 +4,12 @@
 //! - `notes`: every note the browser holds, tombstones included, keyed by `id`;
 //! - `outbox`: at most one pending change per note, keyed by `note_id`;
 //! - `meta`: small key/value records (client id, checkpoint), keyed by `key`;
-//! - `conflicts`: notes whose concurrent edits need a person's choice.
+//! - `conflicts`: notes whose concurrent edits need a person's choice;
+//! - `trash` (since version 2): the last text of each deleted note,
+//!   keyed by `id`, for "Recently deleted" ([`Trashed`]). Local only, never
+//!   synced: written by the page when it deletes, and by the worker in the
+//!   same transaction as a pulled delete of a note it held live; dropped on
+//!   restore, and when the note is live again or no longer held.
 //!
 //! Promises: a local edit writes its note and its outbox entry in one
 //! transaction, so they can never disagree; no transaction is held across an
@@ -26,18 +31,21 @@ use crate::sync::replica::{
     acknowledge, apply_entry, edit_base, is_newer, merge_page_edit, AckDecision, EntryDecision,
 };
 use crate::sync::{coalesce, Edit, PendingChange, PendingOp};
+use crate::ui::model::Trashed;
 
 /// Each user has their own database, so signing in as someone else on the
 /// same browser shows only their notes.
 pub fn db_name(user: &UserId) -> String {
     format!("notesync-{user}")
 }
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: the `trash` store added (opening a version 1 database adds it).
+pub const SCHEMA_VERSION: u32 = 2;
 
 const NOTES: &str = "notes";
 const OUTBOX: &str = "outbox";
 const META: &str = "meta";
 const CONFLICTS: &str = "conflicts";
+const TRASH: &str = "trash";
 
 const CHECKPOINT_KEY: &str = "checkpoint";
 const CLIENT_ID_KEY: &str = "client_id";
@@ -219,6 +227,7 @@ impl LocalDb {
             .add_object_store(ObjectStore::new(OUTBOX).key_path("note_id"))
             .add_object_store(ObjectStore::new(META).key_path("key"))
             .add_object_store(ObjectStore::new(CONFLICTS).key_path("note_id"))
+            .add_object_store(ObjectStore::new(TRASH).key_path("id"))
             .build()
             .await
             .map_err(|e| match DbError::from(e) {
@@ -543,13 +552,14 @@ impl LocalDb {
     ) -> Result<(), DbError> {
         let tx = self
             .tx(
-                &[NOTES, OUTBOX, CONFLICTS, META],
+                &[NOTES, OUTBOX, CONFLICTS, META, TRASH],
                 TransactionMode::ReadWrite,
             )
             .await?;
         let notes = tx.store(NOTES)?;
         let outbox = tx.store(OUTBOX)?;
         let conflicts = tx.store(CONFLICTS)?;
+        let trash = tx.store(TRASH)?;
         for entry in entries {
             let key = JsValue::from_str(&entry.note.id.to_string());
             let pending: Option<PendingChange> =
@@ -558,9 +568,19 @@ impl LocalDb {
             if decision != EntryDecision::KeepLocal {
                 let stored: Option<Note> =
                     notes.get(key.clone()).await?.map(from_js).transpose()?;
-                if is_newer(stored.map(|s| s.rev), entry.note.rev) {
+                if is_newer(stored.as_ref().map(|s| s.rev), entry.note.rev) {
                     match decision {
                         EntryDecision::Store(note) => {
+                            // Deleted elsewhere: keep the text this device
+                            // held, so it can be restored from here too.
+                            if let Some(held) = stored.filter(|s| note.deleted && !s.deleted) {
+                                let kept = Trashed {
+                                    id: held.id,
+                                    deleted_at: note.updated_at,
+                                    note: held,
+                                };
+                                trash.put(&to_js(&kept)?, None).await?;
+                            }
                             notes.put(&to_js(&note)?, None).await?;
                         }
                         EntryDecision::Rebase { note, pending } => {
@@ -584,6 +604,30 @@ impl LocalDb {
             }
         }
         put_checkpoint(&tx.store(META)?, checkpoint).await?;
+        commit(tx).await
+    }
+
+    /// Every kept text of a deleted note.
+    pub async fn trash(&self) -> Result<Vec<Trashed>, DbError> {
+        let tx = self.tx(&[TRASH], TransactionMode::ReadOnly).await?;
+        let values = tx.store(TRASH)?.get_all(None, None).await?;
+        values.into_iter().map(from_js).collect()
+    }
+
+    /// Keeps the text of a note being deleted here.
+    pub async fn put_trash(&self, kept: &Trashed) -> Result<(), DbError> {
+        let tx = self.tx(&[TRASH], TransactionMode::ReadWrite).await?;
+        tx.store(TRASH)?.put(&to_js(kept)?, None).await?;
+        commit(tx).await
+    }
+
+    /// Forgets kept texts (restored, or no longer restorable).
+    pub async fn drop_trash(&self, ids: &[NoteId]) -> Result<(), DbError> {
+        let tx = self.tx(&[TRASH], TransactionMode::ReadWrite).await?;
+        let store = tx.store(TRASH)?;
+        for id in ids {
+            store.delete(JsValue::from_str(&id.to_string())).await?;
+        }
         commit(tx).await
     }
 

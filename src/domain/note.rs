@@ -11,11 +11,16 @@ pub struct NoteDraft {
     pub title: String,
     pub body: String,
     pub tags: Vec<String>,
+    /// Shown above unpinned notes in the list. Absent in data written before
+    /// pinning existed, which reads as unpinned.
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 impl NoteDraft {
     /// Checks the draft against the limits, normalising tags (trimmed, empty
-    /// ones dropped, duplicates removed, order kept).
+    /// ones dropped, duplicates removed, order kept). The draft is unpinned;
+    /// see the `pinned` field.
     pub fn validated(title: String, body: String, tags: Vec<String>) -> Result<Self, DomainError> {
         if title.len() > LIMITS.max_title_bytes {
             return Err(DomainError::TitleTooLong {
@@ -64,12 +69,19 @@ impl NoteDraft {
             title,
             body,
             tags: clean,
+            pinned: false,
         })
+    }
+
+    /// The same draft, pinned or not.
+    pub fn with_pin(self, pinned: bool) -> Self {
+        Self { pinned, ..self }
     }
 
     /// Re-checks a draft that came from outside (the network, IndexedDB).
     pub fn revalidate(self) -> Result<Self, DomainError> {
-        Self::validated(self.title, self.body, self.tags)
+        let pinned = self.pinned;
+        Self::validated(self.title, self.body, self.tags).map(|d| d.with_pin(pinned))
     }
 }
 
@@ -88,6 +100,10 @@ pub struct Note {
     pub rev: Revision,
     /// A tombstone: the note was deleted and its text dropped.
     pub deleted: bool,
+    /// Listed before unpinned notes. `serde(default)`: notes stored or sent
+    /// before pinning existed read as unpinned.
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 impl Note {
@@ -102,6 +118,7 @@ impl Note {
             updated_at: now_ms,
             rev: Revision::NEW,
             deleted: false,
+            pinned: false,
         }
     }
 
@@ -111,6 +128,7 @@ impl Note {
             title: self.title.clone(),
             body: self.body.clone(),
             tags: self.tags.clone(),
+            pinned: self.pinned,
         }
     }
 
@@ -120,6 +138,7 @@ impl Note {
             title: draft.title,
             body: draft.body,
             tags: draft.tags,
+            pinned: draft.pinned,
             updated_at: now_ms.max(self.updated_at),
             ..self.clone()
         }
@@ -131,6 +150,7 @@ impl Note {
             title: String::new(),
             body: String::new(),
             tags: Vec::new(),
+            pinned: false,
             updated_at: now_ms.max(self.updated_at),
             deleted: true,
             ..self.clone()
@@ -232,6 +252,28 @@ mod tests {
         assert_eq!(dead.id, note.id);
         assert_eq!(dead.created_at, 10);
         assert_eq!(dead.updated_at, 30);
+    }
+
+    #[test]
+    fn notes_written_before_pinning_existed_read_as_unpinned() {
+        let note = Note::new(id(1), 10);
+        let mut json = serde_json::to_value(&note).expect("serialises");
+        json.as_object_mut().expect("an object").remove("pinned");
+        let old: Note = serde_json::from_value(json).expect("old data reads");
+        assert!(!old.pinned);
+        let draft: NoteDraft =
+            serde_json::from_str(r#"{"title":"t","body":"b","tags":[]}"#).expect("old draft");
+        assert!(!draft.pinned);
+        // The pin survives revalidation and a round trip through a draft.
+        let pinned = draft.with_pin(true).revalidate().expect("valid");
+        assert!(pinned.pinned);
+        assert!(note.with_draft(pinned, 20).pinned);
+        assert!(
+            !note
+                .with_draft(NoteDraft::default().with_pin(true), 20)
+                .tombstone(30)
+                .pinned
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn draft(body: &str) -> NoteDraft {
         title: "title".into(),
         body: body.into(),
         tags: vec![],
+        pinned: false,
     }
 }
 

@@ -225,6 +225,7 @@ fn build_note(
         updated_at,
         rev: current_rev.next(),
         deleted,
+        pinned: content.pinned,
     }
 }
 
@@ -257,6 +258,7 @@ mod tests {
             title: title.into(),
             body: body.into(),
             tags: vec![],
+            pinned: false,
         }
     }
 
@@ -285,6 +287,7 @@ mod tests {
                 updated_at: wall,
                 rev: Revision(rev),
                 deleted,
+                pinned: false,
             },
             hlc: hlc(wall, 200),
             seq: 7,

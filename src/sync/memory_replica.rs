@@ -284,6 +284,7 @@ mod tests {
             title: "t".into(),
             body: body.into(),
             tags: vec![],
+            pinned: false,
         }
     }
 

@@ -235,7 +235,8 @@ fn merge_versions(
 }
 
 /// The three-way merge of two live versions of a note: the body line by line
-/// (overlaps keep conflict markers and set `conflicted`), title and tags each
+/// (overlaps keep conflict markers and set `conflicted`), title, tags and
+/// the pin each
 /// from the side that changed it, or from `ours` if both did and
 /// `ours_is_later`. A result over the limits is replaced by the later side,
 /// flagged as conflicted.
@@ -256,6 +257,7 @@ pub fn merge_drafts(
         title: pick_field(&base.title, &ours.title, &theirs.title, ours_is_later).clone(),
         body: body.into_text(),
         tags: pick_field(&base.tags, &ours.tags, &theirs.tags, ours_is_later).clone(),
+        pinned: *pick_field(&base.pinned, &ours.pinned, &theirs.pinned, ours_is_later),
     };
     match merged.revalidate() {
         Ok(content) => Resolution {
@@ -307,6 +309,7 @@ mod tests {
             title: title.into(),
             body: body.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            pinned: false,
         }
     }
 
@@ -318,6 +321,29 @@ mod tests {
     }
 
     const BASE: &str = "one\ntwo\nthree\n";
+
+    #[test]
+    fn the_pin_is_kept_from_the_side_that_changed_it() {
+        let base = draft("t", BASE, &[]);
+        let pinned = draft("t", BASE, &[]).with_pin(true);
+        let edited = draft("t", "one\ntwo\nthree\nfour\n", &[]);
+        // Pinned on the server, body edited on the client: both kept.
+        let merged = resolve(
+            Strategy::Merge,
+            Some(&base),
+            &version(Some(pinned.clone()), 20, 1),
+            &version(Some(edited.clone()), 10, 2),
+        );
+        let content = merged.content.expect("live");
+        assert!(content.pinned && content.body.ends_with("four\n"));
+        assert!(!merged.conflicted);
+        // Pinned on the client, the server's later edit keeps the pin too.
+        let merged = merge_drafts(&base, &edited, &pinned, true);
+        assert!(merged.content.expect("live").pinned);
+        // Unpinned on one side, untouched on the other: unpinned.
+        let merged = merge_drafts(&pinned, &pinned, &base, true);
+        assert!(!merged.content.expect("live").pinned);
+    }
 
     // ---- merge_text ----
 

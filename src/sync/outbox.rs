@@ -152,6 +152,7 @@ mod tests {
             title: "t".into(),
             body: body.into(),
             tags: vec![],
+            pinned: false,
         }
     }
 

@@ -250,6 +250,7 @@ mod tests {
                 title: "t".into(),
                 body: body.into(),
                 tags: vec![],
+                pinned: false,
             }),
             hlc: Hlc::zero(client()),
             created_at: 3,

@@ -229,6 +229,7 @@ mod tests {
             title: "t".into(),
             body: body.into(),
             tags: vec![],
+            pinned: false,
         }
     }
 

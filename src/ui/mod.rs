@@ -16,14 +16,26 @@ use leptos::prelude::*;
 
 pub use auth::{SignInPage, SignUpPage};
 
+use std::collections::HashSet;
+
 use crate::api::Account;
 use crate::bridge::LiveState;
 use crate::domain::{Note, NoteDraft, NoteId};
+use crate::markdown::to_safe_html;
+use crate::search::{query_terms, SearchIndex, Segment};
 use crate::sync::engine::SyncStatus;
 use crate::sync::protocol::ConflictSides;
 use model::{
-    caret_after_replace, list_items, live_label, sync_label, SaveState, StorageUse, WorkerView,
+    all_tags, caret_after_replace, list_items, live_label, refresh_index, sync_label, trash_items,
+    ListFilter, ListItem, SaveState, SortOrder, StorageUse, Trashed, WorkerView,
 };
+
+/// The two export files (see [`crate::transfer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Json,
+    Zip,
+}
 
 /// The page's reactive state. Every field is a signal, so the struct is `Copy`
 /// and can be captured by any closure.
@@ -50,7 +62,7 @@ pub struct NotesState {
     pub account: RwSignal<Option<Account>>,
     /// The server no longer knows this browser's session: sync waits.
     pub session_ended: RwSignal<bool>,
-    /// How the last import of a notes file went.
+    /// How the last import or export of a notes file went.
     pub import_message: RwSignal<Option<String>>,
     /// The sync leader's live connection.
     pub live: RwSignal<LiveState>,
@@ -60,18 +72,54 @@ pub struct NotesState {
     pub update_ready: RwSignal<bool>,
     /// Storage used and whether it is persistent, once known.
     pub storage: RwSignal<Option<StorageUse>>,
+    /// The search words, tag filter and order of the list.
+    pub filter: RwSignal<ListFilter>,
+    /// The list as shown: filtered, searched (matches marked) and sorted.
+    pub items: Memo<Vec<ListItem>>,
+    /// Texts of deleted notes kept on this device for "Recently deleted".
+    pub trash: RwSignal<Vec<Trashed>>,
+    /// Whether the list shows the recently deleted notes instead.
+    pub show_trash: RwSignal<bool>,
+    /// The note just deleted, offered for undo.
+    pub undo: RwSignal<Option<NoteId>>,
+    /// Whether the editor shows the rendered markdown instead of the text.
+    pub preview: RwSignal<bool>,
 }
 
 impl NotesState {
     fn new() -> Self {
+        let notes = RwSignal::new(Vec::<Note>::new());
+        let filter = RwSignal::new(ListFilter::default());
+        let now_ms = RwSignal::new(0);
+        // The search index lives as long as the page and follows the notes
+        // note by note (see `refresh_index`); it is only brought up to date
+        // while there is something to search for.
+        let index = StoredValue::new(SearchIndex::<NoteId>::new());
+        let hits = Memo::new(move |_| {
+            let query = filter.with(|f| f.query.clone());
+            if query_terms(&query).is_empty() {
+                return None;
+            }
+            notes.with(|ns| index.update_value(|ix| refresh_index(ix, ns)));
+            let found: HashSet<NoteId> = index
+                .with_value(|ix| ix.search(&query))
+                .into_iter()
+                .collect();
+            Some(found)
+        });
+        let items = Memo::new(move |_| {
+            notes.with(|ns| {
+                filter.with(|f| hits.with(|h| list_items(ns, now_ms.get(), f, h.as_ref())))
+            })
+        });
         Self {
-            notes: RwSignal::new(Vec::new()),
+            notes,
             loaded: RwSignal::new(false),
             selected: RwSignal::new(None),
             save_state: RwSignal::new(SaveState::Saved),
             storage_error: RwSignal::new(None),
             worker: RwSignal::new(WorkerView::Starting),
-            now_ms: RwSignal::new(0),
+            now_ms,
             editor_epoch: RwSignal::new(0),
             sync: RwSignal::new(None),
             conflicts: RwSignal::new(Vec::new()),
@@ -82,6 +130,12 @@ impl NotesState {
             leader: RwSignal::new(None),
             update_ready: RwSignal::new(false),
             storage: RwSignal::new(None),
+            filter,
+            items,
+            trash: RwSignal::new(Vec::new()),
+            show_trash: RwSignal::new(false),
+            undo: RwSignal::new(None),
+            preview: RwSignal::new(false),
         }
     }
 
@@ -107,7 +161,7 @@ pub fn NotesPage() -> impl IntoView {
         <div class="app">
             <header class="topbar">
                 <h1 class="brand">"notesync"</h1>
-                <SyncIndicator state />
+                <SearchBox state />
                 <button
                     id="new-note"
                     class="primary"
@@ -117,21 +171,35 @@ pub fn NotesPage() -> impl IntoView {
                 >
                     "New note"
                 </button>
-                <ImportButton state />
+                <SyncIndicator state />
+                <TransferButtons state />
                 <AccountMenu state />
             </header>
             <UpdateBanner state />
             <SessionAlert state />
             <StorageAlert state />
-            <div class="layout">
-                <NoteList state />
+            <UndoToast state />
+            <main class="layout">
+                <aside class="sidebar" aria-label="Notes list">
+                    <ListControls state />
+                    {move || {
+                        if state.show_trash.get() {
+                            view! { <TrashList state /> }.into_any()
+                        } else {
+                            view! { <NoteList state /> }.into_any()
+                        }
+                    }}
+                </aside>
                 <Editor state />
-            </div>
+            </main>
             <footer class="statusbar">
                 <span data-testid="worker-status">{move || state.worker.get().describe()}</span>
                 <LiveStatus state />
                 <span data-testid="storage-use">
                     {move || state.storage.get().map(|s| s.describe())}
+                </span>
+                <span class="import-status" data-testid="import-status" role="status">
+                    {move || state.import_message.get()}
                 </span>
             </footer>
         </div>
@@ -160,26 +228,236 @@ fn SyncIndicator(state: NotesState) -> impl IntoView {
     }
 }
 
-/// Imports a notes file (a JSON list of notes, see
-/// `model::parse_import`), and says how it went.
+/// Export (JSON or a zip of markdown files) and import of either, with how
+/// the last one went. See [`crate::transfer`] for the formats.
 #[component]
-fn ImportButton(state: NotesState) -> impl IntoView {
+fn TransferButtons(state: NotesState) -> impl IntoView {
     view! {
-        <span class="import">
-            <label class="button quiet" for="import-file" title="Import notes from a JSON file">
+        <span class="transfer" role="group" aria-label="Export and import">
+            <button
+                id="export-json"
+                class="quiet"
+                title="Download every note as one JSON file"
+                on:click=move |_| platform::export_notes(state, ExportFormat::Json)
+            >
+                "Export JSON"
+            </button>
+            <button
+                id="export-zip"
+                class="quiet"
+                title="Download every note as a markdown file, in one zip"
+                on:click=move |_| platform::export_notes(state, ExportFormat::Zip)
+            >
+                "Export zip"
+            </button>
+            <label class="button quiet" for="import-file" title="Import notes from a JSON or zip export">
                 "Import"
             </label>
             <input
                 id="import-file"
                 type="file"
-                accept=".json,application/json"
+                accept=".json,.zip,application/json,application/zip"
                 on:change=move |ev| platform::import_file(state, ev)
             />
-            <span class="import-status" data-testid="import-status" role="status">
-                {move || state.import_message.get()}
-            </span>
         </span>
     }
+}
+
+/// The search field: results as you type, in the list.
+#[component]
+fn SearchBox(state: NotesState) -> impl IntoView {
+    view! {
+        <div class="search" role="search">
+            <label for="search" class="visually-hidden">"Search notes"</label>
+            <input
+                id="search"
+                type="search"
+                placeholder="Search notes (/)"
+                autocomplete="off"
+                aria-keyshortcuts="/ Control+K"
+                aria-controls="note-list"
+                prop:value=move || state.filter.with(|f| f.query.clone())
+                on:input=move |ev| {
+                    let query = event_target_value(&ev);
+                    state.show_trash.set(false);
+                    state.filter.update(|f| f.query = query);
+                }
+                on:keydown=move |ev| match ev.key().as_str() {
+                    "Escape" => state.filter.update(|f| f.query.clear()),
+                    // Enter opens the first result.
+                    "Enter" => {
+                        if let Some(first) = state.items.with_untracked(|items| items.first().map(|i| i.id)) {
+                            state.selected.set(Some(first));
+                        }
+                    }
+                    _ => {}
+                }
+            />
+        </div>
+    }
+}
+
+/// Sorting, the tag filter and the way to the recently deleted notes.
+#[component]
+fn ListControls(state: NotesState) -> impl IntoView {
+    let tags = Memo::new(move |_| state.notes.with(|ns| all_tags(ns)));
+    let deleted_count = Memo::new(move |_| {
+        state
+            .trash
+            .with(|t| state.notes.with(|ns| trash_items(t, ns, 0).len()))
+    });
+    let sort = move || state.filter.with(|f| f.sort);
+    let tag = move || state.filter.with(|f| f.tag.clone());
+    view! {
+        <div class="list-controls">
+            <label class="control">
+                <span>"Sort"</span>
+                <select
+                    id="sort"
+                    on:change=move |ev| {
+                        if let Some(order) = SortOrder::parse(&event_target_value(&ev)) {
+                            state.filter.update(|f| f.sort = order);
+                        }
+                    }
+                >
+                    {SortOrder::ALL
+                        .into_iter()
+                        .map(|order| {
+                            view! {
+                                <option value=order.as_str() prop:selected=move || sort() == order>
+                                    {order.label()}
+                                </option>
+                            }
+                        })
+                        .collect_view()}
+                </select>
+            </label>
+            <label class="control">
+                <span>"Tag"</span>
+                <select
+                    id="tag-filter"
+                    on:change=move |ev| {
+                        let value = event_target_value(&ev);
+                        state.filter.update(|f| f.tag = (!value.is_empty()).then_some(value));
+                    }
+                >
+                    <option value="" prop:selected=move || tag().is_none()>"All notes"</option>
+                    <For
+                        each=move || tags.get()
+                        key=|entry| entry.clone()
+                        children=move |(name, count)| {
+                            let is_chosen = {
+                                let name = name.clone();
+                                move || tag().as_deref() == Some(name.as_str())
+                            };
+                            view! {
+                                <option value=name.clone() prop:selected=is_chosen>
+                                    {format!("{name} ({count})")}
+                                </option>
+                            }
+                        }
+                    />
+                </select>
+            </label>
+            <button
+                id="show-trash"
+                class="quiet"
+                aria-pressed=move || state.show_trash.get().to_string()
+                on:click=move |_| state.show_trash.update(|s| *s = !*s)
+            >
+                {move || format!("Recently deleted ({})", deleted_count.get())}
+            </button>
+        </div>
+    }
+}
+
+/// The notes deleted on this device or learnt deleted through sync whose
+/// text is kept here, each with Restore.
+#[component]
+fn TrashList(state: NotesState) -> impl IntoView {
+    let items = Memo::new(move |_| {
+        state.trash.with(|t| {
+            state
+                .notes
+                .with(|ns| trash_items(t, ns, state.now_ms.get()))
+        })
+    });
+    view! {
+        <nav class="note-list trash" aria-label="Recently deleted notes">
+            <p class="muted trash-help">
+                "Deleted notes can be restored here, on any of your devices, until the server forgets the delete."
+            </p>
+            <Show
+                when=move || !items.with(Vec::is_empty)
+                fallback=|| view! { <p class="muted" data-testid="trash-empty">"Nothing deleted recently."</p> }
+            >
+                <ul data-testid="trash-list">
+                    <For
+                        each=move || items.get()
+                        key=|item| item.clone()
+                        children=move |item| {
+                            let id = item.id;
+                            view! {
+                                <li class="trash-item" data-note-id=id.to_string()>
+                                    <span class="note-title">{item.title.clone()}</span>
+                                    <span class="note-preview">{item.preview}</span>
+                                    <span class="note-when">{item.when}</span>
+                                    <button
+                                        class="restore"
+                                        aria-label=format!("Restore {}", item.title)
+                                        on:click=move |_| platform::restore_note(state, id)
+                                    >
+                                        "Restore"
+                                    </button>
+                                </li>
+                            }
+                        }
+                    />
+                </ul>
+            </Show>
+        </nav>
+    }
+}
+
+/// After a delete: the way back.
+#[component]
+fn UndoToast(state: NotesState) -> impl IntoView {
+    view! {
+        <Show when=move || state.undo.with(Option::is_some)>
+            <div class="toast" role="status" data-testid="undo-toast">
+                <span>"Note deleted."</span>
+                <button
+                    id="undo-delete"
+                    title="Undo the delete (Alt+Z)"
+                    aria-keyshortcuts="Alt+Z"
+                    on:click=move |_| {
+                        if let Some(id) = state.undo.get_untracked() {
+                            platform::restore_note(state, id);
+                        }
+                    }
+                >
+                    "Undo"
+                </button>
+                <button class="quiet" aria-label="Dismiss" on:click=move |_| state.undo.set(None)>
+                    "×"
+                </button>
+            </div>
+        </Show>
+    }
+}
+
+/// Search matches shown with `<mark>`.
+fn marked(segments: Vec<Segment>) -> impl IntoView {
+    segments
+        .into_iter()
+        .map(|s| {
+            if s.mark {
+                view! { <mark>{s.text}</mark> }.into_any()
+            } else {
+                s.text.into_any()
+            }
+        })
+        .collect_view()
 }
 
 #[component]
@@ -257,15 +535,34 @@ fn StorageAlert(state: NotesState) -> impl IntoView {
 
 #[component]
 fn NoteList(state: NotesState) -> impl IntoView {
-    let items = Memo::new(move |_| state.notes.with(|ns| list_items(ns, state.now_ms.get())));
+    let items = state.items;
+    let searching = move || {
+        state
+            .filter
+            .with(|f| !query_terms(&f.query).is_empty() || f.tag.is_some())
+    };
     view! {
         <nav class="note-list" aria-label="Notes">
             <Show
                 when=move || state.loaded.get()
                 fallback=|| view! { <p class="muted">"Loading your notes…"</p> }
             >
-                <Show when=move || !items.with(Vec::is_empty) fallback=EmptyState>
-                    <ul data-testid="note-list">
+                <Show
+                    when=move || !items.with(Vec::is_empty)
+                    fallback=move || {
+                        if searching() {
+                            view! {
+                                <p class="muted empty" data-testid="no-results" role="status">
+                                    "No notes match."
+                                </p>
+                            }
+                                .into_any()
+                        } else {
+                            view! { <EmptyState /> }.into_any()
+                        }
+                    }
+                >
+                    <ul data-testid="note-list" id="note-list">
                         <For
                             each=move || items.get()
                             key=|item| item.clone()
@@ -281,14 +578,17 @@ fn NoteList(state: NotesState) -> impl IntoView {
                                             class="note-item"
                                             class:selected=selected
                                             class:conflicted=conflicted
+                                            class:pinned=item.pinned
                                             aria-current=move || selected().then_some("true")
                                             data-note-id=id.to_string()
                                             on:click=move |_| state.selected.set(Some(id))
                                         >
-                                            <span class="note-title">{item.title}</span>
-                                            <span class="note-preview">{item.preview}</span>
+                                            <span class="note-title">{marked(item.title)}</span>
+                                            <span class="note-preview">{marked(item.preview)}</span>
                                             <span class="note-when">
+                                                {item.pinned.then(|| view! { <span class="pin-mark">"Pinned · "</span> })}
                                                 {item.when}
+                                                {(!item.tags.is_empty()).then(|| view! { <span class="note-tags">{format!(" · {}", item.tags.join(", "))}</span> })}
                                                 <Show when=conflicted>
                                                     <span class="badge">" · needs your choice"</span>
                                                 </Show>
@@ -353,6 +653,11 @@ fn Editor(state: NotesState) -> impl IntoView {
 #[component]
 fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
     let id = note.id;
+    let pinned = move || {
+        state
+            .notes
+            .with(|ns| ns.iter().any(|n| n.id == id && n.pinned))
+    };
     let title_ref = NodeRef::<leptos::html::Input>::new();
     let body_ref = NodeRef::<leptos::html::Textarea>::new();
     // The open note changed under the editor (a sync, another tab): show the
@@ -402,8 +707,9 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
         <textarea
             id="note-body"
             class="body-input"
-            placeholder="Start writing…"
+            placeholder="Start writing… (markdown)"
             aria-label="Note text"
+            hidden=move || state.preview.get()
             node_ref=body_ref
             prop:value=note.body.clone()
             on:input=move |ev| {
@@ -412,17 +718,136 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
                 platform::edited(state, id);
             }
         ></textarea>
+        <Show when=move || state.preview.get()>
+            <div
+                class="preview markdown"
+                data-testid="preview"
+                role="region"
+                aria-label="Preview"
+                inner_html=move || {
+                    state
+                        .notes
+                        .with(|ns| ns.iter().find(|n| n.id == id).map(|n| to_safe_html(&n.body)))
+                        .unwrap_or_default()
+                }
+            ></div>
+        </Show>
+        <TagEditor state id />
+        <div class="editor-tools" role="toolbar" aria-label="Note">
+            <button
+                id="pin"
+                class="quiet"
+                aria-pressed=move || pinned().to_string()
+                title="Pinned notes stay at the top of the list"
+                on:click=move |_| {
+                    state.update_note(id, |n| n.pinned = !n.pinned);
+                    platform::edited(state, id);
+                }
+            >
+                {move || if pinned() { "Unpin" } else { "Pin" }}
+            </button>
+            <button
+                id="preview-toggle"
+                class="quiet"
+                aria-pressed=move || state.preview.get().to_string()
+                title="Show the text rendered as markdown"
+                on:click=move |_| state.preview.update(|p| *p = !*p)
+            >
+                "Preview"
+            </button>
+        </div>
         <div class="editor-bar">
             <span class="save-state" data-testid="save-state" aria-live="polite">
                 {move || state.save_state.get().label()}
             </span>
             <button
+                id="delete-note"
                 class="danger"
-                title="Delete this note"
+                title="Delete this note (Alt+Delete); it can be restored"
+                aria-keyshortcuts="Alt+Delete"
                 on:click=move |_| platform::delete_note(state, id)
             >
                 "Delete"
             </button>
+        </div>
+    }
+}
+
+/// The open note's tags, each removable, and a field adding one on Enter or
+/// a comma. A tag over the limits is refused with the reason.
+#[component]
+fn TagEditor(state: NotesState, id: NoteId) -> impl IntoView {
+    let error = RwSignal::new(None::<String>);
+    let input_ref = NodeRef::<leptos::html::Input>::new();
+    let tags = move || {
+        state
+            .notes
+            .with(|ns| ns.iter().find(|n| n.id == id).map(|n| n.tags.clone()))
+            .unwrap_or_default()
+    };
+    let set_tags = move |tags: Vec<String>| {
+        let current = state
+            .notes
+            .with_untracked(|ns| ns.iter().find(|n| n.id == id).cloned());
+        let Some(note) = current else { return };
+        match NoteDraft::validated(note.title, note.body, tags) {
+            Ok(draft) => {
+                error.set(None);
+                state.update_note(id, |n| n.tags = draft.tags);
+                platform::edited(state, id);
+            }
+            Err(e) => error.set(Some(format!("{e}."))),
+        }
+    };
+    view! {
+        <div class="tags" role="group" aria-label="Tags">
+            <For
+                each=tags
+                key=|tag| tag.clone()
+                children=move |tag| {
+                    let remove = tag.clone();
+                    view! {
+                        <span class="tag" data-tag=tag.clone()>
+                            {tag.clone()}
+                            <button
+                                class="tag-remove"
+                                aria-label=format!("Remove tag {tag}")
+                                on:click=move |_| {
+                                    let mut now = tags();
+                                    now.retain(|t| *t != remove);
+                                    set_tags(now);
+                                }
+                            >
+                                "×"
+                            </button>
+                        </span>
+                    }
+                }
+            />
+            <input
+                id="tag-input"
+                class="tag-input"
+                type="text"
+                placeholder="Add tag"
+                aria-label="Add a tag"
+                autocomplete="off"
+                node_ref=input_ref
+                on:keydown=move |ev| {
+                    if ev.key() == "Enter" || ev.key() == "," {
+                        ev.prevent_default();
+                        let tag = event_target_value(&ev);
+                        if !tag.trim().is_empty() {
+                            let mut now = tags();
+                            now.push(tag);
+                            set_tags(now);
+                            if let Some(el) = input_ref.get_untracked() {
+                                el.set_value("");
+                            }
+                        }
+                    }
+                }
+            />
+            <span class="form-error" role="alert">{move || error.get()}</span>
         </div>
     }
 }

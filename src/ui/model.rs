@@ -1,31 +1,210 @@
 //! View models: the plain data the components render, derived from domain
 //! values by pure functions that are tested natively.
 
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+
 use crate::bridge::LiveState;
-use crate::domain::{newest_first, Note, NoteDraft, NoteId};
+use crate::domain::{newest_first, Note, NoteId};
+use crate::search::{highlight, query_terms, snippet, SearchIndex, Segment};
 use crate::sync::engine::{SyncState, SyncStatus};
 
-/// One row of the notes list.
+/// How the list is ordered (pinned notes always come first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SortOrder {
+    /// Most recently edited first.
+    #[default]
+    Updated,
+    /// Most recently created first.
+    Created,
+    /// By title, A to Z, ignoring case.
+    Title,
+}
+
+impl SortOrder {
+    pub const ALL: [SortOrder; 3] = [SortOrder::Updated, SortOrder::Created, SortOrder::Title];
+
+    /// The value of the sort control's option.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortOrder::Updated => "updated",
+            SortOrder::Created => "created",
+            SortOrder::Title => "title",
+        }
+    }
+
+    /// What a person reads in the sort control.
+    pub fn label(self) -> &'static str {
+        match self {
+            SortOrder::Updated => "Last edited",
+            SortOrder::Created => "Created",
+            SortOrder::Title => "Title",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    fn compare(self, a: &Note, b: &Note) -> Ordering {
+        let order = match self {
+            SortOrder::Updated => b.updated_at.cmp(&a.updated_at),
+            SortOrder::Created => b.created_at.cmp(&a.created_at),
+            SortOrder::Title => title_key(a).cmp(&title_key(b)),
+        };
+        b.pinned
+            .cmp(&a.pinned)
+            .then(order)
+            .then_with(|| newest_first(a, b))
+    }
+}
+
+fn title_key(note: &Note) -> String {
+    note.display_title().to_lowercase()
+}
+
+/// What the list shows: the search words, the tag filter and the order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListFilter {
+    pub query: String,
+    pub tag: Option<String>,
+    pub sort: SortOrder,
+}
+
+/// One row of the notes list, with the search matches marked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListItem {
+    pub id: NoteId,
+    pub title: Vec<Segment>,
+    pub preview: Vec<Segment>,
+    pub when: String,
+    pub pinned: bool,
+    pub tags: Vec<String>,
+}
+
+/// The rows of the notes list: live notes only, carrying `filter.tag` if
+/// set, among `hits` (the search index's answer) when the query has words,
+/// pinned first and then in `filter.sort` order.
+pub fn list_items(
+    notes: &[Note],
+    now_ms: u64,
+    filter: &ListFilter,
+    hits: Option<&HashSet<NoteId>>,
+) -> Vec<ListItem> {
+    let terms = query_terms(&filter.query);
+    let mut shown: Vec<&Note> = notes
+        .iter()
+        .filter(|n| !n.deleted)
+        .filter(|n| filter.tag.as_ref().is_none_or(|t| n.tags.contains(t)))
+        .filter(|n| terms.is_empty() || hits.is_some_and(|h| h.contains(&n.id)))
+        .collect();
+    shown.sort_by(|a, b| filter.sort.compare(a, b));
+    shown
+        .into_iter()
+        .map(|n| ListItem {
+            id: n.id,
+            title: highlight(&n.display_title(), &terms),
+            preview: snippet(&n.body, &terms, 120),
+            when: relative_time(n.updated_at, now_ms),
+            pinned: n.pinned,
+            tags: n.tags.clone(),
+        })
+        .collect()
+}
+
+/// Brings `index` up to date with `notes`: live notes indexed (unchanged
+/// ones cost a hash), deleted and vanished ones removed.
+pub fn refresh_index(index: &mut SearchIndex<NoteId>, notes: &[Note]) {
+    let mut live = HashSet::with_capacity(notes.len());
+    for note in notes.iter().filter(|n| !n.deleted) {
+        index.upsert(note.id, &note.title, &note.body);
+        live.insert(note.id);
+    }
+    if index.len() > live.len() {
+        index.retain(|id| live.contains(id));
+    }
+}
+
+/// Every tag on a live note with how many notes carry it, by name.
+pub fn all_tags(notes: &[Note]) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for note in notes.iter().filter(|n| !n.deleted) {
+        for tag in &note.tags {
+            *counts.entry((tag.to_lowercase(), tag.clone())).or_default() += 1;
+        }
+    }
+    counts.into_iter().map(|((_, tag), n)| (tag, n)).collect()
+}
+
+/// A note's text kept on this device when it was deleted (here, or by
+/// another device and learnt through sync), so it can be restored while its
+/// tombstone is still held. Local only: never synced.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Trashed {
+    pub id: NoteId,
+    /// The note as it last was before the delete.
+    pub note: Note,
+    /// When it was deleted, milliseconds since the Unix epoch.
+    pub deleted_at: u64,
+}
+
+/// One row of the "Recently deleted" view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrashItem {
     pub id: NoteId,
     pub title: String,
     pub preview: String,
     pub when: String,
 }
 
-/// The rows of the notes list: live notes only, most recently edited first.
-pub fn list_items(notes: &[Note], now_ms: u64) -> Vec<ListItem> {
-    let mut live: Vec<&Note> = notes.iter().filter(|n| !n.deleted).collect();
-    live.sort_by(|a, b| newest_first(a, b));
-    live.into_iter()
-        .map(|n| ListItem {
-            id: n.id,
-            title: n.display_title(),
-            preview: n.preview(120),
-            when: relative_time(n.updated_at, now_ms),
+/// The rows of the "Recently deleted" view: kept texts whose note this
+/// device still holds as a tombstone, most recently deleted first. A kept
+/// text whose note is live again (restored, or edited back elsewhere) or
+/// gone (its tombstone expired) is not listed; [`stale_trash`] names them.
+pub fn trash_items(trash: &[Trashed], notes: &[Note], now_ms: u64) -> Vec<TrashItem> {
+    let mut shown: Vec<&Trashed> = trash
+        .iter()
+        .filter(|t| notes.iter().any(|n| n.id == t.id && n.deleted))
+        .collect();
+    shown.sort_by(|a, b| b.deleted_at.cmp(&a.deleted_at).then(b.id.cmp(&a.id)));
+    shown
+        .into_iter()
+        .map(|t| TrashItem {
+            id: t.id,
+            title: t.note.display_title(),
+            preview: t.note.preview(120),
+            when: format!("deleted {}", relative_time(t.deleted_at, now_ms)),
         })
         .collect()
+}
+
+/// Kept texts no longer restorable: their note is live again or no longer
+/// held at all.
+pub fn stale_trash(trash: &[Trashed], notes: &[Note]) -> Vec<NoteId> {
+    trash
+        .iter()
+        .filter(|t| !notes.iter().any(|n| n.id == t.id && n.deleted))
+        .map(|t| t.id)
+        .collect()
+}
+
+/// The note restored from `kept` over its tombstone `current`: a normal
+/// edit, at `now_ms`, bringing the text, tags and pin back.
+pub fn restored(current: &Note, kept: &Note, now_ms: u64) -> Note {
+    Note {
+        deleted: false,
+        ..current.with_draft(kept.draft(), now_ms)
+    }
+}
+
+/// The note after `id` (`step` = 1) or before it (-1) in `order`, or the
+/// first note when `id` is not shown.
+pub fn step_in(order: &[NoteId], id: Option<NoteId>, step: isize) -> Option<NoteId> {
+    let Some(pos) = id.and_then(|id| order.iter().position(|n| *n == id)) else {
+        return order.first().copied();
+    };
+    let next = pos.checked_add_signed(step)?;
+    order.get(next).copied()
 }
 
 /// Where a caret at UTF-16 offset `caret` in `old` belongs once the field
@@ -183,46 +362,6 @@ pub fn live_label(live: LiveState, leader: Option<bool>, now_ms: u64) -> (&'stat
     }
 }
 
-/// Most notes one import file may hold: enough for years of notes, and a
-/// bound on the single IndexedDB transaction an import is.
-pub const MAX_IMPORT_NOTES: usize = 50_000;
-
-/// One note of an import file. `tags` may be left out.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportedNote {
-    title: String,
-    body: String,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-/// Reads an import file: a JSON array of `{"title", "body", "tags"}`
-/// objects. Every note is checked against the limits before anything is
-/// stored, so a file is imported whole or not at all; the error names the
-/// first bad note (counting from 1) and what is wrong with it.
-pub fn parse_import(text: &str) -> Result<Vec<NoteDraft>, String> {
-    let notes: Vec<ImportedNote> = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "This file is not a notes file (a JSON list of notes with a title and a body): {e}."
-        )
-    })?;
-    if notes.len() > MAX_IMPORT_NOTES {
-        return Err(format!(
-            "This file holds {} notes; import at most {MAX_IMPORT_NOTES} at a time.",
-            notes.len()
-        ));
-    }
-    notes
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| {
-            NoteDraft::validated(n.title, n.body, n.tags)
-                .map_err(|e| format!("Note {} of the file cannot be imported: {e}.", i + 1))
-        })
-        .collect()
-}
-
 /// The sync indicator: a state keyword (for styling and tests) and the words
 /// a person reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,59 +473,6 @@ mod tests {
     }
 
     #[test]
-    fn an_import_file_is_read_whole_with_tags_optional_and_normalised() {
-        let drafts = parse_import(
-            r#"[{"title":"a","body":"one\ntwo","tags":[" x ","x","y"]},{"title":"b","body":""}]"#,
-        )
-        .expect("a valid file");
-        assert_eq!(
-            drafts,
-            vec![
-                NoteDraft {
-                    title: "a".into(),
-                    body: "one\ntwo".into(),
-                    tags: vec!["x".into(), "y".into()],
-                },
-                NoteDraft {
-                    title: "b".into(),
-                    body: String::new(),
-                    tags: Vec::new(),
-                },
-            ]
-        );
-        assert_eq!(parse_import("[]"), Ok(Vec::new()));
-    }
-
-    #[test]
-    fn a_bad_import_file_is_refused_naming_the_first_bad_note() {
-        let not_a_list = parse_import(r#"{"title":"a","body":"b"}"#).expect_err("not a list");
-        assert!(
-            not_a_list.starts_with("This file is not a notes file"),
-            "{not_a_list}"
-        );
-        let unknown_field = parse_import(r#"[{"title":"a","body":"b","colour":"red"}]"#)
-            .expect_err("unknown field");
-        assert!(unknown_field.contains("colour"), "{unknown_field}");
-        let long_title = "t".repeat(crate::domain::LIMITS.max_title_bytes + 1);
-        let file = format!(r#"[{{"title":"ok","body":""}},{{"title":"{long_title}","body":""}}]"#);
-        let too_long = parse_import(&file).expect_err("title over the limit");
-        assert!(too_long.starts_with("Note 2 of the file"), "{too_long}");
-    }
-
-    #[test]
-    fn an_import_file_over_the_note_limit_is_refused() {
-        let file = format!(
-            "[{}]",
-            vec![r#"{"title":"","body":""}"#; MAX_IMPORT_NOTES + 1].join(",")
-        );
-        let refused = parse_import(&file).expect_err("too many notes");
-        assert!(
-            refused.contains(&format!("at most {MAX_IMPORT_NOTES}")),
-            "{refused}"
-        );
-    }
-
-    #[test]
     fn the_caret_stays_where_the_person_types_when_text_arrives() {
         // A line added after the caret: it stays.
         assert_eq!(caret_after_replace("one\ntwo", "one\ntwo\nthree", 3), 3);
@@ -407,13 +493,156 @@ mod tests {
         note
     }
 
+    fn text(segments: &[Segment]) -> String {
+        segments.iter().map(|s| s.text.as_str()).collect()
+    }
+
+    fn titles(items: &[ListItem]) -> Vec<String> {
+        items.iter().map(|i| text(&i.title)).collect()
+    }
+
     #[test]
     fn list_hides_tombstones_and_sorts_newest_first() {
         let mut dead = note(3, 500);
         dead.deleted = true;
-        let items = list_items(&[note(1, 100), note(2, 300), dead], 1_000);
-        let titles: Vec<_> = items.iter().map(|i| i.title.as_str()).collect();
-        assert_eq!(titles, vec!["note 2", "note 1"]);
+        let items = list_items(
+            &[note(1, 100), note(2, 300), dead],
+            1_000,
+            &ListFilter::default(),
+            None,
+        );
+        assert_eq!(titles(&items), vec!["note 2", "note 1"]);
+    }
+
+    #[test]
+    fn list_sorts_by_each_order_with_pinned_first() {
+        let mut a = note(1, 300);
+        a.title = "banana".into();
+        a.created_at = 10;
+        let mut b = note(2, 100);
+        b.title = "Apple".into();
+        b.created_at = 30;
+        let mut c = note(3, 200);
+        c.title = "cherry".into();
+        c.created_at = 20;
+        let notes = [a, b, c];
+        let sorted = |sort| {
+            let filter = ListFilter {
+                sort,
+                ..ListFilter::default()
+            };
+            titles(&list_items(&notes, 1_000, &filter, None))
+        };
+        assert_eq!(
+            sorted(SortOrder::Updated),
+            vec!["banana", "cherry", "Apple"]
+        );
+        assert_eq!(
+            sorted(SortOrder::Created),
+            vec!["Apple", "cherry", "banana"]
+        );
+        assert_eq!(sorted(SortOrder::Title), vec!["Apple", "banana", "cherry"]);
+        let mut pinned = notes.clone();
+        pinned[2].pinned = true;
+        let filter = ListFilter {
+            sort: SortOrder::Title,
+            ..ListFilter::default()
+        };
+        let items = list_items(&pinned, 1_000, &filter, None);
+        assert_eq!(titles(&items), vec!["cherry", "Apple", "banana"]);
+        assert!(items[0].pinned);
+        for sort in SortOrder::ALL {
+            assert_eq!(SortOrder::parse(sort.as_str()), Some(sort));
+        }
+    }
+
+    #[test]
+    fn list_filters_by_tag_and_by_search_hits_with_marks() {
+        let mut a = note(1, 100);
+        a.title = "Groceries".into();
+        a.body = "buy bread and milk".into();
+        a.tags = vec!["home".into()];
+        let mut b = note(2, 200);
+        b.title = "Bread recipe".into();
+        b.tags = vec!["cooking".into(), "home".into()];
+        let notes = [a, b];
+        let cooking = ListFilter {
+            tag: Some("cooking".into()),
+            ..ListFilter::default()
+        };
+        assert_eq!(
+            titles(&list_items(&notes, 0, &cooking, None)),
+            vec!["Bread recipe"]
+        );
+        assert_eq!(
+            all_tags(&notes),
+            vec![("cooking".to_string(), 1), ("home".to_string(), 2)]
+        );
+
+        let mut index = SearchIndex::new();
+        refresh_index(&mut index, &notes);
+        let search = ListFilter {
+            query: "brea".into(),
+            ..ListFilter::default()
+        };
+        let hits: HashSet<NoteId> = index.search(&search.query).into_iter().collect();
+        let items = list_items(&notes, 0, &search, Some(&hits));
+        assert_eq!(titles(&items), vec!["Bread recipe", "Groceries"]);
+        assert!(items[0].title.iter().any(|s| s.mark && s.text == "Brea"));
+        assert!(items[1].preview.iter().any(|s| s.mark && s.text == "brea"));
+        // A query with words but no hits shows nothing, not everything.
+        let none = ListFilter {
+            query: "zzz".into(),
+            ..ListFilter::default()
+        };
+        assert!(list_items(&notes, 0, &none, Some(&HashSet::new())).is_empty());
+        // Deleting a note takes it out of the index.
+        let mut gone = notes.clone();
+        gone[1].deleted = true;
+        refresh_index(&mut index, &gone);
+        assert_eq!(index.search("bread"), vec![gone[0].id]);
+    }
+
+    #[test]
+    fn recently_deleted_lists_only_restorable_texts() {
+        let mut kept = note(1, 100);
+        kept.title = "kept".into();
+        let tombstone = kept.tombstone(500);
+        let trashed = |n: &Note, at| Trashed {
+            id: n.id,
+            note: n.clone(),
+            deleted_at: at,
+        };
+        let live_again = note(2, 100);
+        let trash = vec![
+            trashed(&kept, 500),
+            trashed(&live_again, 400),
+            trashed(&note(3, 1), 300),
+        ];
+        let notes = vec![tombstone.clone(), live_again.clone()];
+        let items = trash_items(&trash, &notes, 60_500);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].title, "kept");
+        assert_eq!(items[0].when, "deleted 1 min ago");
+        assert_eq!(
+            stale_trash(&trash, &notes),
+            vec![live_again.id, note(3, 1).id]
+        );
+        let back = restored(&tombstone, &kept, 900);
+        assert!(!back.deleted);
+        assert_eq!(back.draft(), kept.draft());
+        assert_eq!((back.rev, back.updated_at), (tombstone.rev, 900));
+    }
+
+    #[test]
+    fn stepping_through_the_list() {
+        let order = [note(1, 0).id, note(2, 0).id, note(3, 0).id];
+        assert_eq!(step_in(&order, Some(order[0]), 1), Some(order[1]));
+        assert_eq!(step_in(&order, Some(order[1]), -1), Some(order[0]));
+        assert_eq!(step_in(&order, Some(order[2]), 1), None);
+        assert_eq!(step_in(&order, Some(order[0]), -1), None);
+        assert_eq!(step_in(&order, None, 1), Some(order[0]));
+        assert_eq!(step_in(&[], None, 1), None);
     }
 
     #[test]

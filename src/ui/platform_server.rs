@@ -1,7 +1,7 @@
 //! The UI's actions during server rendering: there is no local database on
 //! the server and no events fire there, so each action does nothing.
 
-use super::NotesState;
+use super::{ExportFormat, NotesState};
 use crate::domain::{NoteDraft, NoteId};
 
 pub fn start(_state: NotesState) {}
@@ -11,6 +11,8 @@ pub fn delete_note(_state: NotesState, _id: NoteId) {}
 pub fn retry_saves(_state: NotesState) {}
 pub fn sync_now(_state: NotesState) {}
 pub fn import_file(_state: NotesState, _event: leptos::ev::Event) {}
+pub fn export_notes(_state: NotesState, _format: ExportFormat) {}
+pub fn restore_note(_state: NotesState, _id: NoteId) {}
 pub fn resolve_conflict(_state: NotesState, _id: NoteId, _content: Option<NoteDraft>) {}
 pub fn sign_out(_state: NotesState) {}
 pub fn submit_account(
