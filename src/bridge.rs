@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{Note, NoteId};
 use crate::sync::engine::SyncStatus;
 
 /// From the UI to the worker.
@@ -21,6 +22,9 @@ pub enum ToWorker {
     Connectivity { online: bool },
     /// Sync now (a person asked, or the page learnt the server has news).
     SyncNow,
+    /// Log the timings of sync steps to the console, or stop
+    /// ([`crate::client::timings`]).
+    Timings { on: bool },
 }
 
 /// From the worker to the UI.
@@ -55,9 +59,24 @@ pub enum FromWorker {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Broadcast {
-    /// IndexedDB changed: pages re-read it. `local` when a page saved an
-    /// edit, which the leader then pushes.
-    Changed { local: bool },
+    /// IndexedDB changed: pages re-read the notes named, or every note when
+    /// `notes` is absent. `local` when a page saved an edit, which the
+    /// leader then pushes.
+    Changed {
+        local: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notes: Option<Vec<NoteId>>,
+    },
+    /// The leader stored pulled notes (as they are stored now) and dropped
+    /// others. A page takes a stored note unless its own copy is at the
+    /// same revision or a later one ([`crate::sync::driver::ReplicaChange`]
+    /// says why that is enough), re-reads the dropped ones, and re-reads
+    /// conflicts and kept texts when `others`.
+    Pulled {
+        stored: Vec<Note>,
+        dropped: Vec<NoteId>,
+        others: bool,
+    },
     /// A page asks the leader to sync now.
     SyncNow,
     /// A page that just opened asks the leader to say its state again.
@@ -111,6 +130,7 @@ mod tests {
             ToWorker::LocalChange,
             ToWorker::Connectivity { online: false },
             ToWorker::SyncNow,
+            ToWorker::Timings { on: true },
         ] {
             assert_eq!(decode::<ToWorker>(&encode(&m)), Ok(m));
         }
@@ -142,7 +162,19 @@ mod tests {
     #[test]
     fn broadcasts_round_trip() {
         for m in [
-            Broadcast::Changed { local: true },
+            Broadcast::Changed {
+                local: true,
+                notes: None,
+            },
+            Broadcast::Changed {
+                local: false,
+                notes: Some(vec![NoteId::new(1, [2; 10])]),
+            },
+            Broadcast::Pulled {
+                stored: vec![Note::new(NoteId::new(3, [4; 10]), 5)],
+                dropped: vec![NoteId::new(6, [7; 10])],
+                others: true,
+            },
             Broadcast::SyncNow,
             Broadcast::StateWanted,
             Broadcast::Live(LiveState::Retrying { at_ms: 9 }),
@@ -150,6 +182,18 @@ mod tests {
         ] {
             assert_eq!(decode::<Broadcast>(&encode(&m)), Ok(m));
         }
+    }
+
+    #[test]
+    fn a_change_without_a_list_means_every_note() {
+        // As an older build sends it.
+        assert_eq!(
+            decode::<Broadcast>(r#"{"type":"changed","local":false}"#),
+            Ok(Broadcast::Changed {
+                local: false,
+                notes: None
+            })
+        );
     }
 
     #[test]

@@ -32,6 +32,10 @@ const D_EDITS = positiveInt(process.env.D_EDITS ?? '200', 'D_EDITS');
 const E_EDITS = positiveInt(process.env.E_EDITS ?? '50', 'E_EDITS');
 const OUT = required('OUT');
 const PROFILE = process.env.PROFILE ?? 'release';
+/** TIMINGS=1: every device logs the timings of its sync steps
+ * (src/client/timings.rs), printed as they come, in ms since the start of
+ * the scenario that is running. */
+const TIMINGS = process.env.TIMINGS === '1';
 
 const PASSWORD = 'bench password 1234';
 const PROTOCOL = 1;
@@ -411,11 +415,17 @@ function instrument({ user }) {
 // ------------------------------------------------------------ the browser
 
 let browser;
+/** When the running scenario started (TIMINGS lines are relative to it). */
+let scenarioStart = now();
+let devices = 0;
 
 /** A fresh browser context (own profile: empty IndexedDB), signed in as `account`. */
 async function device(account) {
   const context = await browser.newContext({ baseURL: BASE_URL, viewport: { width: 1280, height: 800 } });
   await context.addInitScript(instrument, { user: account.id });
+  if (TIMINGS) {
+    await context.addInitScript(() => localStorage.setItem('notesync.timings', '1'));
+  }
   const res = await context.request.post('/api/sign_in', {
     data: { name: account.name, password: PASSWORD },
     headers: { origin: BASE_URL },
@@ -424,6 +434,17 @@ async function device(account) {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
   page.on('crash', () => console.error('the page crashed'));
+  if (TIMINGS) {
+    devices += 1;
+    const label = `device ${devices}`;
+    page.on('console', (m) => {
+      const timing = /^notesync timing (.+) ([\d.]+) ms at ([\d.]+)$/.exec(m.text());
+      if (timing) {
+        const at = (Number(timing[3]) - scenarioStart).toFixed(1).padStart(9);
+        console.log(`    ${at} ms  ${label}  ${timing[1]}: ${timing[2]} ms`);
+      }
+    });
+  }
   return { context, page };
 }
 
@@ -518,6 +539,14 @@ function percentile(values, p) {
  * keystroke (it coalesces typing), so D-idb includes that pause;
  * D-idb-write is the transaction alone, start to complete.
  */
+/** The seeded note shown first in the device's list. */
+async function topNote(dev, seeded) {
+  const id = await dev.page.locator('.note-item').first().getAttribute('data-note-id');
+  const note = seeded.find((n) => n.id === id);
+  if (!note) throw new Error(`the list's first note ${id} is not one the benchmark seeded`);
+  return note;
+}
+
 async function scenarioD(dev, note, rep) {
   const { page } = dev;
   await page.locator(`.note-item[data-note-id="${note.id}"]`).click();
@@ -712,6 +741,7 @@ async function main() {
   // still yields the others; the exit status says that something failed.
   const failures = new Map();
   const attempt = async (n, ids, run) => {
+    scenarioStart = now();
     try {
       record(n, await run());
       return true;
@@ -735,9 +765,10 @@ async function main() {
         });
         if (aDone) {
           await attempt(n, ['C'], () => scenarioC(api, dev, seeded, rep));
-          // The newest note: at the top of the list, like the note a person is writing.
+          // The note at the top of the list (the last edited: one of C's),
+          // like the note a person is writing.
           await attempt(n, ['D-idb-p50', 'D-idb-p95', 'D-idb-write-p50', 'D-idb-write-p95', 'D-ui-p95'],
-            () => scenarioD(dev, seeded[n - 1], rep));
+            async () => scenarioD(dev, await topNote(dev, seeded), rep));
           await attempt(n, ['E-p50', 'E-p95'], () => scenarioE(api, dev, n, rep));
         }
         if (dev) await closeDevice(dev);

@@ -136,3 +136,46 @@ test('an edit from another device lands while typing: the caret stays, both edit
   await a.context.close();
   await b.context.close();
 });
+
+test('a push whose answer is lost loses nothing: typing meanwhile follows it, and no conflict appears', async ({ browser }) => {
+  const a = await device(browser);
+  const b = await device(browser);
+  const title = `In doubt ${Date.now()}`;
+  await a.app.create(title, 'first part');
+  await a.app.expectSynced();
+
+  // The next push reaches the server, which applies it, but its answer is
+  // held and then lost: the worker cannot know whether it was applied.
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  let pushes = 0;
+  await a.context.route('**/api/push', async (route) => {
+    pushes += 1;
+    if (pushes > 1) return route.continue();
+    await route.fetch();
+    await held;
+    await route.abort('connectionreset');
+  });
+  await a.app.body.pressSequentially(', second part');
+  await expect.poll(() => pushes).toBeGreaterThan(0);
+  // Typed while the push is on the wire: folded into the same change.
+  await a.app.body.pressSequentially(', third part');
+  await a.app.expectSaved();
+  release();
+
+  // The retry is answered as a duplicate, and the later typing is pushed
+  // after it as its own change.
+  await a.app.expectSynced();
+  await a.context.unroute('**/api/push');
+  expect(pushes).toBeGreaterThan(1);
+  await b.app.syncNow();
+  await b.app.item(title).click();
+  await expect(b.app.body).toHaveValue('first part, second part, third part');
+  await expect(b.app.conflict).toHaveCount(0);
+  await a.app.reload();
+  await a.app.item(title).click();
+  await expect(a.app.body).toHaveValue('first part, second part, third part');
+  await expect(a.app.conflict).toHaveCount(0);
+  await a.context.close();
+  await b.context.close();
+});

@@ -3,9 +3,15 @@
 //!
 //! Promises:
 //! - what a person types is in the page's signals at once, in a synchronous
-//!   recovery journal (localStorage) at once, and in IndexedDB after a short
-//!   pause (coalesced), so a closed tab or a failed write loses nothing;
+//!   recovery journal (localStorage) at once, and in IndexedDB within one
+//!   write's time: a write starts as soon as the note changed and no write of
+//!   it is under way, so typing faster than the database writes coalesces
+//!   into one write in flight and one waiting, and a closed tab or a failed
+//!   write loses nothing;
 //! - writes happen one at a time, in order, through one queue;
+//! - what other contexts store (another tab's edits, the sync leader's
+//!   pulls) reaches the page as the ids of the changed notes, read back from
+//!   IndexedDB one batch at a time, in order, after the first load;
 //! - a failed write is shown with the reason, kept as "not saved", and
 //!   retried by the next edit or the Retry button; a closed database is
 //!   reopened and the write retried once.
@@ -23,7 +29,7 @@ use wasm_bindgen::JsCast;
 
 use super::db::{DbError, EditMeta, LocalDb};
 use super::worker::CHANNEL_NAME;
-use super::{now_ms, random10, session};
+use super::{now_ms, random10, session, timings};
 use crate::api::Account;
 use crate::bridge::{decode, encode, Broadcast, FromWorker, ToWorker};
 use crate::domain::{newest_first, MutationId, Note, NoteDraft, NoteId, UserId};
@@ -31,8 +37,20 @@ use crate::transfer::{export_json, export_zip, parse_import, plan_import};
 use crate::ui::model::{restored, stale_trash, step_in, SaveState, Trashed, WorkerView};
 use crate::ui::{ExportFormat, NotesState};
 
-/// Pause after the last keystroke before the edit is written.
-const SAVE_DEBOUNCE_MS: u32 = 300;
+/// What another context changed in IndexedDB, for the page to take in.
+enum Refresh {
+    /// Another tab saved these notes: read them back.
+    Notes(Vec<NoteId>),
+    /// The sync leader stored these pulled notes (given whole) and dropped
+    /// those ([`Broadcast::Pulled`]).
+    Pulled {
+        stored: Vec<Note>,
+        dropped: Vec<NoteId>,
+        others: bool,
+    },
+    /// Read everything again (a message from an older build).
+    Everything,
+}
 
 struct Page {
     state: NotesState,
@@ -42,8 +60,10 @@ struct Page {
     /// The copy of each note as last read from IndexedDB: what an edit is
     /// based on until it is saved with a pending change.
     bases: RefCell<HashMap<NoteId, Note>>,
-    timers: RefCell<HashMap<NoteId, Timeout>>,
+    /// Notes waiting in `queue` (each at most once).
+    queued: RefCell<HashSet<NoteId>>,
     queue: mpsc::UnboundedSender<NoteId>,
+    refresh: mpsc::UnboundedSender<Refresh>,
     worker: RefCell<Option<web_sys::Worker>>,
     channel: Option<web_sys::BroadcastChannel>,
 }
@@ -177,7 +197,7 @@ impl Page {
                     self.state.save_state.set(SaveState::Saved);
                     self.state.storage_error.set(None);
                 }
-                self.announce_change();
+                self.announce_change(vec![id]);
             }
             Err(e) => self.fail(format!(
                 "{e} Your latest text is kept on this page and in a recovery copy, so nothing is lost. \
@@ -192,8 +212,9 @@ impl Page {
     }
 
     fn enqueue(&self, id: NoteId) {
-        self.timers.borrow_mut().remove(&id);
-        let _ = self.queue.unbounded_send(id);
+        if self.queued.borrow_mut().insert(id) {
+            let _ = self.queue.unbounded_send(id);
+        }
     }
 
     fn mark_dirty(&self, id: NoteId) {
@@ -208,9 +229,12 @@ impl Page {
 
     /// Tells this tab's worker (for its counts) and every other context,
     /// the sync leader included, that an edit was saved.
-    fn announce_change(&self) {
+    fn announce_change(&self, notes: Vec<NoteId>) {
         self.tell_worker(&ToWorker::LocalChange);
-        self.broadcast(&Broadcast::Changed { local: true });
+        self.broadcast(&Broadcast::Changed {
+            local: true,
+            notes: Some(notes),
+        });
         super::pwa::note_saved(self.state);
     }
 
@@ -259,6 +283,102 @@ impl Page {
 }
 
 impl Page {
+    /// Reads back the notes `ids` after another context stored them,
+    /// keeping the page's own unsaved edits: a changed note replaces the
+    /// page's copy, a new one joins it, one no longer stored leaves it.
+    async fn refresh_notes(&self, ids: &[NoteId], others: bool) {
+        let Ok(db) = self.db().await else { return };
+        if !ids.is_empty() {
+            match db.notes_by_id(ids).await {
+                Ok(found) => self.take_stored(found, |_, _| true),
+                Err(e) => return self.fail(e.to_string()),
+            }
+        }
+        if others {
+            self.load_conflicts(&db).await;
+            self.load_trash(&db).await;
+        }
+    }
+
+    /// Takes in notes the sync leader stored, each unless this page's copy
+    /// is at its revision or a later one: that copy is as new or newer (a
+    /// local save keeps the revision it read; see [`ReplicaChange`]).
+    ///
+    /// [`ReplicaChange`]: crate::sync::driver::ReplicaChange
+    fn take_pulled(&self, stored: Vec<Note>) {
+        let found = stored.into_iter().map(|n| (n.id, Some(n))).collect();
+        self.take_stored(found, |held, pulled| {
+            held.is_none_or(|h| pulled.is_some_and(|p| p.rev > h.rev))
+        });
+    }
+
+    /// Takes in notes as stored now (`None`: no longer stored), each where
+    /// `newer(page's copy, stored copy)` says so, skipping notes with
+    /// unsaved edits on this page.
+    fn take_stored(
+        &self,
+        found: Vec<(NoteId, Option<Note>)>,
+        newer: impl Fn(Option<&Note>, Option<&Note>) -> bool,
+    ) {
+        let dirty = self.dirty.borrow().clone();
+        let fresh: Vec<(NoteId, Option<Note>)> = self.state.notes.with_untracked(|ns| {
+            let held: HashMap<NoteId, &Note> = ns.iter().map(|n| (n.id, n)).collect();
+            found
+                .into_iter()
+                .filter(|(id, note)| {
+                    let held = held.get(id).copied();
+                    !dirty.contains(id) && held != note.as_ref() && newer(held, note.as_ref())
+                })
+                .collect()
+        });
+        if fresh.is_empty() {
+            return;
+        }
+        {
+            let mut bases = self.bases.borrow_mut();
+            for (id, note) in &fresh {
+                match note {
+                    Some(n) => bases.insert(*id, n.clone()),
+                    None => bases.remove(id),
+                };
+            }
+        }
+        {
+            let open = self.state.selected.get_untracked();
+            let mut open_changed = false;
+            self.state.notes.update(|ns| {
+                let mut at: HashMap<NoteId, usize> =
+                    ns.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+                let mut gone: HashSet<NoteId> = HashSet::new();
+                for (id, note) in fresh {
+                    match (note, at.get(&id).copied()) {
+                        (Some(note), Some(i)) => {
+                            if ns[i] != note {
+                                open_changed |= open == Some(id);
+                                ns[i] = note;
+                            }
+                        }
+                        (Some(note), None) => {
+                            at.insert(id, ns.len());
+                            ns.push(note);
+                        }
+                        (None, Some(_)) => {
+                            open_changed |= open == Some(id);
+                            gone.insert(id);
+                        }
+                        (None, None) => {}
+                    }
+                }
+                if !gone.is_empty() {
+                    ns.retain(|n| !gone.contains(&n.id));
+                }
+            });
+            if open_changed {
+                self.state.editor_epoch.update(|e| *e += 1);
+            }
+        }
+    }
+
     /// Reads the kept texts of deleted notes, and forgets those no longer
     /// restorable (their note is live again, or gone).
     async fn load_trash(&self, db: &LocalDb) {
@@ -299,14 +419,61 @@ impl Page {
 
 async fn writer_loop(page: Rc<Page>, mut queue: mpsc::UnboundedReceiver<NoteId>) {
     while let Some(id) = queue.next().await {
+        // Taken off first: a keystroke during this write queues the note
+        // again, so its text is written right after.
+        page.queued.borrow_mut().remove(&id);
         if page.dirty.borrow().contains(&id) {
             page.save_now(id).await;
         }
     }
 }
 
-async fn load(page: Rc<Page>) {
+/// Takes in what other contexts stored, one batch at a time, in order:
+/// pulled notes at once (they come whole), then one read of every note
+/// named since the last batch. Whatever arrives during a read joins the
+/// next batch.
+async fn refresh_loop(page: Rc<Page>, mut changes: mpsc::UnboundedReceiver<Refresh>) {
+    while let Some(first) = changes.next().await {
+        let mut batch = vec![first];
+        while let Ok(more) = changes.try_recv() {
+            batch.push(more);
+        }
+        let mut everything = false;
+        let mut others = false;
+        let mut ids: Vec<NoteId> = Vec::new();
+        let mut seen: HashSet<NoteId> = HashSet::new();
+        for change in batch {
+            match change {
+                Refresh::Everything => everything = true,
+                Refresh::Notes(more) => {
+                    // A tab's delete or restore also touches kept texts.
+                    others = true;
+                    ids.extend(more.into_iter().filter(|id| seen.insert(*id)));
+                }
+                Refresh::Pulled {
+                    stored,
+                    dropped,
+                    others: more,
+                } => {
+                    let t = timings::start();
+                    page.take_pulled(stored);
+                    timings::end("page: take pulled notes", t);
+                    others |= more;
+                    ids.extend(dropped.into_iter().filter(|id| seen.insert(*id)));
+                }
+            }
+        }
+        if everything {
+            page.reload().await;
+        } else {
+            page.refresh_notes(&ids, others).await;
+        }
+    }
+}
+
+async fn load(page: Rc<Page>, refreshes: mpsc::UnboundedReceiver<Refresh>) {
     let state = page.state;
+    let t_load = timings::start();
     let mut notes = match page.db().await {
         Ok(db) => match db.all_notes().await {
             Ok(notes) => {
@@ -361,6 +528,10 @@ async fn load(page: Rc<Page>) {
         page.load_trash(&db).await;
     }
     state.loaded.set(true);
+    timings::end("page: load", t_load);
+    // Changes announced during the load wait until now: applied before it,
+    // its older snapshot would overwrite them.
+    wasm_bindgen_futures::spawn_local(refresh_loop(page, refreshes));
 }
 
 fn start_worker(page: &Rc<Page>) {
@@ -377,6 +548,9 @@ fn start_worker(page: &Rc<Page>) {
             return;
         }
     };
+    if timings::enabled() {
+        let _ = worker.post_message(&JsValue::from_str(&encode(&ToWorker::Timings { on: true })));
+    }
     let reply = worker.clone();
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
@@ -427,9 +601,26 @@ fn listen(page: &Rc<Page>) {
             move |event: web_sys::MessageEvent| {
                 let text = event.data().as_string().unwrap_or_default();
                 let Some(page) = page_handle() else { return };
-                match decode::<Broadcast>(&text) {
-                    Ok(Broadcast::Changed { .. }) => {
-                        wasm_bindgen_futures::spawn_local(async move { page.reload().await });
+                let t = timings::start();
+                let message = decode::<Broadcast>(&text);
+                timings::end("page: read a broadcast", t);
+                match message {
+                    Ok(Broadcast::Changed { notes, .. }) => {
+                        let _ = page.refresh.unbounded_send(match notes {
+                            Some(ids) => Refresh::Notes(ids),
+                            None => Refresh::Everything,
+                        });
+                    }
+                    Ok(Broadcast::Pulled {
+                        stored,
+                        dropped,
+                        others,
+                    }) => {
+                        let _ = page.refresh.unbounded_send(Refresh::Pulled {
+                            stored,
+                            dropped,
+                            others,
+                        });
                     }
                     Ok(Broadcast::Sync(status)) => {
                         state.sync.set(Some(status));
@@ -529,13 +720,12 @@ fn shortcut(state: NotesState, event: &web_sys::KeyboardEvent) -> bool {
         };
         restore_note(state, id);
     } else if alt_only && (key == "ArrowDown" || key == "ArrowUp") {
-        let order: Vec<NoteId> = state
-            .items
-            .with_untracked(|items| items.iter().map(|i| i.id).collect());
+        let order = state.shown_ids();
         let step = if key == "ArrowDown" { 1 } else { -1 };
         if let Some(next) = step_in(&order, state.selected.get_untracked(), step) {
             state.show_trash.set(false);
             state.selected.set(Some(next));
+            state.reveal(next);
             focus_list_item(next);
         }
     } else if alt_only && key == "Delete" {
@@ -637,15 +827,21 @@ fn begin(state: NotesState, account: Account) {
         return;
     }
     JOURNAL.with(|j| *j.borrow_mut() = session::journal_prefix(&account.id));
+    let timed = local_storage()
+        .and_then(|s| s.get_item(timings::STORAGE_KEY).ok().flatten())
+        .is_some_and(|v| v == "1");
+    timings::set_enabled(timed);
     let (queue, receiver) = mpsc::unbounded();
+    let (refresh, refreshes) = mpsc::unbounded();
     let page = Rc::new(Page {
         state,
         user: account.id.clone(),
         db: RefCell::new(None),
         dirty: RefCell::new(HashSet::new()),
         bases: RefCell::new(HashMap::new()),
-        timers: RefCell::new(HashMap::new()),
+        queued: RefCell::new(HashSet::new()),
         queue,
+        refresh,
         worker: RefCell::new(None),
         channel: web_sys::BroadcastChannel::new(&channel_name(&account.id)).ok(),
     });
@@ -653,7 +849,7 @@ fn begin(state: NotesState, account: Account) {
     PAGE.with(|p| *p.borrow_mut() = Some(page.clone()));
     state.now_ms.set(now_ms());
     wasm_bindgen_futures::spawn_local(writer_loop(page.clone(), receiver));
-    wasm_bindgen_futures::spawn_local(load(page.clone()));
+    wasm_bindgen_futures::spawn_local(load(page.clone(), refreshes));
     start_worker(&page);
     listen(&page);
     super::pwa::register(state);
@@ -734,6 +930,7 @@ pub fn create_note(state: NotesState) {
     let id = note.id;
     state.notes.update(|ns| ns.push(note));
     state.selected.set(Some(id));
+    state.reveal(id);
     if let Some(page) = page() {
         page.mark_dirty(id);
         page.enqueue(id);
@@ -747,12 +944,7 @@ pub fn edited(state: NotesState, id: NoteId) {
     state.now_ms.set(now);
     let Some(page) = page() else { return };
     page.mark_dirty(id);
-    let timer = Timeout::new(SAVE_DEBOUNCE_MS, move || {
-        if let Some(page) = page_handle() {
-            page.enqueue(id);
-        }
-    });
-    page.timers.borrow_mut().insert(id, timer);
+    page.enqueue(id);
 }
 
 /// Deletes a note (it becomes a tombstone) and selects its neighbour.
@@ -945,6 +1137,7 @@ async fn import_notes(state: NotesState, file: &[u8]) {
         return;
     }
     let created = plan.create.len();
+    let created_ids: Vec<NoteId> = plan.create.iter().map(|n| n.id).collect();
     {
         let mut bases = page.bases.borrow_mut();
         for n in &plan.create {
@@ -976,7 +1169,7 @@ async fn import_notes(state: NotesState, file: &[u8]) {
         message.push_str(&format!(", {} already here", plan.unchanged));
     }
     state.import_message.set(Some(message));
-    page.announce_change();
+    page.announce_change(created_ids);
 }
 
 /// Retries every write that has not succeeded yet.

@@ -29,15 +29,19 @@ use super::{now_ms, random10};
 use crate::api::AppError;
 use crate::bridge::{decode, encode, Broadcast, FromWorker, LiveState, ToWorker};
 use crate::domain::{ClientId, MutationId, UserId};
-use crate::sync::driver::{Driver, DriverConfig, Host, PortError, Transport};
+use crate::sync::driver::{Driver, DriverConfig, Host, PortError, ReplicaChange, Transport};
 use crate::sync::engine::{Event, SyncStatus, Timing};
 
-use super::live;
+use super::{live, timings};
 use crate::sync::protocol::{PullRequest, PullResponse, PushRequest, PushResponse};
 
 /// Entries asked for per pull: large pages make an initial sync a handful of
-/// round trips, each one a resumable checkpoint.
-const PULL_LIMIT: u32 = 2_000;
+/// round trips, each one a resumable checkpoint and one IndexedDB
+/// transaction (the server's largest page).
+const PULL_LIMIT: u32 = crate::sync::protocol::MAX_PULL_LIMIT;
+/// The first page of a download from scratch: small, so that the first
+/// screen of notes shows while the rest downloads.
+const FIRST_PULL_LIMIT: u32 = 100;
 /// Changes per push.
 const PUSH_BATCH: usize = 500;
 pub const CHANNEL_NAME: &str = "notesync";
@@ -68,11 +72,17 @@ fn port_error(e: AppError) -> PortError {
 #[async_trait(?Send)]
 impl Transport for ServerTransport {
     async fn push(&self, request: PushRequest) -> Result<PushResponse, PortError> {
-        crate::api::push(request).await.map_err(port_error)
+        let t = timings::start();
+        let r = crate::api::push(request).await.map_err(port_error);
+        timings::end("push", t);
+        r
     }
 
     async fn pull(&self, request: PullRequest) -> Result<PullResponse, PortError> {
-        crate::api::pull(request).await.map_err(port_error)
+        let t = timings::start();
+        let r = crate::api::pull(request).await.map_err(port_error);
+        timings::end("pull", t);
+        r
     }
 }
 
@@ -163,8 +173,12 @@ impl Host for WorkerHost {
         self.channel.status(status);
     }
 
-    fn page_applied(&self, _entries: usize) {
-        self.channel.send(&Broadcast::Changed { local: false });
+    fn replica_changed(&self, change: ReplicaChange) {
+        self.channel.send(&Broadcast::Pulled {
+            stored: change.stored,
+            dropped: change.dropped,
+            others: change.others,
+        });
     }
 }
 
@@ -292,6 +306,7 @@ pub fn start(user: String) {
                             send(Event::Poke);
                             let _ = wake_live.unbounded_send(());
                         }
+                        Ok(ToWorker::Timings { on }) => timings::set_enabled(on),
                         Err(e) => post(&FromWorker::Failed {
                             message: e.to_string(),
                         }),
@@ -339,6 +354,7 @@ pub fn start(user: String) {
             client_id,
             timing: Timing::default(),
             pull_limit: PULL_LIMIT,
+            first_pull_limit: FIRST_PULL_LIMIT,
             push_batch: PUSH_BATCH,
         };
         let mut driver = Driver::new(db.as_ref(), &ServerTransport, &host, config);
@@ -360,7 +376,7 @@ fn hear_tabs(
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let text = event.data().as_string().unwrap_or_default();
         match decode::<Broadcast>(&text) {
-            Ok(Broadcast::Changed { local: true }) => {
+            Ok(Broadcast::Changed { local: true, .. }) => {
                 let _ = sender.unbounded_send(Event::LocalChange);
             }
             Ok(Broadcast::SyncNow) => {
@@ -369,7 +385,12 @@ fn hear_tabs(
             }
             Ok(Broadcast::StateWanted) => repeater.repeat(),
             // What the leader itself says, or news from an older build.
-            Ok(Broadcast::Changed { local: false } | Broadcast::Sync(_) | Broadcast::Live(_))
+            Ok(
+                Broadcast::Changed { local: false, .. }
+                | Broadcast::Pulled { .. }
+                | Broadcast::Sync(_)
+                | Broadcast::Live(_),
+            )
             | Err(_) => {}
         }
     });

@@ -37,8 +37,8 @@ use super::protocol::{
     ChangeResult, Checkpoint, FeedEntry, PullRequest, PullResponse, PushRequest, PushResponse,
     PROTOCOL_VERSION,
 };
-use super::replica::{change_for, next_batch};
-use crate::domain::{ClientId, MutationId, NoteId, LIMITS};
+use super::replica::change_for;
+use crate::domain::{ClientId, MutationId, Note, NoteId, LIMITS};
 
 /// A failure of a port, as the driver needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,8 +57,13 @@ pub struct PortError {
 pub trait ReplicaStore {
     /// The feed position up to which entries have been applied.
     async fn checkpoint(&self) -> Result<Checkpoint, PortError>;
-    /// Every outbox entry, refused ones included.
-    async fn outbox(&self) -> Result<Vec<PendingChange>, PortError>;
+    /// How many outbox entries there are, and how many of them may be
+    /// pushed (not refused).
+    async fn pending_counts(&self) -> Result<PendingCounts, PortError>;
+    /// The next entries to push: at most `max` of the outbox's entries that
+    /// are not refused, the first in [`replica::push_order`](super::replica::push_order)
+    /// ([`replica::next_batch`](super::replica::next_batch) of the whole outbox).
+    async fn next_batch(&self, max: usize) -> Result<Vec<PendingChange>, PortError>;
     /// Records each change of `pushed` as sent, atomically, before the push
     /// goes out: every outbox entry with the same mutation id and no sent
     /// copy yet becomes [`PendingChange::marked_sent`].
@@ -75,12 +80,12 @@ pub trait ReplicaStore {
     ) -> Result<(), PortError>;
     /// Applies a pulled page and stores its checkpoint, atomically, each entry
     /// decided by [`replica::apply_entry`](super::replica::apply_entry) and
-    /// never replacing a newer revision.
+    /// never replacing a newer revision. Says what it stored.
     async fn apply_page(
         &self,
         entries: &[FeedEntry],
         checkpoint: Checkpoint,
-    ) -> Result<(), PortError>;
+    ) -> Result<Applied, PortError>;
     /// Starts a full download: forgets the checkpoint and records that a
     /// resync is under way, atomically.
     async fn begin_resync(&self) -> Result<(), PortError>;
@@ -88,8 +93,43 @@ pub trait ReplicaStore {
     async fn resyncing(&self) -> Result<bool, PortError>;
     /// Ends a resync: drops every stored note (and its conflict record) whose
     /// id is not in `present` and that has no pending change, and clears the
-    /// resync mark, atomically.
-    async fn finish_resync(&self, present: &BTreeSet<NoteId>) -> Result<(), PortError>;
+    /// resync mark, atomically. Returns the ids of the notes it dropped.
+    async fn finish_resync(&self, present: &BTreeSet<NoteId>) -> Result<Vec<NoteId>, PortError>;
+}
+
+/// What applying a pulled page changed in a replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Every note the page wrote, as it is stored now (the server's copy,
+    /// or a pending edit rebased on it).
+    pub notes: Vec<Note>,
+    /// Whether records beside the notes changed too (conflicts, or the kept
+    /// text of a note deleted elsewhere).
+    pub others: bool,
+}
+
+/// What a pull changed in the replica, for the UI to show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaChange {
+    /// Notes stored, as they are stored now. Each revision of a note is
+    /// stored by a pull at most once with new content, and a local edit
+    /// keeps the revision it was read at, so a copy of a note at a lower
+    /// revision than this one is older than it, and a copy at the same
+    /// revision is as new or newer.
+    pub stored: Vec<Note>,
+    /// Notes a download from scratch dropped (the server no longer has them).
+    pub dropped: Vec<NoteId>,
+    /// Whether conflict records or kept texts changed too.
+    pub others: bool,
+}
+
+/// The size of a replica's outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PendingCounts {
+    /// Every entry, refused ones included: what a person sees as waiting.
+    pub total: u32,
+    /// The entries a push may send.
+    pub pushable: u32,
 }
 
 /// The way to the server.
@@ -119,8 +159,8 @@ pub trait Host {
     fn poll_event(&self) -> Option<Event>;
     /// The status changed.
     fn status(&self, status: &SyncStatus);
-    /// A page of server changes was stored: the UI should re-read.
-    fn page_applied(&self, entries: usize);
+    /// A pull changed the replica under the UI.
+    fn replica_changed(&self, change: ReplicaChange);
 }
 
 /// Sizes the driver works with.
@@ -130,6 +170,9 @@ pub struct DriverConfig {
     pub timing: Timing,
     /// Entries asked for per pull.
     pub pull_limit: u32,
+    /// Entries asked for by the first pull of a download from checkpoint 0:
+    /// a small page reaches the screen long before a large one would.
+    pub first_pull_limit: u32,
     /// Changes per push, at most the protocol's batch limit.
     pub push_batch: usize,
 }
@@ -152,6 +195,12 @@ pub struct Driver<'a, S, T, H> {
     /// While a download from checkpoint 0 takes more than one page: the
     /// `head` of its first page, sent with every later pull of it.
     download_head: Option<u64>,
+    /// The next page of a pull that had more, fetched while the page before
+    /// it was being stored, with the request that fetched it. Used only by
+    /// the very next pull, and only if it would send the same request: a
+    /// push in between discards it, since the page predates what the push
+    /// changed on the server.
+    prefetched: Option<(PullRequest, Result<PullResponse, PortError>)>,
 }
 
 impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
@@ -168,6 +217,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             resync_seen: None,
             resumed: false,
             download_head: None,
+            prefetched: None,
         }
     }
 
@@ -256,11 +306,10 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
         Ok(())
     }
 
-    async fn count_pending(&mut self) -> Result<usize, PortError> {
-        let outbox = self.store.outbox().await?;
-        let total = u32::try_from(outbox.len()).unwrap_or(u32::MAX);
-        self.handle(Event::PendingCount(total));
-        Ok(outbox.iter().filter(|p| p.rejected.is_none()).count())
+    async fn count_pending(&mut self) -> Result<u32, PortError> {
+        let counts = self.store.pending_counts().await?;
+        self.handle(Event::PendingCount(counts.total));
+        Ok(counts.pushable)
     }
 
     async fn push_once(&mut self) {
@@ -270,9 +319,12 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
     }
 
     async fn try_push(&mut self) -> Result<(), PortError> {
-        let outbox = self.store.outbox().await?;
+        self.prefetched = None;
         let max = self.config.push_batch.clamp(1, LIMITS.max_batch_changes);
-        let batch: Vec<PendingChange> = next_batch(outbox, max)
+        let batch: Vec<PendingChange> = self
+            .store
+            .next_batch(max)
+            .await?
             .iter()
             .map(PendingChange::to_push)
             .collect();
@@ -327,37 +379,83 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                 self.resync_seen = Some(BTreeSet::new());
             }
         }
+        let limit = if from.0 == 0 {
+            self.config.first_pull_limit
+        } else {
+            self.config.pull_limit
+        };
         let request = PullRequest {
             protocol: PROTOCOL_VERSION,
             checkpoint: from,
-            limit: self.config.pull_limit.max(1),
+            limit: limit.max(1),
             download_head: self.download_head,
         };
-        match self.transport.pull(request).await? {
+        let response = match self.prefetched.take() {
+            Some((asked, Ok(answer))) if asked == request => answer,
+            _ => self.transport.pull(request).await?,
+        };
+        match response {
             PullResponse::Page {
                 entries,
                 checkpoint,
                 has_more,
                 head,
             } => {
-                self.store.apply_page(&entries, checkpoint).await?;
-                if !has_more {
-                    self.download_head = None;
+                let download_head = if !has_more {
+                    None
                 } else if from.0 == 0 {
-                    self.download_head = Some(head);
-                }
-                let mut pruned = false;
-                if let Some(seen) = &mut self.resync_seen {
-                    seen.extend(entries.iter().map(|e| e.note.id));
-                    if !has_more {
-                        self.store.finish_resync(seen).await?;
-                        self.resync_seen = None;
-                        pruned = true;
+                    Some(head)
+                } else {
+                    self.download_head
+                };
+                let host = self.host;
+                let tell = move |change: ReplicaChange| {
+                    if !change.stored.is_empty() || !change.dropped.is_empty() || change.others {
+                        host.replica_changed(change);
                     }
+                };
+                let applying = self.store.apply_page(&entries, checkpoint);
+                if has_more {
+                    // The next page travels while this one is stored; the
+                    // UI hears of this one as soon as it is stored.
+                    let next = PullRequest {
+                        protocol: PROTOCOL_VERSION,
+                        checkpoint,
+                        limit: self.config.pull_limit.max(1),
+                        download_head,
+                    };
+                    let store_and_tell = async {
+                        let applied = applying.await?;
+                        tell(ReplicaChange {
+                            stored: applied.notes,
+                            dropped: Vec::new(),
+                            others: applied.others,
+                        });
+                        Ok::<(), PortError>(())
+                    };
+                    let (stored, fetched) =
+                        futures::future::join(store_and_tell, self.transport.pull(next.clone()))
+                            .await;
+                    self.prefetched = Some((next, fetched));
+                    stored?;
+                    if let Some(seen) = &mut self.resync_seen {
+                        seen.extend(entries.iter().map(|e| e.note.id));
+                    }
+                } else {
+                    let applied = applying.await?;
+                    let mut change = ReplicaChange {
+                        stored: applied.notes,
+                        dropped: Vec::new(),
+                        others: applied.others,
+                    };
+                    if let Some(seen) = &mut self.resync_seen {
+                        seen.extend(entries.iter().map(|e| e.note.id));
+                        change.dropped = self.store.finish_resync(seen).await?;
+                        self.resync_seen = None;
+                    }
+                    tell(change);
                 }
-                if !entries.is_empty() || pruned {
-                    self.host.page_applied(entries.len());
-                }
+                self.download_head = download_head;
                 self.count_pending().await?;
                 self.handle(Event::Pulled {
                     more: has_more,

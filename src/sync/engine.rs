@@ -39,6 +39,12 @@ pub struct Timing {
     pub backoff_base_ms: u64,
     /// Longest retry delay.
     pub backoff_max_ms: u64,
+    /// Least time between the starts of two pushes of fresh local edits.
+    /// The first edit after a quiet spell is pushed at once; a burst of
+    /// typing is pushed at most this often, each push carrying the latest
+    /// text, so the server and the other devices are not sent every
+    /// keystroke.
+    pub push_spacing_ms: u64,
 }
 
 impl Default for Timing {
@@ -48,6 +54,7 @@ impl Default for Timing {
             live_poll_every_ms: 300_000,
             backoff_base_ms: 1_000,
             backoff_max_ms: 60_000,
+            push_spacing_ms: 200,
         }
     }
 }
@@ -135,6 +142,10 @@ pub struct SyncMachine {
     online: bool,
     live: bool,
     push_needed: bool,
+    /// A push of local edits waits until then ([`Timing::push_spacing_ms`]).
+    push_not_before: u64,
+    /// When the last push started.
+    last_push_at: Option<u64>,
     pull_needed: bool,
     failures: u32,
     retry_at: Option<u64>,
@@ -153,6 +164,8 @@ impl SyncMachine {
             online,
             live: false,
             push_needed: true,
+            push_not_before: 0,
+            last_push_at: None,
             pull_needed: true,
             failures: 0,
             retry_at: None,
@@ -171,7 +184,14 @@ impl SyncMachine {
     /// Feeds one event that happened at `now`.
     pub fn handle(&mut self, event: Event, now: u64) {
         match event {
-            Event::LocalChange => self.push_needed = true,
+            Event::LocalChange => {
+                if !self.push_needed {
+                    self.push_needed = true;
+                    self.push_not_before = self
+                        .last_push_at
+                        .map_or(0, |at| at.saturating_add(self.timing.push_spacing_ms));
+                }
+            }
             Event::Poke => self.pull_needed = true,
             Event::Connectivity { online } => {
                 self.online = online;
@@ -180,6 +200,7 @@ impl SyncMachine {
                     self.retry_at = None;
                     self.failures = 0;
                     self.push_needed = true;
+                    self.push_not_before = 0;
                     self.pull_needed = true;
                 } else {
                     self.state = SyncState::Offline;
@@ -197,6 +218,8 @@ impl SyncMachine {
             Event::Pushed { more } => {
                 self.recovered();
                 self.push_needed = more;
+                // The rest of a large outbox goes at once.
+                self.push_not_before = 0;
                 self.pull_needed = true;
             }
             Event::Pulled { more, entries } => {
@@ -275,6 +298,12 @@ impl SyncMachine {
         }
         if self.push_needed {
             self.state = SyncState::Syncing;
+            // Local changes are pushed before pulling, so a pull waits
+            // for a push that waits for its spacing.
+            if now < self.push_not_before {
+                return Action::WaitUntil(self.push_not_before);
+            }
+            self.last_push_at = Some(now);
             return Action::Push;
         }
         if self.pull_needed {
@@ -321,6 +350,7 @@ mod tests {
             live_poll_every_ms: 100_000,
             backoff_base_ms: 1_000,
             backoff_max_ms: 60_000,
+            push_spacing_ms: 200,
         }
     }
 
@@ -384,6 +414,42 @@ mod tests {
         m.handle(Event::Pushed { more: false }, 0);
         m.handle(Event::LocalChange, 0);
         assert_eq!(m.next_action(0), Action::Push);
+    }
+
+    #[test]
+    fn a_burst_of_edits_is_pushed_at_once_and_then_at_most_every_spacing() {
+        let mut m = SyncMachine::new(timing(), true);
+        assert_eq!(m.next_action(0), Action::Push);
+        m.handle(Event::Pushed { more: false }, 5);
+        assert_eq!(m.next_action(5), Action::Pull);
+        m.handle(
+            Event::Pulled {
+                more: false,
+                entries: 0,
+            },
+            6,
+        );
+        // The first edit after a quiet spell goes at once.
+        m.handle(Event::LocalChange, 1_000);
+        assert_eq!(m.next_action(1_000), Action::Push);
+        m.handle(Event::Pushed { more: false }, 1_010);
+        // Typing goes on: the next push waits for the spacing, and so does
+        // the pull (local changes go first), whatever else happens.
+        m.handle(Event::LocalChange, 1_050);
+        m.handle(Event::LocalChange, 1_100);
+        m.handle(Event::Poke, 1_120);
+        assert_eq!(m.next_action(1_120), Action::WaitUntil(1_200));
+        assert_eq!(m.status().state, SyncState::Syncing);
+        assert_eq!(m.next_action(1_200), Action::Push);
+        // A large outbox is pushed batch after batch without waiting.
+        m.handle(Event::Pushed { more: true }, 1_210);
+        assert_eq!(m.next_action(1_210), Action::Push);
+        m.handle(Event::Pushed { more: false }, 1_220);
+        assert_eq!(m.next_action(1_220), Action::Pull);
+        // Coming back online pushes at once.
+        m.handle(Event::LocalChange, 1_230);
+        m.handle(Event::Connectivity { online: true }, 1_240);
+        assert_eq!(m.next_action(1_240), Action::Push);
     }
 
     #[test]
@@ -494,6 +560,39 @@ mod tests {
     }
 
     proptest! {
+        /// However edits are spread, two pushes of fresh edits are at least
+        /// the spacing apart, and none is left unpushed: once the spacing
+        /// has passed, a pending edit is pushed.
+        #[test]
+        fn typing_is_pushed_spaced_and_never_forgotten(gaps in proptest::collection::vec(0u64..400, 1..80)) {
+            let mut m = SyncMachine::new(timing(), true);
+            let mut now = 0u64;
+            let mut last_push: Option<u64> = None;
+            let settle = |m: &mut SyncMachine, now: u64, last_push: &mut Option<u64>| -> Result<(), TestCaseError> {
+                loop {
+                    match m.next_action(now) {
+                        Action::Push => {
+                            if let Some(prev) = *last_push {
+                                prop_assert!(now - prev >= 200, "pushed at {} after {}", now, prev);
+                            }
+                            *last_push = Some(now);
+                            m.handle(Event::Pushed { more: false }, now);
+                        }
+                        Action::Pull => m.handle(Event::Pulled { more: false, entries: 0 }, now),
+                        Action::WaitUntil(_) | Action::WaitForEvent => return Ok(()),
+                    }
+                }
+            };
+            for gap in gaps {
+                now += gap;
+                m.handle(Event::LocalChange, now);
+                settle(&mut m, now, &mut last_push)?;
+            }
+            settle(&mut m, now + 200, &mut last_push)?;
+            prop_assert!(!m.push_needed, "an edit was left unpushed");
+            prop_assert_eq!(m.status().state, SyncState::Synced);
+        }
+
         /// Whatever happens, the machine never asks to act before a retry
         /// time it announced, and never acts while offline.
         #[test]

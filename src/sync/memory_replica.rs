@@ -23,10 +23,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 
-use super::driver::{PortError, ReplicaStore};
+use super::driver::{Applied, PendingCounts, PortError, ReplicaStore};
 use super::outbox::{coalesce, Edit, PendingChange, PendingOp};
 use super::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
-use super::replica::{acknowledge, apply_entry, edit_base, is_newer, AckDecision, EntryDecision};
+use super::replica::{
+    acknowledge, apply_entry, edit_base, is_newer, next_batch, AckDecision, EntryDecision,
+};
 use crate::domain::{DomainError, MutationId, Note, NoteDraft, NoteId};
 
 /// A recorded conflict: both sides, for the compare view.
@@ -161,8 +163,17 @@ impl ReplicaStore for MemoryReplica {
         Ok(self.checkpoint.get())
     }
 
-    async fn outbox(&self) -> Result<Vec<PendingChange>, PortError> {
-        Ok(self.pending())
+    async fn pending_counts(&self) -> Result<PendingCounts, PortError> {
+        let outbox = self.outbox.borrow();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(PendingCounts {
+            total: count(outbox.len()),
+            pushable: count(outbox.values().filter(|p| p.rejected.is_none()).count()),
+        })
+    }
+
+    async fn next_batch(&self, max: usize) -> Result<Vec<PendingChange>, PortError> {
+        Ok(next_batch(self.pending(), max))
     }
 
     async fn mark_sent(&self, pushed: &[PendingChange]) -> Result<(), PortError> {
@@ -202,18 +213,21 @@ impl ReplicaStore for MemoryReplica {
         &self,
         entries: &[FeedEntry],
         checkpoint: Checkpoint,
-    ) -> Result<(), PortError> {
+    ) -> Result<Applied, PortError> {
         let mut outbox = self.outbox.borrow_mut();
         let mut notes = self.notes.borrow_mut();
         let mut conflicts = self.conflicts.borrow_mut();
+        let mut applied = Applied::default();
         for entry in entries {
             let id = entry.note.id;
             let newer = is_newer(notes.get(&id).map(|s| s.rev), entry.note.rev);
             match apply_entry(entry, outbox.get(&id)) {
                 EntryDecision::Store(note) if newer => {
+                    applied.notes.push(note.clone());
                     notes.insert(id, note);
                 }
                 EntryDecision::Rebase { note, pending } if newer => {
+                    applied.notes.push(note.clone());
                     notes.insert(id, note);
                     outbox.insert(id, *pending);
                 }
@@ -221,6 +235,7 @@ impl ReplicaStore for MemoryReplica {
             }
             match &entry.conflict {
                 Some(sides) => {
+                    applied.others = true;
                     conflicts.insert(
                         id,
                         MemoryConflict {
@@ -230,12 +245,12 @@ impl ReplicaStore for MemoryReplica {
                     );
                 }
                 None => {
-                    conflicts.remove(&id);
+                    applied.others |= conflicts.remove(&id).is_some();
                 }
             }
         }
         self.checkpoint.set(checkpoint);
-        Ok(())
+        Ok(applied)
     }
 
     async fn begin_resync(&self) -> Result<(), PortError> {
@@ -248,13 +263,14 @@ impl ReplicaStore for MemoryReplica {
         Ok(self.resyncing.get())
     }
 
-    async fn finish_resync(&self, present: &BTreeSet<NoteId>) -> Result<(), PortError> {
+    async fn finish_resync(&self, present: &BTreeSet<NoteId>) -> Result<Vec<NoteId>, PortError> {
         let outbox = self.outbox.borrow();
         let gone = |id: &NoteId| !present.contains(id) && !outbox.contains_key(id);
+        let dropped: Vec<NoteId> = self.notes.borrow().keys().copied().filter(gone).collect();
         self.notes.borrow_mut().retain(|id, _| !gone(id));
         self.conflicts.borrow_mut().retain(|id, _| !gone(id));
         self.resyncing.set(false);
-        Ok(())
+        Ok(dropped)
     }
 }
 

@@ -14,7 +14,7 @@
 //!   content included, even before the replica pulled the note's first
 //!   revision (see [`edit_base`]).
 
-use crate::domain::{ClientId, MutationId, Note, NoteDraft, Revision};
+use crate::domain::{ClientId, MutationId, Note, NoteDraft, NoteId, Revision};
 
 use super::hlc::Hlc;
 use super::merge::merge_drafts;
@@ -38,10 +38,17 @@ pub fn change_for(pending: &PendingChange, client: ClientId) -> Change {
     }
 }
 
-/// The entries to push next: not refused, oldest edit first, at most `max`.
+/// The order in which pending changes are pushed: oldest first edit first,
+/// then by note. A replica's storage can keep an index in this order, so
+/// that a batch is read without reading the whole outbox.
+pub fn push_order(pending: &PendingChange) -> (u64, NoteId) {
+    (pending.first_edit_at, pending.note_id)
+}
+
+/// The entries to push next: not refused, in [`push_order`], at most `max`.
 pub fn next_batch(mut outbox: Vec<PendingChange>, max: usize) -> Vec<PendingChange> {
     outbox.retain(|p| p.rejected.is_none());
-    outbox.sort_by_key(|p| (p.first_edit_at, p.mutation_id));
+    outbox.sort_by_key(push_order);
     outbox.truncate(max);
     outbox
 }

@@ -26,9 +26,16 @@ use crate::search::{query_terms, SearchIndex, Segment};
 use crate::sync::engine::SyncStatus;
 use crate::sync::protocol::ConflictSides;
 use model::{
-    all_tags, caret_after_replace, list_items, live_label, refresh_index, sync_label, trash_items,
-    ListFilter, ListItem, SaveState, SortOrder, StorageUse, Trashed, WorkerView,
+    all_tags, caret_after_replace, list_item, list_order, live_label, refresh_index,
+    scroll_to_reveal, sync_label, trash_items, visible_rows, ListFilter, SaveState, SortOrder,
+    StorageUse, Trashed, WorkerView,
 };
+
+/// Rows built beyond each edge of the visible part of the notes list.
+const LIST_OVERSCAN: usize = 60;
+/// The height of a row of the notes list until one is measured (the CSS
+/// gives every row the same height, so one measurement holds for all).
+const DEFAULT_ROW_PX: f64 = 68.0;
 
 /// The two export files (see [`crate::transfer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +81,16 @@ pub struct NotesState {
     pub storage: RwSignal<Option<StorageUse>>,
     /// The search words, tag filter and order of the list.
     pub filter: RwSignal<ListFilter>,
-    /// The list as shown: filtered, searched (matches marked) and sorted.
-    pub items: Memo<Vec<ListItem>>,
+    /// The list as shown, as positions in `notes`: filtered, searched and
+    /// sorted. Rows are built only for its visible part ([`NoteList`]).
+    pub order: Memo<Vec<usize>>,
+    /// The notes list's scroll offset, viewport height and row height, in
+    /// CSS pixels: what decides which rows are built.
+    pub list_scroll: RwSignal<f64>,
+    pub list_viewport: RwSignal<f64>,
+    pub row_px: RwSignal<f64>,
+    /// The notes list's scrolling element, once rendered.
+    pub list_ref: NodeRef<leptos::html::Nav>,
     /// Texts of deleted notes kept on this device for "Recently deleted".
     pub trash: RwSignal<Vec<Trashed>>,
     /// Whether the list shows the recently deleted notes instead.
@@ -107,10 +122,8 @@ impl NotesState {
                 .collect();
             Some(found)
         });
-        let items = Memo::new(move |_| {
-            notes.with(|ns| {
-                filter.with(|f| hits.with(|h| list_items(ns, now_ms.get(), f, h.as_ref())))
-            })
+        let order = Memo::new(move |_| {
+            notes.with(|ns| filter.with(|f| hits.with(|h| list_order(ns, f, h.as_ref()))))
         });
         Self {
             notes,
@@ -131,11 +144,45 @@ impl NotesState {
             update_ready: RwSignal::new(false),
             storage: RwSignal::new(None),
             filter,
-            items,
+            order,
+            list_scroll: RwSignal::new(0.0),
+            list_viewport: RwSignal::new(800.0),
+            row_px: RwSignal::new(DEFAULT_ROW_PX),
+            list_ref: NodeRef::new(),
             trash: RwSignal::new(Vec::new()),
             show_trash: RwSignal::new(false),
             undo: RwSignal::new(None),
             preview: RwSignal::new(false),
+        }
+    }
+
+    /// The ids of the notes list as shown, in order (untracked).
+    pub fn shown_ids(&self) -> Vec<NoteId> {
+        self.notes.with_untracked(|ns| {
+            self.order
+                .with_untracked(|o| o.iter().filter_map(|&i| ns.get(i)).map(|n| n.id).collect())
+        })
+    }
+
+    /// Scrolls the notes list so that note `id`'s row is in view (built,
+    /// and on screen), if the list shows it.
+    pub fn reveal(&self, id: NoteId) {
+        let index = self.notes.with_untracked(|ns| {
+            self.order.with_untracked(|o| {
+                o.iter()
+                    .position(|&i| ns.get(i).is_some_and(|n| n.id == id))
+            })
+        });
+        let Some(index) = index else { return };
+        let scroll = self.list_scroll.get_untracked();
+        let viewport = self.list_viewport.get_untracked();
+        if let Some(to) = scroll_to_reveal(index, scroll, viewport, self.row_px.get_untracked()) {
+            // The signal first: the scroll event comes a frame later, and
+            // the row must be built before anything focuses it.
+            self.list_scroll.set(to);
+            if let Some(nav) = self.list_ref.get_untracked() {
+                nav.set_scroll_top(to as i32);
+            }
         }
     }
 
@@ -286,7 +333,7 @@ fn SearchBox(state: NotesState) -> impl IntoView {
                     "Escape" => state.filter.update(|f| f.query.clear()),
                     // Enter opens the first result.
                     "Enter" => {
-                        if let Some(first) = state.items.with_untracked(|items| items.first().map(|i| i.id)) {
+                        if let Some(first) = state.shown_ids().first().copied() {
                             state.selected.set(Some(first));
                         }
                     }
@@ -533,22 +580,98 @@ fn StorageAlert(state: NotesState) -> impl IntoView {
     }
 }
 
+/// The notes list. Only the rows in view (and [`LIST_OVERSCAN`] more on
+/// each side) are built; padding stands in for the rest, so a change to one
+/// note of 10,000 costs one sort and a handful of rows, not 10,000 rows.
 #[component]
 fn NoteList(state: NotesState) -> impl IntoView {
-    let items = state.items;
+    let order = state.order;
     let searching = move || {
         state
             .filter
             .with(|f| !query_terms(&f.query).is_empty() || f.tag.is_some())
     };
+    let range = Memo::new(move |_| {
+        visible_rows(
+            state.list_scroll.get(),
+            state.list_viewport.get(),
+            state.row_px.get(),
+            order.with(Vec::len),
+            LIST_OVERSCAN,
+        )
+    });
+    let rows = Memo::new(move |_| {
+        let range = range.get();
+        let terms = state.filter.with(|f| query_terms(&f.query));
+        let now = state.now_ms.get();
+        state.notes.with(|ns| {
+            order.with(|o| {
+                o.get(range)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|&i| ns.get(i))
+                    .map(|n| list_item(n, &terms, now))
+                    .collect::<Vec<_>>()
+            })
+        })
+    });
+    let spacing = move |above: bool| {
+        let range = range.get();
+        let rows = if above {
+            range.start
+        } else {
+            order.with(Vec::len).saturating_sub(range.end)
+        };
+        format!("{}px", rows as f64 * state.row_px.get())
+    };
+    let list_ref = state.list_ref;
+    let measure = move || {
+        let Some(nav) = list_ref.get_untracked() else {
+            return;
+        };
+        let viewport = f64::from(nav.client_height());
+        if viewport > 0.0 && viewport != state.list_viewport.get_untracked() {
+            state.list_viewport.set(viewport);
+        }
+        let row = nav
+            .query_selector("#note-list > li")
+            .ok()
+            .flatten()
+            .and_then(|el| {
+                leptos::wasm_bindgen::JsCast::dyn_into::<leptos::web_sys::HtmlElement>(el).ok()
+            })
+            .map(|el| f64::from(el.offset_height()))
+            .unwrap_or(0.0);
+        if row >= 1.0 && (row - state.row_px.get_untracked()).abs() > 0.5 {
+            state.row_px.set(row);
+        }
+    };
+    // After rows are (re)built, the real sizes are known; and on resize.
+    Effect::new(move |_| {
+        rows.track();
+        measure();
+    });
+    Effect::new(move |_| {
+        let handle = window_event_listener(leptos::ev::resize, move |_| measure());
+        on_cleanup(move || handle.remove());
+    });
     view! {
-        <nav class="note-list" aria-label="Notes">
+        <nav
+            class="note-list"
+            aria-label="Notes"
+            node_ref=list_ref
+            on:scroll=move |_| {
+                if let Some(nav) = list_ref.get_untracked() {
+                    state.list_scroll.set(f64::from(nav.scroll_top()));
+                }
+            }
+        >
             <Show
                 when=move || state.loaded.get()
                 fallback=|| view! { <p class="muted">"Loading your notes…"</p> }
             >
                 <Show
-                    when=move || !items.with(Vec::is_empty)
+                    when=move || !order.with(Vec::is_empty)
                     fallback=move || {
                         if searching() {
                             view! {
@@ -562,9 +685,15 @@ fn NoteList(state: NotesState) -> impl IntoView {
                         }
                     }
                 >
-                    <ul data-testid="note-list" id="note-list">
+                    <ul
+                        data-testid="note-list"
+                        id="note-list"
+                        aria-rowcount=move || order.with(Vec::len).to_string()
+                        style:padding-top=move || spacing(true)
+                        style:padding-bottom=move || spacing(false)
+                    >
                         <For
-                            each=move || items.get()
+                            each=move || rows.get()
                             key=|item| item.clone()
                             children=move |item| {
                                 let id = item.id;

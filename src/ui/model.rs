@@ -2,7 +2,8 @@
 //! values by pure functions that are tested natively.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use crate::bridge::LiveState;
 use crate::domain::{newest_first, Note, NoteId};
@@ -82,9 +83,61 @@ pub struct ListItem {
     pub tags: Vec<String>,
 }
 
-/// The rows of the notes list: live notes only, carrying `filter.tag` if
-/// set, among `hits` (the search index's answer) when the query has words,
-/// pinned first and then in `filter.sort` order.
+/// The notes list as shown, as positions in `notes`: live notes only,
+/// carrying `filter.tag` if set, among `hits` (the search index's answer)
+/// when the query has words, pinned first and then in `filter.sort` order.
+///
+/// This is the only per-note work a change to the notes costs the list:
+/// the rows themselves are built for the visible part only ([`list_item`]).
+pub fn list_order(
+    notes: &[Note],
+    filter: &ListFilter,
+    hits: Option<&HashSet<NoteId>>,
+) -> Vec<usize> {
+    let searching = !query_terms(&filter.query).is_empty();
+    let shown = notes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !n.deleted)
+        .filter(|(_, n)| filter.tag.as_ref().is_none_or(|t| n.tags.contains(t)))
+        .filter(|(_, n)| !searching || hits.is_some_and(|h| h.contains(&n.id)))
+        .map(|(i, _)| i);
+    match filter.sort {
+        // The title key allocates, so it is made once per note rather than
+        // once per comparison.
+        SortOrder::Title => {
+            let mut keyed: Vec<(usize, String)> =
+                shown.map(|i| (i, title_key(&notes[i]))).collect();
+            keyed.sort_by(|(a, ka), (b, kb)| {
+                let (a, b) = (&notes[*a], &notes[*b]);
+                b.pinned
+                    .cmp(&a.pinned)
+                    .then_with(|| ka.cmp(kb))
+                    .then_with(|| newest_first(a, b))
+            });
+            keyed.into_iter().map(|(i, _)| i).collect()
+        }
+        sort => {
+            let mut order: Vec<usize> = shown.collect();
+            order.sort_by(|&a, &b| sort.compare(&notes[a], &notes[b]));
+            order
+        }
+    }
+}
+
+/// One row of the notes list: `note` with the search `terms` marked.
+pub fn list_item(note: &Note, terms: &[String], now_ms: u64) -> ListItem {
+    ListItem {
+        id: note.id,
+        title: highlight(&note.display_title(), terms),
+        preview: snippet(&note.body, terms, 120),
+        when: relative_time(note.updated_at, now_ms),
+        pinned: note.pinned,
+        tags: note.tags.clone(),
+    }
+}
+
+/// Every row of the notes list ([`list_order`], each row [`list_item`]).
 pub fn list_items(
     notes: &[Note],
     now_ms: u64,
@@ -92,24 +145,61 @@ pub fn list_items(
     hits: Option<&HashSet<NoteId>>,
 ) -> Vec<ListItem> {
     let terms = query_terms(&filter.query);
-    let mut shown: Vec<&Note> = notes
-        .iter()
-        .filter(|n| !n.deleted)
-        .filter(|n| filter.tag.as_ref().is_none_or(|t| n.tags.contains(t)))
-        .filter(|n| terms.is_empty() || hits.is_some_and(|h| h.contains(&n.id)))
-        .collect();
-    shown.sort_by(|a, b| filter.sort.compare(a, b));
-    shown
+    list_order(notes, filter, hits)
         .into_iter()
-        .map(|n| ListItem {
-            id: n.id,
-            title: highlight(&n.display_title(), &terms),
-            preview: snippet(&n.body, &terms, 120),
-            when: relative_time(n.updated_at, now_ms),
-            pinned: n.pinned,
-            tags: n.tags.clone(),
-        })
+        .map(|i| list_item(&notes[i], &terms, now_ms))
         .collect()
+}
+
+/// Which rows of a list of `total` rows, each `row_px` high, to build when
+/// its viewport of `viewport_px` is scrolled to `scroll_px`: the rows on
+/// screen and `overscan` more on each side, so that a fast scroll or a
+/// keyboard step finds its row already there. Everything else is spacing.
+pub fn visible_rows(
+    scroll_px: f64,
+    viewport_px: f64,
+    row_px: f64,
+    total: usize,
+    overscan: usize,
+) -> Range<usize> {
+    let row_px = if row_px.is_finite() && row_px >= 1.0 {
+        row_px
+    } else {
+        1.0
+    };
+    let rows_at = |px: f64| {
+        if px.is_finite() && px > 0.0 {
+            // Saturates: a huge offset is simply past the end.
+            (px / row_px) as usize
+        } else {
+            0
+        }
+    };
+    let first = rows_at(scroll_px).min(total);
+    let last = rows_at(scroll_px + viewport_px.max(0.0)).saturating_add(1);
+    first.saturating_sub(overscan)..last.saturating_add(overscan).min(total)
+}
+
+/// The scroll offset that brings row `index` (of `row_px`) fully into a
+/// viewport of `viewport_px` now at `scroll_px`, moving it as little as
+/// possible; `None` when the row is already in view.
+pub fn scroll_to_reveal(
+    index: usize,
+    scroll_px: f64,
+    viewport_px: f64,
+    row_px: f64,
+) -> Option<f64> {
+    let top = index as f64 * row_px;
+    let bottom = top + row_px;
+    let wanted = if top < scroll_px {
+        top
+    } else if bottom > scroll_px + viewport_px {
+        // A row taller than the viewport shows its top.
+        (bottom - viewport_px).min(top)
+    } else {
+        scroll_px
+    };
+    (wanted != scroll_px).then_some(wanted)
 }
 
 /// Brings `index` up to date with `notes`: live notes indexed (unchanged
@@ -125,15 +215,22 @@ pub fn refresh_index(index: &mut SearchIndex<NoteId>, notes: &[Note]) {
     }
 }
 
-/// Every tag on a live note with how many notes carry it, by name.
+/// Every tag on a live note with how many notes carry it, by name (case
+/// ignored, then as written).
 pub fn all_tags(notes: &[Note]) -> Vec<(String, usize)> {
-    let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
+    // Counted by borrowed name: this runs on every change to the notes.
+    let mut counts: HashMap<&str, usize> = HashMap::new();
     for note in notes.iter().filter(|n| !n.deleted) {
         for tag in &note.tags {
-            *counts.entry((tag.to_lowercase(), tag.clone())).or_default() += 1;
+            *counts.entry(tag.as_str()).or_default() += 1;
         }
     }
-    counts.into_iter().map(|((_, tag), n)| (tag, n)).collect()
+    let mut tags: Vec<(String, usize)> = counts
+        .into_iter()
+        .map(|(tag, n)| (tag.to_string(), n))
+        .collect();
+    tags.sort_by_cached_key(|(tag, _)| (tag.to_lowercase(), tag.clone()));
+    tags
 }
 
 /// A note's text kept on this device when it was deleted (here, or by
@@ -162,9 +259,10 @@ pub struct TrashItem {
 /// text whose note is live again (restored, or edited back elsewhere) or
 /// gone (its tombstone expired) is not listed; [`stale_trash`] names them.
 pub fn trash_items(trash: &[Trashed], notes: &[Note], now_ms: u64) -> Vec<TrashItem> {
+    let tombstones = tombstone_ids(notes);
     let mut shown: Vec<&Trashed> = trash
         .iter()
-        .filter(|t| notes.iter().any(|n| n.id == t.id && n.deleted))
+        .filter(|t| tombstones.contains(&t.id))
         .collect();
     shown.sort_by(|a, b| b.deleted_at.cmp(&a.deleted_at).then(b.id.cmp(&a.id)));
     shown
@@ -181,11 +279,16 @@ pub fn trash_items(trash: &[Trashed], notes: &[Note], now_ms: u64) -> Vec<TrashI
 /// Kept texts no longer restorable: their note is live again or no longer
 /// held at all.
 pub fn stale_trash(trash: &[Trashed], notes: &[Note]) -> Vec<NoteId> {
+    let tombstones = tombstone_ids(notes);
     trash
         .iter()
-        .filter(|t| !notes.iter().any(|n| n.id == t.id && n.deleted))
+        .filter(|t| !tombstones.contains(&t.id))
         .map(|t| t.id)
         .collect()
+}
+
+fn tombstone_ids(notes: &[Note]) -> HashSet<NoteId> {
+    notes.iter().filter(|n| n.deleted).map(|n| n.id).collect()
 }
 
 /// The note restored from `kept` over its tombstone `current`: a normal
@@ -632,6 +735,60 @@ mod tests {
         assert!(!back.deleted);
         assert_eq!(back.draft(), kept.draft());
         assert_eq!((back.rev, back.updated_at), (tombstone.rev, 900));
+    }
+
+    #[test]
+    fn only_the_rows_on_screen_and_the_overscan_are_built() {
+        // 10,000 rows of 60 px, a 600 px viewport: 10 rows on screen.
+        assert_eq!(visible_rows(0.0, 600.0, 60.0, 10_000, 5), 0..16);
+        assert_eq!(visible_rows(6_000.0, 600.0, 60.0, 10_000, 5), 95..116);
+        // The end of the list, and past it (the list shrank under the scroll).
+        assert_eq!(
+            visible_rows(599_400.0, 600.0, 60.0, 10_000, 5),
+            9_985..10_000
+        );
+        assert_eq!(visible_rows(1e12, 600.0, 60.0, 10_000, 5), 9_995..10_000);
+        // Short lists are built whole; nonsense measurements build from the top.
+        assert_eq!(visible_rows(0.0, 600.0, 60.0, 3, 5), 0..3);
+        assert_eq!(visible_rows(f64::NAN, f64::NAN, 0.0, 50, 5), 0..6);
+        assert_eq!(visible_rows(-30.0, 600.0, 60.0, 0, 5), 0..0);
+    }
+
+    #[test]
+    fn revealing_a_row_scrolls_as_little_as_possible() {
+        assert_eq!(scroll_to_reveal(3, 0.0, 600.0, 60.0), None);
+        assert_eq!(scroll_to_reveal(10, 0.0, 600.0, 60.0), Some(60.0));
+        assert_eq!(scroll_to_reveal(2, 600.0, 600.0, 60.0), Some(120.0));
+        assert_eq!(scroll_to_reveal(0, 0.0, 30.0, 60.0), None);
+        assert_eq!(scroll_to_reveal(1, 0.0, 30.0, 60.0), Some(60.0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_order_is_a_sort_of_the_shown_notes(
+            stamps in proptest::collection::vec((0u64..50, 0u64..50, proptest::bool::ANY, proptest::bool::ANY, 0u8..4), 0..40),
+            sort in 0usize..3,
+        ) {
+            let notes: Vec<Note> = stamps
+                .iter()
+                .enumerate()
+                .map(|(i, &(updated, created, pinned, deleted, t))| {
+                    let mut n = note(i as u64, updated);
+                    n.created_at = created;
+                    n.pinned = pinned;
+                    n.deleted = deleted;
+                    n.title = ["b", "A", "a", ""][usize::from(t)].to_string();
+                    n
+                })
+                .collect();
+            let filter = ListFilter { sort: SortOrder::ALL[sort], ..ListFilter::default() };
+            let order = list_order(&notes, &filter, None);
+            let mut naive: Vec<&Note> = notes.iter().filter(|n| !n.deleted).collect();
+            naive.sort_by(|a, b| filter.sort.compare(a, b));
+            let got: Vec<NoteId> = order.iter().map(|&i| notes[i].id).collect();
+            let want: Vec<NoteId> = naive.iter().map(|n| n.id).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

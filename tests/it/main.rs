@@ -7,6 +7,7 @@
 
 mod client;
 mod couchbase_live;
+mod driver;
 mod fuzz;
 mod http;
 mod kv_store;

@@ -42,7 +42,7 @@ use notesync::server::embedded::EmbeddedStore;
 use notesync::server::service::SyncService;
 use notesync::store::kv::FakeCluster;
 use notesync::store::{MemoryStore, SyncStore};
-use notesync::sync::driver::{Driver, DriverConfig, Host, PortError, Transport};
+use notesync::sync::driver::{Driver, DriverConfig, Host, PortError, ReplicaChange, Transport};
 use notesync::sync::engine::{Action, Event, SyncStatus, Timing};
 use notesync::sync::memory_replica::MemoryReplica;
 use notesync::sync::merge::Strategy as MergeStrategy;
@@ -506,7 +506,7 @@ impl Host for SimHost {
 
     fn status(&self, _status: &SyncStatus) {}
 
-    fn page_applied(&self, _entries: usize) {}
+    fn replica_changed(&self, _change: ReplicaChange) {}
 }
 
 struct Parts {
@@ -619,6 +619,7 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                 client_id: p.client_id,
                 timing: Timing::default(),
                 pull_limit: scenario.pull_limit,
+                first_pull_limit: scenario.pull_limit,
                 push_batch: scenario.push_batch,
             },
         )

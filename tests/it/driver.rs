@@ -1,0 +1,230 @@
+//! The sync driver's download path against the real `SyncService`: the small
+//! first page, the next page fetched while one is stored, and what the UI is
+//! told. The multi-client simulation proves convergence; these pin down the
+//! requests a download makes, which is where its speed comes from.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use notesync::domain::{ClientId, MutationId, NoteDraft, NoteId, UserId};
+use notesync::server::service::SyncService;
+use notesync::store::MemoryStore;
+use notesync::sync::driver::{
+    Driver, DriverConfig, Host, PortError, ReplicaChange, ReplicaStore, Transport,
+};
+use notesync::sync::engine::{Action, Event, SyncState, SyncStatus, Timing};
+use notesync::sync::hlc::Hlc;
+use notesync::sync::memory_replica::MemoryReplica;
+use notesync::sync::merge::Strategy;
+use notesync::sync::protocol::{
+    Change, ChangeOp, PullRequest, PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION,
+};
+
+const NOW: u64 = 1_700_000_000_000;
+
+fn user() -> UserId {
+    UserId::parse("0190f1c2-7a4b-7c3d-8e9f-0a1b2c3d4e5f").expect("user id")
+}
+
+fn draft(text: &str) -> NoteDraft {
+    NoteDraft::validated(format!("title {text}"), text.to_string(), vec![]).expect("draft")
+}
+
+/// The service, and every pull request the driver sent to it.
+struct Recorder {
+    service: SyncService,
+    pulls: RefCell<Vec<PullRequest>>,
+    pushes: RefCell<usize>,
+}
+
+#[async_trait(?Send)]
+impl Transport for Recorder {
+    async fn push(&self, request: PushRequest) -> Result<PushResponse, PortError> {
+        *self.pushes.borrow_mut() += 1;
+        Ok(self.service.push(&user(), request).await.expect("push"))
+    }
+
+    async fn pull(&self, request: PullRequest) -> Result<PullResponse, PortError> {
+        self.pulls.borrow_mut().push(request.clone());
+        Ok(self.service.pull(&user(), request).await.expect("pull"))
+    }
+}
+
+/// Time moves only when the driver waits (to the end of the wait); events
+/// come only from the test; every change the driver reports is kept.
+#[derive(Default)]
+struct Quiet {
+    changes: RefCell<Vec<ReplicaChange>>,
+    ids: RefCell<u64>,
+    waited_ms: RefCell<u64>,
+}
+
+#[async_trait(?Send)]
+impl Host for Quiet {
+    fn now_ms(&self) -> u64 {
+        NOW + *self.waited_ms.borrow()
+    }
+    fn random_u32(&self) -> u32 {
+        7
+    }
+    fn fresh_mutation_id(&self) -> MutationId {
+        *self.ids.borrow_mut() += 1;
+        let n = *self.ids.borrow();
+        let mut random = [9u8; 10];
+        random[2..].copy_from_slice(&n.to_be_bytes());
+        MutationId::new(NOW, random)
+    }
+    fn online(&self) -> bool {
+        true
+    }
+    async fn wait(&self, deadline: Option<u64>) -> Option<Event> {
+        if let Some(at) = deadline {
+            let mut waited = self.waited_ms.borrow_mut();
+            *waited = (*waited).max(at.saturating_sub(NOW));
+        }
+        None
+    }
+    fn poll_event(&self) -> Option<Event> {
+        None
+    }
+    fn status(&self, _status: &SyncStatus) {}
+    fn replica_changed(&self, change: ReplicaChange) {
+        self.changes.borrow_mut().push(change);
+    }
+}
+
+/// A server holding `count` notes of the user, created by another device.
+async fn server_with(count: u8) -> SyncService {
+    let service = SyncService::new(
+        Arc::new(MemoryStore::new()),
+        Strategy::Merge,
+        Duration::from_secs(90 * 24 * 3600),
+    );
+    let client = ClientId::new(NOW, [1; 10]);
+    let changes = (0..count)
+        .map(|n| Change {
+            mutation_id: MutationId::new(NOW, [n; 10]),
+            note_id: NoteId::new(NOW + u64::from(n), [n; 10]),
+            base_rev: notesync::domain::Revision::NEW,
+            base: None,
+            op: ChangeOp::Upsert(draft(&format!("note {n}"))),
+            hlc: Hlc {
+                wall_ms: NOW,
+                counter: u32::from(n),
+                client,
+            },
+            created_at: NOW,
+        })
+        .collect();
+    service
+        .push(
+            &user(),
+            PushRequest {
+                protocol: PROTOCOL_VERSION,
+                client_id: client,
+                changes,
+            },
+        )
+        .await
+        .expect("seed");
+    service
+}
+
+fn config(first: u32, rest: u32) -> DriverConfig {
+    DriverConfig {
+        client_id: ClientId::new(NOW, [2; 10]),
+        timing: Timing::default(),
+        pull_limit: rest,
+        first_pull_limit: first,
+        push_batch: 100,
+    }
+}
+
+/// Steps the driver until it is synced and waits.
+async fn settle(driver: &mut Driver<'_, MemoryReplica, Recorder, Quiet>) {
+    for _ in 0..100 {
+        let action = driver.step().await;
+        let synced = driver.status().state == SyncState::Synced;
+        if synced && matches!(action, Action::WaitUntil(_) | Action::WaitForEvent) {
+            return;
+        }
+    }
+    panic!("the driver never settled");
+}
+
+#[tokio::test]
+async fn a_download_starts_small_and_fetches_each_next_page_while_storing() {
+    let transport = Recorder {
+        service: server_with(12).await,
+        pulls: RefCell::default(),
+        pushes: RefCell::default(),
+    };
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    let mut driver = Driver::new(&replica, &transport, &host, config(2, 4));
+    settle(&mut driver).await;
+
+    assert_eq!(replica.live_notes().len(), 12);
+    let pulls = transport.pulls.borrow();
+    let asked: Vec<(u64, u32)> = pulls.iter().map(|r| (r.checkpoint.0, r.limit)).collect();
+    // 2 + 4 + 4 + 2: the first page small, each page asked for once.
+    assert_eq!(asked, vec![(0, 2), (2, 4), (6, 4), (10, 4)]);
+    // Every later page of the download names the first page's head.
+    assert!(pulls[1..].iter().all(|r| r.download_head == Some(12)));
+    // The UI heard of every page, with the notes as stored.
+    let told: Vec<usize> = host
+        .changes
+        .borrow()
+        .iter()
+        .map(|c| c.stored.len())
+        .collect();
+    assert_eq!(told, vec![2, 4, 4, 2]);
+    let stored = host.changes.borrow()[0].stored[0].clone();
+    assert_eq!(replica.note(stored.id), Some(stored));
+}
+
+#[tokio::test]
+async fn a_page_fetched_ahead_is_dropped_when_a_push_comes_between() {
+    let transport = Recorder {
+        service: server_with(6).await,
+        pulls: RefCell::default(),
+        pushes: RefCell::default(),
+    };
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    let mut driver = Driver::new(&replica, &transport, &host, config(2, 2));
+    // Starts with a push of nothing, then the first page (2 of 6), which
+    // fetches the second ahead.
+    while transport.pulls.borrow().len() < 2 {
+        driver.step().await;
+    }
+    assert_eq!(replica.live_notes().len(), 2);
+    // A local edit: pushed before the next pull, and the page fetched
+    // before the push is not used (it predates what the push changed).
+    replica
+        .edit(
+            NoteId::new(NOW + 99, [99; 10]),
+            draft("mine"),
+            NOW,
+            host.fresh_mutation_id(),
+        )
+        .expect("edit");
+    driver.handle(Event::LocalChange);
+    settle(&mut driver).await;
+
+    assert_eq!(*transport.pushes.borrow(), 1);
+    let asked: Vec<u64> = transport
+        .pulls
+        .borrow()
+        .iter()
+        .map(|r| r.checkpoint.0)
+        .collect();
+    assert_eq!(asked[..2], [0, 2]);
+    assert_eq!(
+        asked[2], 2,
+        "the page after the push is asked for again: {asked:?}"
+    );
+    assert_eq!(replica.live_notes().len(), 7);
+    assert_eq!(replica.pending_counts().await.expect("counts").total, 0);
+}
