@@ -3,7 +3,9 @@
 //!
 //! Promises:
 //! - what a person types is in the page's signals at once, in a synchronous
-//!   recovery journal (localStorage) at once, and in IndexedDB within one
+//!   recovery journal (localStorage) right after the task that brought it
+//!   (once per task: a paste arrives as an input event per line), or at once
+//!   when the page is hidden or closed, and in IndexedDB within one
 //!   write's time: a write starts as soon as the note changed and no write of
 //!   it is under way, so typing faster than the database writes coalesces
 //!   into one write in flight and one waiting, and a closed tab or a failed
@@ -62,6 +64,8 @@ struct Page {
     bases: RefCell<HashMap<NoteId, Note>>,
     /// Notes waiting in `queue` (each at most once).
     queued: RefCell<HashSet<NoteId>>,
+    /// Notes changed since their journal copy was last written.
+    unjournaled: RefCell<HashSet<NoteId>>,
     queue: mpsc::UnboundedSender<NoteId>,
     refresh: mpsc::UnboundedSender<Refresh>,
     worker: RefCell<Option<web_sys::Worker>>,
@@ -183,6 +187,21 @@ impl Page {
                     if self.state.selected.get_untracked() == Some(id) {
                         self.state.editor_epoch.update(|e| *e += 1);
                     }
+                } else if stored.rev > note.rev {
+                    // The page's text now stands on the revision it was saved
+                    // over: a pulled copy is judged newer or older than what
+                    // this page holds by that revision (`take_pulled`), and
+                    // one at the revision this text was saved over is older.
+                    self.state.notes.maybe_update(|ns| {
+                        match ns.iter_mut().find(|n| n.id == id) {
+                            Some(n) if n.rev < stored.rev => {
+                                n.rev = stored.rev;
+                                n.created_at = stored.created_at;
+                                true
+                            }
+                            _ => false,
+                        }
+                    });
                 }
                 // The page's text derives from what it shows: the merge if it
                 // took it, else its own note (typing that went on meanwhile is
@@ -222,8 +241,26 @@ impl Page {
         if self.state.save_state.get_untracked() != SaveState::Failed {
             self.state.save_state.set(SaveState::Saving);
         }
-        if let Some(note) = self.current(id) {
-            journal::put(&note);
+        // The journal copy is written once per task, after every event of
+        // it (a paste arrives as one input event per line), and at once
+        // when the page is hidden or closed ([`flush`]).
+        let first = self.unjournaled.borrow().is_empty();
+        self.unjournaled.borrow_mut().insert(id);
+        if first {
+            Timeout::new(0, write_journal).forget();
+        }
+    }
+
+    /// Writes the journal copy of every note changed since the last time.
+    fn write_journal(&self) {
+        let ids: Vec<NoteId> = self.unjournaled.borrow_mut().drain().collect();
+        for id in ids {
+            if !self.dirty.borrow().contains(&id) {
+                continue;
+            }
+            if let Some(note) = self.current(id) {
+                journal::put(&note);
+            }
         }
     }
 
@@ -784,8 +821,15 @@ fn page_handle() -> Option<Rc<Page>> {
     page()
 }
 
+fn write_journal() {
+    if let Some(page) = page() {
+        page.write_journal();
+    }
+}
+
 fn flush() {
     if let Some(page) = page() {
+        page.write_journal();
         let ids: Vec<NoteId> = page.dirty.borrow().iter().copied().collect();
         for id in ids {
             page.enqueue(id);
@@ -840,6 +884,7 @@ fn begin(state: NotesState, account: Account) {
         dirty: RefCell::new(HashSet::new()),
         bases: RefCell::new(HashMap::new()),
         queued: RefCell::new(HashSet::new()),
+        unjournaled: RefCell::new(HashSet::new()),
         queue,
         refresh,
         worker: RefCell::new(None),
@@ -939,9 +984,10 @@ pub fn create_note(state: NotesState) {
 }
 
 /// Records that the note's content in `state.notes` was just edited.
-pub fn edited(state: NotesState, id: NoteId) {
-    let now = now_ms();
-    state.now_ms.set(now);
+pub fn edited(_state: NotesState, id: NoteId) {
+    // The relative times of the list follow their own clock (every 30 s):
+    // moving it here would rebuild every row on every keystroke, and a note
+    // edited after the clock's last tick reads "just now" anyway.
     let Some(page) = page() else { return };
     page.mark_dirty(id);
     page.enqueue(id);

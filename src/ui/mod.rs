@@ -81,9 +81,15 @@ pub struct NotesState {
     pub storage: RwSignal<Option<StorageUse>>,
     /// The search words, tag filter and order of the list.
     pub filter: RwSignal<ListFilter>,
-    /// The list as shown, as positions in `notes`: filtered, searched and
-    /// sorted. Rows are built only for its visible part ([`NoteList`]).
-    pub order: Memo<Vec<usize>>,
+    /// Bumped once a task after the notes changed: what the list and the
+    /// other views over every note follow, so that a paste arriving as
+    /// thirty input events (or a page of pulled notes) costs them one
+    /// recompute, not thirty. The editor follows `notes` itself.
+    pub listed: RwSignal<u64>,
+    /// The list as shown, as positions in `notes` (with the id found there
+    /// when it was made): filtered, searched and sorted. Rows are built only
+    /// for its visible part ([`NoteList`]).
+    pub order: Memo<Vec<(usize, NoteId)>>,
     /// The notes list's scroll offset, viewport height and row height, in
     /// CSS pixels: what decides which rows are built.
     pub list_scroll: RwSignal<f64>,
@@ -106,6 +112,26 @@ impl NotesState {
         let notes = RwSignal::new(Vec::<Note>::new());
         let filter = RwSignal::new(ListFilter::default());
         let now_ms = RwSignal::new(0);
+        let listed = RwSignal::new(0u64);
+        let bump_pending = StoredValue::new(false);
+        Effect::new(move |_| {
+            notes.track();
+            if !bump_pending.get_value() {
+                bump_pending.set_value(true);
+                set_timeout(
+                    move || {
+                        bump_pending.set_value(false);
+                        listed.update(|n| *n += 1);
+                    },
+                    std::time::Duration::ZERO,
+                );
+            }
+        });
+        // Every note, as of the last bump.
+        let listed_notes = move |f: &mut dyn FnMut(&[Note])| {
+            listed.track();
+            notes.with_untracked(|ns| f(ns));
+        };
         // The search index lives as long as the page and follows the notes
         // note by note (see `refresh_index`); it is only brought up to date
         // while there is something to search for.
@@ -115,7 +141,7 @@ impl NotesState {
             if query_terms(&query).is_empty() {
                 return None;
             }
-            notes.with(|ns| index.update_value(|ix| refresh_index(ix, ns)));
+            listed_notes(&mut |ns| index.update_value(|ix| refresh_index(ix, ns)));
             let found: HashSet<NoteId> = index
                 .with_value(|ix| ix.search(&query))
                 .into_iter()
@@ -123,7 +149,15 @@ impl NotesState {
             Some(found)
         });
         let order = Memo::new(move |_| {
-            notes.with(|ns| filter.with(|f| hits.with(|h| list_order(ns, f, h.as_ref()))))
+            let mut order = Vec::new();
+            listed_notes(&mut |ns| {
+                order = filter
+                    .with(|f| hits.with(|h| list_order(ns, f, h.as_ref())))
+                    .into_iter()
+                    .map(|i| (i, ns[i].id))
+                    .collect();
+            });
+            order
         });
         Self {
             notes,
@@ -144,6 +178,7 @@ impl NotesState {
             update_ready: RwSignal::new(false),
             storage: RwSignal::new(None),
             filter,
+            listed,
             order,
             list_scroll: RwSignal::new(0.0),
             list_viewport: RwSignal::new(800.0),
@@ -158,21 +193,23 @@ impl NotesState {
 
     /// The ids of the notes list as shown, in order (untracked).
     pub fn shown_ids(&self) -> Vec<NoteId> {
-        self.notes.with_untracked(|ns| {
-            self.order
-                .with_untracked(|o| o.iter().filter_map(|&i| ns.get(i)).map(|n| n.id).collect())
-        })
+        self.order
+            .with_untracked(|o| o.iter().map(|&(_, id)| id).collect())
+    }
+
+    /// Runs `f` over every note as of the last [`NotesState::listed`] bump,
+    /// tracking the bump rather than every change.
+    pub fn with_listed<T>(&self, f: impl FnOnce(&[Note]) -> T) -> T {
+        self.listed.track();
+        self.notes.with_untracked(|ns| f(ns))
     }
 
     /// Scrolls the notes list so that note `id`'s row is in view (built,
     /// and on screen), if the list shows it.
     pub fn reveal(&self, id: NoteId) {
-        let index = self.notes.with_untracked(|ns| {
-            self.order.with_untracked(|o| {
-                o.iter()
-                    .position(|&i| ns.get(i).is_some_and(|n| n.id == id))
-            })
-        });
+        let index = self
+            .order
+            .with_untracked(|o| o.iter().position(|&(_, shown)| shown == id));
         let Some(index) = index else { return };
         let scroll = self.list_scroll.get_untracked();
         let viewport = self.list_viewport.get_untracked();
@@ -347,11 +384,11 @@ fn SearchBox(state: NotesState) -> impl IntoView {
 /// Sorting, the tag filter and the way to the recently deleted notes.
 #[component]
 fn ListControls(state: NotesState) -> impl IntoView {
-    let tags = Memo::new(move |_| state.notes.with(|ns| all_tags(ns)));
+    let tags = Memo::new(move |_| state.with_listed(all_tags));
     let deleted_count = Memo::new(move |_| {
         state
             .trash
-            .with(|t| state.notes.with(|ns| trash_items(t, ns, 0).len()))
+            .with(|t| state.with_listed(|ns| trash_items(t, ns, 0).len()))
     });
     let sort = move || state.filter.with(|f| f.sort);
     let tag = move || state.filter.with(|f| f.tag.clone());
@@ -604,12 +641,18 @@ fn NoteList(state: NotesState) -> impl IntoView {
         let range = range.get();
         let terms = state.filter.with(|f| query_terms(&f.query));
         let now = state.now_ms.get();
-        state.notes.with(|ns| {
+        state.with_listed(|ns| {
             order.with(|o| {
                 o.get(range)
                     .unwrap_or_default()
                     .iter()
-                    .filter_map(|&i| ns.get(i))
+                    .filter_map(|&(i, id)| {
+                        // The notes may have moved since the order was made
+                        // (a bump is pending): then the note is found by id.
+                        ns.get(i)
+                            .filter(|n| n.id == id)
+                            .or_else(|| ns.iter().find(|n| n.id == id))
+                    })
                     .map(|n| list_item(n, &terms, now))
                     .collect::<Vec<_>>()
             })
@@ -694,30 +737,38 @@ fn NoteList(state: NotesState) -> impl IntoView {
                     >
                         <For
                             each=move || rows.get()
-                            key=|item| item.clone()
+                            // By id: a row whose note changed is updated in
+                            // place, so it keeps keyboard focus.
+                            key=|item| item.id
                             children=move |item| {
                                 let id = item.id;
+                                let row = Memo::new(move |_| {
+                                    rows.with(|r| r.iter().find(|i| i.id == id).cloned())
+                                        .unwrap_or_else(|| item.clone())
+                                });
                                 let selected = move || state.selected.get() == Some(id);
                                 let conflicted = move || {
                                     state.conflicts.with(|cs| cs.iter().any(|(n, _)| *n == id))
                                 };
+                                let pinned = move || row.with(|r| r.pinned);
                                 view! {
                                     <li>
                                         <button
                                             class="note-item"
                                             class:selected=selected
                                             class:conflicted=conflicted
-                                            class:pinned=item.pinned
+                                            class:pinned=pinned
                                             aria-current=move || selected().then_some("true")
                                             data-note-id=id.to_string()
                                             on:click=move |_| state.selected.set(Some(id))
                                         >
-                                            <span class="note-title">{marked(item.title)}</span>
-                                            <span class="note-preview">{marked(item.preview)}</span>
+                                            <span class="note-title">{move || marked(row.with(|r| r.title.clone()))}</span>
+                                            <span class="note-preview">{move || marked(row.with(|r| r.preview.clone()))}</span>
                                             <span class="note-when">
-                                                {item.pinned.then(|| view! { <span class="pin-mark">"Pinned · "</span> })}
-                                                {item.when}
-                                                {(!item.tags.is_empty()).then(|| view! { <span class="note-tags">{format!(" · {}", item.tags.join(", "))}</span> })}
+                                                {move || pinned().then(|| view! { <span class="pin-mark">"Pinned · "</span> })}
+                                                {move || row.with(|r| r.when.clone())}
+                                                {move || row.with(|r| (!r.tags.is_empty()).then(|| format!(" · {}", r.tags.join(", "))))
+                                                    .map(|tags| view! { <span class="note-tags">{tags}</span> })}
                                                 <Show when=conflicted>
                                                     <span class="badge">" · needs your choice"</span>
                                                 </Show>

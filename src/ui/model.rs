@@ -1,12 +1,12 @@
 //! View models: the plain data the components render, derived from domain
 //! values by pure functions that are tested natively.
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use crate::bridge::LiveState;
-use crate::domain::{newest_first, Note, NoteId};
+use crate::domain::{Note, NoteId};
 use crate::search::{highlight, query_terms, snippet, SearchIndex, Segment};
 use crate::sync::engine::{SyncState, SyncStatus};
 
@@ -45,18 +45,6 @@ impl SortOrder {
 
     pub fn parse(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-
-    fn compare(self, a: &Note, b: &Note) -> Ordering {
-        let order = match self {
-            SortOrder::Updated => b.updated_at.cmp(&a.updated_at),
-            SortOrder::Created => b.created_at.cmp(&a.created_at),
-            SortOrder::Title => title_key(a).cmp(&title_key(b)),
-        };
-        b.pinned
-            .cmp(&a.pinned)
-            .then(order)
-            .then_with(|| newest_first(a, b))
     }
 }
 
@@ -102,25 +90,41 @@ pub fn list_order(
         .filter(|(_, n)| filter.tag.as_ref().is_none_or(|t| n.tags.contains(t)))
         .filter(|(_, n)| !searching || hits.is_some_and(|h| h.contains(&n.id)))
         .map(|(i, _)| i);
+    // Sorted as compact keys (the comparison never leaves the key array,
+    // and the id makes every key unique, so an unstable sort is exact);
+    // it runs on every change to the notes.
     match filter.sort {
-        // The title key allocates, so it is made once per note rather than
-        // once per comparison.
-        SortOrder::Title => {
-            let mut keyed: Vec<(usize, String)> =
-                shown.map(|i| (i, title_key(&notes[i]))).collect();
-            keyed.sort_by(|(a, ka), (b, kb)| {
-                let (a, b) = (&notes[*a], &notes[*b]);
-                b.pinned
-                    .cmp(&a.pinned)
-                    .then_with(|| ka.cmp(kb))
-                    .then_with(|| newest_first(a, b))
-            });
-            keyed.into_iter().map(|(i, _)| i).collect()
+        SortOrder::Updated => {
+            let mut keyed: Vec<_> = shown
+                .map(|i| {
+                    let n = &notes[i];
+                    (Reverse(n.pinned), Reverse(n.updated_at), Reverse(n.id), i)
+                })
+                .collect();
+            keyed.sort_unstable();
+            keyed.into_iter().map(|k| k.3).collect()
         }
-        sort => {
-            let mut order: Vec<usize> = shown.collect();
-            order.sort_by(|&a, &b| sort.compare(&notes[a], &notes[b]));
-            order
+        SortOrder::Created => {
+            let mut keyed: Vec<_> = shown
+                .map(|i| {
+                    let n = &notes[i];
+                    let newest = (Reverse(n.updated_at), Reverse(n.id));
+                    (Reverse(n.pinned), Reverse(n.created_at), newest, i)
+                })
+                .collect();
+            keyed.sort_unstable();
+            keyed.into_iter().map(|k| k.3).collect()
+        }
+        SortOrder::Title => {
+            let mut keyed: Vec<_> = shown
+                .map(|i| {
+                    let n = &notes[i];
+                    let newest = (Reverse(n.updated_at), Reverse(n.id));
+                    (Reverse(n.pinned), title_key(n), newest, i)
+                })
+                .collect();
+            keyed.sort_unstable();
+            keyed.into_iter().map(|k| k.3).collect()
         }
     }
 }
@@ -539,6 +543,8 @@ pub fn plural(n: u32, one: &str, many: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::newest_first;
+    use std::cmp::Ordering;
 
     #[test]
     fn storage_use_reads_like_a_person_would_say_it() {
@@ -763,6 +769,20 @@ mod tests {
         assert_eq!(scroll_to_reveal(1, 0.0, 30.0, 60.0), Some(60.0));
     }
 
+    /// The list's order, written plainly as a comparison: what
+    /// [`list_order`]'s key sort must agree with.
+    fn reference_order(sort: SortOrder, a: &Note, b: &Note) -> Ordering {
+        let order = match sort {
+            SortOrder::Updated => b.updated_at.cmp(&a.updated_at),
+            SortOrder::Created => b.created_at.cmp(&a.created_at),
+            SortOrder::Title => title_key(a).cmp(&title_key(b)),
+        };
+        b.pinned
+            .cmp(&a.pinned)
+            .then(order)
+            .then_with(|| newest_first(a, b))
+    }
+
     proptest::proptest! {
         #[test]
         fn the_order_is_a_sort_of_the_shown_notes(
@@ -784,7 +804,7 @@ mod tests {
             let filter = ListFilter { sort: SortOrder::ALL[sort], ..ListFilter::default() };
             let order = list_order(&notes, &filter, None);
             let mut naive: Vec<&Note> = notes.iter().filter(|n| !n.deleted).collect();
-            naive.sort_by(|a, b| filter.sort.compare(a, b));
+            naive.sort_by(|a, b| reference_order(filter.sort, a, b));
             let got: Vec<NoteId> = order.iter().map(|&i| notes[i].id).collect();
             let want: Vec<NoteId> = naive.iter().map(|n| n.id).collect();
             proptest::prop_assert_eq!(got, want);

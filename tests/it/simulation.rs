@@ -37,7 +37,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use tempfile::TempDir;
 
-use notesync::domain::{ClientId, MutationId, NoteDraft, NoteId, Revision, UserId};
+use notesync::domain::{ClientId, MutationId, Note, NoteDraft, NoteId, Revision, UserId};
 use notesync::server::embedded::EmbeddedStore;
 use notesync::server::service::SyncService;
 use notesync::store::kv::FakeCluster;
@@ -441,7 +441,7 @@ impl Transport for SimTransport {
 }
 
 /// One client's environment: the shared clock, a seeded generator, an event
-/// queue, and waits that never block.
+/// queue, waits that never block, and the page that shows the replica.
 struct SimHost {
     world: Rc<World>,
     client: u8,
@@ -449,6 +449,88 @@ struct SimHost {
     events: RefCell<VecDeque<Event>>,
     rng: Cell<u64>,
     ids: Cell<u64>,
+    page: RefCell<PageView>,
+}
+
+/// What the browser page shows of its replica, kept as the page keeps it:
+/// its own saves at once (the text as stored, at the revision stored), the
+/// sync leader's `ReplicaChange`s late (one operation after they happened,
+/// so after the edits that came meanwhile), each stored note taken only when
+/// its revision is later than the page's copy, each dropped one read back.
+/// Once every change has arrived, the page must show exactly the replica:
+/// the revision rule never keeps an older text or drops a newer one.
+#[derive(Default)]
+struct PageView {
+    notes: BTreeMap<NoteId, Note>,
+    /// Changes told, not yet arrived.
+    inbox: Vec<ReplicaChange>,
+    /// Changes told before the current operation: they arrive at its end.
+    arriving: Vec<ReplicaChange>,
+}
+
+impl SimHost {
+    /// The page saved (or deleted) `id`: it shows what was stored.
+    fn page_saved(&self, replica: &MemoryReplica, id: NoteId) {
+        let mut page = self.page.borrow_mut();
+        match replica.note(id) {
+            Some(note) => page.notes.insert(id, note),
+            None => page.notes.remove(&id),
+        };
+    }
+
+    /// An operation begins: what was told before it will arrive at its end.
+    fn page_op_begins(&self) {
+        let mut page = self.page.borrow_mut();
+        let told = std::mem::take(&mut page.inbox);
+        page.arriving.extend(told);
+    }
+
+    /// The operation ended: the changes told before it arrive. With `all`,
+    /// every change told so far arrives.
+    fn page_op_ends(&self, replica: &MemoryReplica, all: bool) {
+        let changes = {
+            let mut page = self.page.borrow_mut();
+            let mut changes = std::mem::take(&mut page.arriving);
+            if all {
+                changes.append(&mut page.inbox);
+            }
+            changes
+        };
+        for change in changes {
+            for note in change.stored {
+                let mut page = self.page.borrow_mut();
+                let newer = page.notes.get(&note.id).is_none_or(|held| note.rev > held.rev);
+                if newer {
+                    page.notes.insert(note.id, note);
+                }
+            }
+            for id in change.dropped {
+                self.page_saved(replica, id);
+            }
+        }
+    }
+
+    /// Whether the page shows the replica, once nothing is on its way.
+    fn page_matches(&self, replica: &MemoryReplica) -> Result<(), String> {
+        let page = self.page.borrow();
+        if !page.inbox.is_empty() || !page.arriving.is_empty() {
+            return Ok(());
+        }
+        let stored: BTreeMap<NoteId, Note> = replica.notes().into_iter().map(|n| (n.id, n)).collect();
+        for (id, note) in &stored {
+            let shown = page.notes.get(id);
+            if shown.map(|n| (&n.title, &n.body, n.deleted)) != Some((&note.title, &note.body, note.deleted)) {
+                return Err(format!(
+                    "client {}'s page shows {shown:?} for note {id}, which is stored as {note:?}",
+                    self.client
+                ));
+            }
+        }
+        if let Some(extra) = page.notes.keys().find(|id| !stored.contains_key(id)) {
+            return Err(format!("client {}'s page shows note {extra}, which is not stored", self.client));
+        }
+        Ok(())
+    }
 }
 
 impl SimHost {
@@ -506,7 +588,9 @@ impl Host for SimHost {
 
     fn status(&self, _status: &SyncStatus) {}
 
-    fn replica_changed(&self, _change: ReplicaChange) {}
+    fn replica_changed(&self, change: ReplicaChange) {
+        self.page.borrow_mut().inbox.push(change);
+    }
 }
 
 struct Parts {
@@ -558,6 +642,7 @@ fn edit(
     replica
         .edit(note, draft.clone(), world.now(), host.fresh_mutation_id())
         .expect("simulated drafts are valid");
+    host.page_saved(replica, note);
     host.push_event(Event::LocalChange);
     Some(draft)
 }
@@ -596,6 +681,7 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                     events: RefCell::new(VecDeque::new()),
                     rng: Cell::new(scenario.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9)),
                     ids: Cell::new(0),
+                    page: RefCell::default(),
                 }),
                 transport: SimTransport {
                     world: world.clone(),
@@ -629,6 +715,9 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
     let mut generation = 0u8;
 
     for op in &scenario.ops {
+        for p in &parts {
+            p.host.page_op_begins();
+        }
         match op {
             Op::Type {
                 client,
@@ -670,6 +759,7 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                 if p.replica
                     .delete(id, world.now(), p.host.fresh_mutation_id())
                 {
+                    p.host.page_saved(&p.replica, id);
                     p.host.push_event(Event::LocalChange);
                     last_typed.borrow_mut().remove(&id);
                 }
@@ -720,6 +810,10 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                     generation = generation.wrapping_add(1);
                 }
             }
+        }
+        for p in &parts {
+            p.host.page_op_ends(&p.replica, false);
+            p.host.page_matches(&p.replica)?;
         }
     }
 
@@ -779,6 +873,10 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
             server_head(&world),
             stuck.join("\n")
         ));
+    }
+    for p in &parts {
+        p.host.page_op_ends(&p.replica, true);
+        p.host.page_matches(&p.replica)?;
     }
     let server = rt.block_on(world.server_state());
     drop(drivers);
