@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { NotesApp } from '../fixtures/app';
+import { NotesApp, device } from '../fixtures/app';
 
 function notesFile(notes: unknown) {
   return { name: 'notes.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(notes)) };
@@ -41,4 +41,24 @@ test('a file with one bad note imports nothing and says which note is wrong', as
   await expect(page.getByTestId('import-status')).toContainText('This file is not a notes file');
   await app.reload();
   await expect(app.empty).toBeVisible();
+});
+
+test('a large import is pushed in batches and every note reaches another device', async ({ browser }) => {
+  // 1,200 notes: three push batches, each settled with one range delete of
+  // the outbox, and a download of more than one page on the other device.
+  const a = await device(browser);
+  await a.app.expectSynced();
+  const notes = Array.from({ length: 1200 }, (_, i) => ({ title: `Bulk ${i}`, body: `body of note ${i}` }));
+  await a.app.page.locator('#import-file').setInputFiles(notesFile(notes));
+  await expect(a.app.importStatus).toHaveText('Imported 1200 notes');
+  await a.app.expectSynced();
+  await expect(a.app.workerStatus).toContainText('1200 notes stored · 0 changes waiting to sync');
+
+  const b = await device(browser);
+  await b.app.expectSynced();
+  await expect(b.app.workerStatus).toContainText('1200 notes stored · 0 changes waiting to sync');
+  await b.app.search.fill('Bulk 1199');
+  await expect(b.app.item('Bulk 1199')).toContainText('body of note 1199');
+  await a.context.close();
+  await b.context.close();
 });

@@ -585,15 +585,17 @@ fn start_worker(page: &Rc<Page>) {
             return;
         }
     };
-    if timings::enabled() {
-        let _ = worker.post_message(&JsValue::from_str(&encode(&ToWorker::Timings { on: true })));
-    }
     let reply = worker.clone();
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
             let text = event.data().as_string().unwrap_or_default();
             match decode::<FromWorker>(&text) {
                 Ok(FromWorker::Ready { .. }) => {
+                    // Only now does the worker listen: sooner, a message is lost.
+                    if timings::enabled() {
+                        let on = encode(&ToWorker::Timings { on: true });
+                        let _ = reply.post_message(&JsValue::from_str(&on));
+                    }
                     let _ =
                         reply.post_message(&JsValue::from_str(&encode(&ToWorker::Ping { id: 1 })));
                 }

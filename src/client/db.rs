@@ -13,6 +13,9 @@
 //!   reads only its batch;
 //! - `meta`: small key/value records (client id, checkpoint), keyed by `key`;
 //! - `conflicts`: notes whose concurrent edits need a person's choice;
+//! - `versions` (since version 3): one record, `outbox`, a fresh token
+//!   written with every change to the outbox, so a push can tell that its
+//!   batch is as it read it without reading it again;
 //! - `trash` (since version 2): the last text of each deleted note,
 //!   keyed by `id`, for "Recently deleted" ([`Trashed`]). Local only, never
 //!   synced: written by the page when it deletes, and by the worker in the
@@ -66,6 +69,8 @@ const OUTBOX: &str = "outbox";
 const META: &str = "meta";
 const CONFLICTS: &str = "conflicts";
 const TRASH: &str = "trash";
+const VERSIONS: &str = "versions";
+const OUTBOX_VERSION_KEY: &str = "outbox";
 
 const TOMBSTONES: &str = "tombstones";
 const PUSH_ORDER: &str = "push_order";
@@ -224,24 +229,57 @@ async fn commit(tx: rexie::Transaction) -> Result<(), DbError> {
 
 /// The copies of changes pushed and not answered yet (the `in_flight` meta
 /// record), as [`PendingChange::to_push`] made them.
+/// Held as JSON text: a batch of copies is one string to store, where an
+/// object per copy would be cloned field by field on every write.
 async fn read_in_flight(meta: &rexie::Store) -> Result<Vec<PendingChange>, DbError> {
-    match meta.get(JsValue::from_str(IN_FLIGHT_KEY)).await? {
-        Some(value) => Ok(from_js::<MetaRecord<Vec<PendingChange>>>(value)?.value),
-        None => Ok(Vec::new()),
-    }
+    let Some(record) = meta.get(JsValue::from_str(IN_FLIGHT_KEY)).await? else {
+        return Ok(Vec::new());
+    };
+    let text = js_sys::Reflect::get(&record, &JsValue::from_str("value"))
+        .ok()
+        .and_then(|v| v.as_string())
+        .ok_or_else(|| DbError::Other("a stored record is unreadable: in_flight".into()))?;
+    serde_json::from_str(&text).map_err(unreadable)
 }
 
 async fn write_in_flight(meta: &rexie::Store, flying: Vec<PendingChange>) -> Result<(), DbError> {
     if flying.is_empty() {
         meta.delete(JsValue::from_str(IN_FLIGHT_KEY)).await?;
     } else {
-        let record = MetaRecord {
-            key: IN_FLIGHT_KEY.to_string(),
-            value: flying,
+        let text = serde_json::to_string(&flying)
+            .map_err(|e| DbError::Other(format!("could not encode a record: {e}")))?;
+        // Built directly: as JSON, the text would be escaped and parsed again.
+        let record = js_sys::Object::new();
+        let set = |key: &str, value: &JsValue| {
+            js_sys::Reflect::set(&record, &JsValue::from_str(key), value)
+                .map(|_| ())
+                .map_err(|e| DbError::Other(format!("could not encode a record: {e:?}")))
         };
-        meta.put(&to_js(&record)?, None).await?;
+        set("key", &JsValue::from_str(IN_FLIGHT_KEY))?;
+        set("value", &JsValue::from_str(&text))?;
+        meta.put(&record.into(), None).await?;
     }
     Ok(())
+}
+
+/// Marks the outbox changed (a fresh token), inside the writing
+/// transaction.
+async fn outbox_changed(versions: &rexie::Store) -> Result<(), DbError> {
+    // Only equality matters: 52 random bits never repeat in practice.
+    let token = js_sys::Math::random();
+    let record = MetaRecord {
+        key: OUTBOX_VERSION_KEY.to_string(),
+        value: token,
+    };
+    versions.put(&to_js(&record)?, None).await?;
+    Ok(())
+}
+
+async fn outbox_version(versions: &rexie::Store) -> Result<Option<f64>, DbError> {
+    match versions.get(JsValue::from_str(OUTBOX_VERSION_KEY)).await? {
+        Some(value) => Ok(Some(from_js::<MetaRecord<f64>>(value)?.value)),
+        None => Ok(None),
+    }
 }
 
 /// Gives an outbox entry its sent copy from `flying`, as the pure rules
@@ -296,6 +334,53 @@ async fn read_batch(
         }
     }
     Ok(current)
+}
+
+/// Whether `batch` holds an entry for every change of `sent`.
+fn covers(batch: &[PendingChange], sent: &[PendingChange]) -> bool {
+    let held: HashSet<NoteId> = batch.iter().map(|p| p.note_id).collect();
+    sent.iter().all(|s| held.contains(&s.note_id))
+}
+
+/// `writes` with their deletes made one range delete when that is exact:
+/// the deleted keys are every key between the least and the greatest of
+/// them (a pushed import is such a run of note ids). A request per key
+/// costs tens of microseconds; a range costs one request.
+async fn delete_as_range(store: &rexie::Store, writes: Vec<Write>) -> Result<Vec<Write>, DbError> {
+    let keys: HashSet<String> = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Delete(key) => key.as_string(),
+            Write::Put(_) => None,
+        })
+        .collect();
+    let (Some(first), Some(last)) = (keys.iter().min(), keys.iter().max()) else {
+        return Ok(writes);
+    };
+    if keys.len() < 64 {
+        return Ok(writes);
+    }
+    let range = || {
+        rexie::KeyRange::bound(
+            &JsValue::from_str(first),
+            &JsValue::from_str(last),
+            Some(false),
+            Some(false),
+        )
+        .map_err(rexie::Error::from)
+    };
+    // Every deleted key names an entry read in this transaction (or in an
+    // unchanged outbox), so as many records in the range as keys means the
+    // range holds exactly these.
+    let held = store.count(Some(range()?)).await?;
+    if usize::try_from(held).ok() != Some(keys.len()) {
+        return Ok(writes);
+    }
+    store.delete(range()?.into()).await?;
+    Ok(writes
+        .into_iter()
+        .filter(|w| matches!(w, Write::Put(_)))
+        .collect())
 }
 
 /// One write of a step, issued in order with the step's others.
@@ -474,6 +559,10 @@ impl ReplicaStore for LocalDb {
 pub struct LocalDb {
     user: UserId,
     rexie: RefCell<Rexie>,
+    /// The last batch [`LocalDb::oldest_pushable`] read, with the outbox's
+    /// version then: settling it reads the outbox again only if the version
+    /// moved (an edit, another tab) in between.
+    last_batch: RefCell<Option<(Option<f64>, Vec<PendingChange>)>>,
 }
 
 /// What a pending-edit write needs beyond the note itself.
@@ -488,6 +577,7 @@ impl LocalDb {
         let db = Self {
             user: user.clone(),
             rexie: RefCell::new(Self::connect(user).await?),
+            last_batch: RefCell::new(None),
         };
         db.mark_tombstones().await?;
         Ok(db)
@@ -541,6 +631,7 @@ impl LocalDb {
             .add_object_store(ObjectStore::new(META).key_path("key"))
             .add_object_store(ObjectStore::new(CONFLICTS).key_path("note_id"))
             .add_object_store(ObjectStore::new(TRASH).key_path("id"))
+            .add_object_store(ObjectStore::new(VERSIONS).key_path("key"))
             .build()
             .await
             .map_err(|e| match DbError::from(e) {
@@ -630,10 +721,13 @@ impl LocalDb {
     /// The first `max` pushable entries in push order, read through the
     /// `push_order` index: at most `max` plus the refused entries are read.
     async fn oldest_pushable(&self, max: usize) -> Result<Vec<PendingChange>, DbError> {
-        let tx = self.tx(&[OUTBOX, META], TransactionMode::ReadOnly).await?;
+        let tx = self
+            .tx(&[OUTBOX, META, VERSIONS], TransactionMode::ReadOnly)
+            .await?;
         let outbox = tx.store(OUTBOX)?;
         let meta = tx.store(META)?;
-        let (refused, flying) = futures::try_join!(
+        let versions = tx.store(VERSIONS)?;
+        let (refused, flying, version) = futures::try_join!(
             async {
                 outbox
                     .index(REFUSED)?
@@ -641,7 +735,8 @@ impl LocalDb {
                     .await
                     .map_err(DbError::from)
             },
-            read_in_flight(&meta)
+            read_in_flight(&meta),
+            outbox_version(&versions)
         )?;
         let wanted = count(max).saturating_add(refused);
         let mut batch: Vec<PendingChange> = from_js_all(
@@ -654,6 +749,7 @@ impl LocalDb {
         // canonical text, whose order is the id's.
         batch.retain(|p| p.rejected.is_none());
         batch.truncate(max);
+        *self.last_batch.borrow_mut() = Some((version, batch.clone()));
         for entry in &mut batch {
             with_sent_copy(entry, &flying);
         }
@@ -680,10 +776,11 @@ impl LocalDb {
         meta: EditMeta,
     ) -> Result<Note, DbError> {
         let tx = self
-            .tx(&[NOTES, OUTBOX], TransactionMode::ReadWrite)
+            .tx(&[NOTES, OUTBOX, VERSIONS], TransactionMode::ReadWrite)
             .await?;
         let notes = tx.store(NOTES)?;
         let outbox = tx.store(OUTBOX)?;
+        let versions = tx.store(VERSIONS)?;
         let key = note_key(note.id);
         let (stored, existing) = futures::try_join!(notes.get(key.clone()), outbox.get(key))?;
         let stored: Option<Note> = stored.map(from_js).transpose()?;
@@ -725,8 +822,14 @@ impl LocalDb {
         );
         let (note_value, pending_value) = (note_record(&to_store)?, to_js(&pending)?);
         futures::try_join!(
-            notes.put(&note_value, None),
-            outbox.put(&pending_value, None)
+            async { notes.put(&note_value, None).await.map_err(DbError::from) },
+            async {
+                outbox
+                    .put(&pending_value, None)
+                    .await
+                    .map_err(DbError::from)
+            },
+            outbox_changed(&versions)
         )?;
         commit(tx).await?;
         Ok(to_store)
@@ -744,7 +847,7 @@ impl LocalDb {
         mut meta: impl FnMut() -> EditMeta,
     ) -> Result<(), DbError> {
         let tx = self
-            .tx(&[NOTES, OUTBOX], TransactionMode::ReadWrite)
+            .tx(&[NOTES, OUTBOX, VERSIONS], TransactionMode::ReadWrite)
             .await?;
         let notes_store = tx.store(NOTES)?;
         let outbox = tx.store(OUTBOX)?;
@@ -770,6 +873,7 @@ impl LocalDb {
         }
         notes_store.put_all(note_records.into_iter()).await?;
         outbox.put_all(pending_records.into_iter()).await?;
+        outbox_changed(&tx.store(VERSIONS)?).await?;
         commit(tx).await
     }
 
@@ -914,11 +1018,26 @@ impl LocalDb {
         results: &[ChangeResult],
         fresh_ids: &[MutationId],
     ) -> Result<(), DbError> {
-        let tx = self.tx(&[OUTBOX, META], TransactionMode::ReadWrite).await?;
+        let tx = self
+            .tx(&[OUTBOX, META, VERSIONS], TransactionMode::ReadWrite)
+            .await?;
         let outbox = tx.store(OUTBOX)?;
         let meta = tx.store(META)?;
-        let (mut current, mut flying) =
-            futures::try_join!(read_batch(&outbox, sent), read_in_flight(&meta))?;
+        let versions = tx.store(VERSIONS)?;
+        let t = timings::start();
+        let (version, mut flying) =
+            futures::try_join!(outbox_version(&versions), read_in_flight(&meta))?;
+        // Nothing wrote the outbox since the batch was read: its entries are
+        // as read then, and need not be read again.
+        let seen = self.last_batch.borrow_mut().take();
+        let mut current = match seen {
+            Some((then, batch)) if then == version && covers(&batch, sent) => {
+                batch.into_iter().map(|p| (p.note_id, Some(p))).collect()
+            }
+            _ => read_batch(&outbox, sent).await?,
+        };
+        timings::end("settle: read", t);
+        let t = timings::start();
         let mut writes = Vec::new();
         for ((sent, result), fresh) in sent.iter().zip(results).zip(fresh_ids) {
             let Some(now) = current.get_mut(&sent.note_id).and_then(Option::as_mut) else {
@@ -939,7 +1058,15 @@ impl LocalDb {
         // Answered: their copies are not needed any more.
         let answered: HashSet<NoteId> = sent.iter().map(|s| s.note_id).collect();
         flying.retain(|f| !answered.contains(&f.note_id));
-        futures::try_join!(write_all(&outbox, &writes), write_in_flight(&meta, flying))?;
+        timings::end("settle: decide", t);
+        let t = timings::start();
+        let writes = delete_as_range(&outbox, writes).await?;
+        futures::try_join!(
+            write_all(&outbox, &writes),
+            write_in_flight(&meta, flying),
+            outbox_changed(&versions)
+        )?;
+        timings::end("settle: write", t);
         commit(tx).await
     }
 
@@ -950,7 +1077,7 @@ impl LocalDb {
     ) -> Result<Applied, DbError> {
         let tx = self
             .tx(
-                &[NOTES, OUTBOX, CONFLICTS, META, TRASH],
+                &[NOTES, OUTBOX, CONFLICTS, META, TRASH, VERSIONS],
                 TransactionMode::ReadWrite,
             )
             .await?;
@@ -958,6 +1085,7 @@ impl LocalDb {
         let outbox = tx.store(OUTBOX)?;
         let conflicts = tx.store(CONFLICTS)?;
         let trash = tx.store(TRASH)?;
+        let versions = tx.store(VERSIONS)?;
         let ids = || entries.iter().map(|e| e.note.id);
         let t0 = timings::start();
         let meta = tx.store(META)?;
@@ -1051,7 +1179,14 @@ impl LocalDb {
             write_all(&outbox, &outbox_writes),
             write_all(&conflicts, &conflict_writes),
             write_all(&trash, &trash_writes),
-            async { meta.put(&checkpoint, None).await.map_err(DbError::from) }
+            async { meta.put(&checkpoint, None).await.map_err(DbError::from) },
+            async {
+                if outbox_writes.is_empty() {
+                    Ok(())
+                } else {
+                    outbox_changed(&versions).await
+                }
+            }
         )?;
         timings::end("apply_page: writes", t0);
         let t0 = timings::start();

@@ -499,7 +499,10 @@ impl SimHost {
         for change in changes {
             for note in change.stored {
                 let mut page = self.page.borrow_mut();
-                let newer = page.notes.get(&note.id).is_none_or(|held| note.rev > held.rev);
+                let newer = page
+                    .notes
+                    .get(&note.id)
+                    .is_none_or(|held| note.rev > held.rev);
                 if newer {
                     page.notes.insert(note.id, note);
                 }
@@ -516,10 +519,13 @@ impl SimHost {
         if !page.inbox.is_empty() || !page.arriving.is_empty() {
             return Ok(());
         }
-        let stored: BTreeMap<NoteId, Note> = replica.notes().into_iter().map(|n| (n.id, n)).collect();
+        let stored: BTreeMap<NoteId, Note> =
+            replica.notes().into_iter().map(|n| (n.id, n)).collect();
         for (id, note) in &stored {
             let shown = page.notes.get(id);
-            if shown.map(|n| (&n.title, &n.body, n.deleted)) != Some((&note.title, &note.body, note.deleted)) {
+            if shown.map(|n| (&n.title, &n.body, n.deleted))
+                != Some((&note.title, &note.body, note.deleted))
+            {
                 return Err(format!(
                     "client {}'s page shows {shown:?} for note {id}, which is stored as {note:?}",
                     self.client
@@ -527,7 +533,10 @@ impl SimHost {
             }
         }
         if let Some(extra) = page.notes.keys().find(|id| !stored.contains_key(id)) {
-            return Err(format!("client {}'s page shows note {extra}, which is not stored", self.client));
+            return Err(format!(
+                "client {}'s page shows note {extra}, which is not stored",
+                self.client
+            ));
         }
         Ok(())
     }
