@@ -137,9 +137,7 @@ impl Page {
     }
 
     fn current(&self, id: NoteId) -> Option<Note> {
-        self.state
-            .notes
-            .with_untracked(|ns| ns.iter().find(|n| n.id == id).cloned())
+        self.state.note(id)
     }
 
     async fn write(&self, note: &Note) -> Result<Note, DbError> {

@@ -424,20 +424,17 @@ async fn read_notes(
 enum Expect {
     /// Most ids name records that exist: each is read.
     Present,
-    /// Many ids may be new (a pulled page): when they are many against the
-    /// store's size ([`lists_keys`]), the store's keys are listed first and
-    /// only existing records read.
+    /// Many ids may be new (a pulled page): above [`LIST_KEYS_ABOVE`] ids,
+    /// the store's keys are listed first and only existing records read.
     MostlyAbsent,
 }
 
-/// Whether reading `wanted` records of a store of `held` is cheaper by
-/// listing its keys first: a request costs tens of microseconds even for a
-/// missing key, and listing a key costs about a tenth of that. So a large
-/// page into a small store (a download) lists, and a hundred changes into
-/// ten thousand notes reads each.
-fn lists_keys(wanted: usize, held: u32) -> bool {
-    wanted > 64 && (held as usize) < wanted.saturating_mul(8)
-}
+/// Above this many ids, a read lists the store's keys first and fetches
+/// only the records that exist: a request costs tens of microseconds even for
+/// a missing key, listing a key about a tenth of that, and a large pulled
+/// page is mostly new notes. (Counting the store first to choose would cost
+/// as much as listing: the browser counts by scanning.)
+const LIST_KEYS_ABOVE: usize = 500;
 
 async fn read_records<T: DeserializeOwned>(
     store: &rexie::Store,
@@ -446,10 +443,7 @@ async fn read_records<T: DeserializeOwned>(
 ) -> Result<HashMap<NoteId, Option<T>>, DbError> {
     let mut ids: Vec<NoteId> = ids.collect();
     let mut found: HashMap<NoteId, Option<T>> = HashMap::with_capacity(ids.len());
-    if expect == Expect::MostlyAbsent
-        && ids.len() > 64
-        && lists_keys(ids.len(), store.count(None).await?)
-    {
+    if expect == Expect::MostlyAbsent && ids.len() > LIST_KEYS_ABOVE {
         let held: HashSet<String> = store
             .get_all_keys(None, None)
             .await?

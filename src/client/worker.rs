@@ -221,6 +221,42 @@ fn random_jitter() -> u32 {
     u32::from(u16::from_le_bytes([b[0], b[1]])) % 1001
 }
 
+/// Least time between two counts for the page: the browser's database counts
+/// by scanning, about a millisecond per thousand notes, and every saved
+/// keystroke asks; a count in the way of the next save delays it.
+const REPORT_EVERY_MS: f64 = 500.0;
+
+/// Answers the page's questions about the local counts, at most every
+/// [`REPORT_EVERY_MS`]: questions asked meanwhile share the next answer.
+struct Reporter {
+    db: Rc<LocalDb>,
+    ticks: Rc<Cell<u64>>,
+    due: Cell<bool>,
+    last_ms: Cell<f64>,
+    reply_to: Cell<Option<u32>>,
+}
+
+impl Reporter {
+    fn request(self: &Rc<Self>, reply_to: Option<u32>) {
+        if reply_to.is_some() {
+            self.reply_to.set(reply_to);
+        }
+        if self.due.replace(true) {
+            return;
+        }
+        let wait = (self.last_ms.get() + REPORT_EVERY_MS - js_sys::Date::now()).max(0.0);
+        let me = self.clone();
+        gloo_timers::callback::Timeout::new(wait as u32, move || {
+            wasm_bindgen_futures::spawn_local(async move {
+                me.due.set(false);
+                me.last_ms.set(js_sys::Date::now());
+                report(&me.db, me.ticks.get(), me.reply_to.take()).await;
+            });
+        })
+        .forget();
+    }
+}
+
 async fn report(db: &LocalDb, ticks: u64, reply_to: Option<u32>) {
     match db.counts().await {
         Ok((notes, pending)) => post(&FromWorker::Status {
@@ -270,16 +306,20 @@ pub fn start(user: String) {
         let (wake_live, wake) = mpsc::unbounded::<()>();
         let leader = Rc::new(Cell::new(false));
         let ticks = Rc::new(Cell::new(0u64));
+        let reporter = Rc::new(Reporter {
+            db: db.clone(),
+            ticks: ticks.clone(),
+            due: Cell::new(false),
+            last_ms: Cell::new(0.0),
+            reply_to: Cell::new(None),
+        });
         {
-            let db = db.clone();
-            let ticks = ticks.clone();
             let sender = sender.clone();
             let wake_live = wake_live.clone();
             let leader = leader.clone();
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
                 let text = event.data().as_string().unwrap_or_default();
-                let db = db.clone();
-                let ticks = ticks.get();
+                let reporter = reporter.clone();
                 // Only the leader syncs; a follower's page reaches the leader
                 // over the channel.
                 let sender = leader.get().then(|| sender.clone());
@@ -291,10 +331,10 @@ pub fn start(user: String) {
                         }
                     };
                     match decode::<ToWorker>(&text) {
-                        Ok(ToWorker::Ping { id }) => report(&db, ticks, Some(id)).await,
+                        Ok(ToWorker::Ping { id }) => reporter.request(Some(id)),
                         Ok(ToWorker::LocalChange) => {
                             send(Event::LocalChange);
-                            report(&db, ticks, None).await;
+                            reporter.request(None);
                         }
                         Ok(ToWorker::Connectivity { online }) => {
                             send(Event::Connectivity { online });

@@ -81,7 +81,7 @@ pub struct NotesState {
     pub storage: RwSignal<Option<StorageUse>>,
     /// The search words, tag filter and order of the list.
     pub filter: RwSignal<ListFilter>,
-    /// Bumped once a task after the notes changed: what the list and the
+    /// Bumped once a frame after the notes changed: what the list and the
     /// other views over every note follow, so that a paste arriving as
     /// thirty input events (or a page of pulled notes) costs them one
     /// recompute, not thirty. The editor follows `notes` itself.
@@ -97,6 +97,12 @@ pub struct NotesState {
     pub row_px: RwSignal<f64>,
     /// The notes list's scrolling element, once rendered.
     pub list_ref: NodeRef<leptos::html::Nav>,
+    /// The selected note as it is now (tombstones included): what the
+    /// editor's parts follow, so that a keystroke looks the note up once.
+    pub open_note: Memo<Option<Note>>,
+    /// Where a note was last found in `notes`: a keystroke's lookups start
+    /// there, so they cost nothing while one note is being typed in.
+    hint: StoredValue<Option<(NoteId, usize)>>,
     /// Texts of deleted notes kept on this device for "Recently deleted".
     pub trash: RwSignal<Vec<Trashed>>,
     /// Whether the list shows the recently deleted notes instead.
@@ -114,18 +120,32 @@ impl NotesState {
         let now_ms = RwSignal::new(0);
         let listed = RwSignal::new(0u64);
         let bump_pending = StoredValue::new(false);
+        // The bump comes with the next frame: everything that changed the
+        // notes before it (a paste's thirty input events, a pulled page)
+        // makes one recompute, and it is in that very frame. Chromium holds
+        // timers back until the frame after an input, so a timer would show
+        // a keystroke one frame later. A hidden page draws no frames: a
+        // timer then.
         Effect::new(move |_| {
             notes.track();
             if !bump_pending.get_value() {
                 bump_pending.set_value(true);
-                set_timeout(
-                    move || {
-                        bump_pending.set_value(false);
-                        listed.update(|n| *n += 1);
-                    },
-                    std::time::Duration::ZERO,
-                );
+                let bump = move || {
+                    bump_pending.set_value(false);
+                    listed.update(|n| *n += 1);
+                };
+                if document().hidden() {
+                    set_timeout(bump, std::time::Duration::ZERO);
+                } else {
+                    request_animation_frame(bump);
+                }
             }
+        });
+        let hint = StoredValue::new(None::<(NoteId, usize)>);
+        let selected = RwSignal::new(None::<NoteId>);
+        let open_note = Memo::new(move |_| {
+            let id = selected.get()?;
+            notes.with(|ns| position_of(ns, id, hint).map(|i| ns[i].clone()))
         });
         // Every note, as of the last bump.
         let listed_notes = move |f: &mut dyn FnMut(&[Note])| {
@@ -162,7 +182,7 @@ impl NotesState {
         Self {
             notes,
             loaded: RwSignal::new(false),
-            selected: RwSignal::new(None),
+            selected,
             save_state: RwSignal::new(SaveState::Saved),
             storage_error: RwSignal::new(None),
             worker: RwSignal::new(WorkerView::Starting),
@@ -184,6 +204,8 @@ impl NotesState {
             list_viewport: RwSignal::new(800.0),
             row_px: RwSignal::new(DEFAULT_ROW_PX),
             list_ref: NodeRef::new(),
+            open_note,
+            hint,
             trash: RwSignal::new(Vec::new()),
             show_trash: RwSignal::new(false),
             undo: RwSignal::new(None),
@@ -225,13 +247,38 @@ impl NotesState {
 
     fn update_note(&self, id: NoteId, change: impl FnOnce(&mut Note)) {
         let now = platform::now();
+        let hint = self.hint;
         self.notes.update(|ns| {
-            if let Some(note) = ns.iter_mut().find(|n| n.id == id) {
+            if let Some(i) = position_of(ns, id, hint) {
+                let note = &mut ns[i];
                 change(note);
                 note.updated_at = now.max(note.updated_at);
             }
         });
     }
+
+    /// Note `id` as the page holds it now (untracked).
+    pub fn note(&self, id: NoteId) -> Option<Note> {
+        self.notes
+            .with_untracked(|ns| position_of(ns, id, self.hint).map(|i| ns[i].clone()))
+    }
+}
+
+/// Where note `id` is in `notes`: at the hinted place if it is still there,
+/// else found by a scan, which becomes the hint.
+fn position_of(
+    notes: &[Note],
+    id: NoteId,
+    hint: StoredValue<Option<(NoteId, usize)>>,
+) -> Option<usize> {
+    if let Some((hinted, i)) = hint.get_value() {
+        if hinted == id && notes.get(i).is_some_and(|n| n.id == id) {
+            return Some(i);
+        }
+    }
+    let found = notes.iter().position(|n| n.id == id)?;
+    hint.set_value(Some((id, found)));
+    Some(found)
 }
 
 /// The notes page: the list, the editor and the status bar.
@@ -803,19 +850,13 @@ fn Editor(state: NotesState) -> impl IntoView {
     // Only opening another note (or the open one going away) rebuilds the
     // fields; keystrokes and synced changes update them in place.
     let open_id = Memo::new(move |_| {
-        let id = state.selected.get()?;
         state
-            .notes
-            .with(|ns| ns.iter().any(|n| n.id == id && !n.deleted))
-            .then_some(id)
+            .open_note
+            .with(|n| n.as_ref().filter(|n| !n.deleted).map(|n| n.id))
     });
     let open = move || {
         let id = open_id.get()?;
-        untrack(|| {
-            state
-                .notes
-                .with(|ns| ns.iter().find(|n| n.id == id).cloned())
-        })
+        untrack(|| state.note(id))
     };
     view! {
         <section class="editor" aria-label="Editor">
@@ -835,8 +876,8 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
     let id = note.id;
     let pinned = move || {
         state
-            .notes
-            .with(|ns| ns.iter().any(|n| n.id == id && n.pinned))
+            .open_note
+            .with(|n| n.as_ref().is_some_and(|n| n.id == id && n.pinned))
     };
     let title_ref = NodeRef::<leptos::html::Input>::new();
     let body_ref = NodeRef::<leptos::html::Textarea>::new();
@@ -906,8 +947,8 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
                 aria-label="Preview"
                 inner_html=move || {
                     state
-                        .notes
-                        .with(|ns| ns.iter().find(|n| n.id == id).map(|n| to_safe_html(&n.body)))
+                        .open_note
+                        .with(|n| n.as_ref().filter(|n| n.id == id).map(|n| to_safe_html(&n.body)))
                         .unwrap_or_default()
                 }
             ></div>
@@ -961,14 +1002,12 @@ fn TagEditor(state: NotesState, id: NoteId) -> impl IntoView {
     let input_ref = NodeRef::<leptos::html::Input>::new();
     let tags = move || {
         state
-            .notes
-            .with(|ns| ns.iter().find(|n| n.id == id).map(|n| n.tags.clone()))
+            .open_note
+            .with(|n| n.as_ref().filter(|n| n.id == id).map(|n| n.tags.clone()))
             .unwrap_or_default()
     };
     let set_tags = move |tags: Vec<String>| {
-        let current = state
-            .notes
-            .with_untracked(|ns| ns.iter().find(|n| n.id == id).cloned());
+        let current = state.note(id);
         let Some(note) = current else { return };
         match NoteDraft::validated(note.title, note.body, tags) {
             Ok(draft) => {
