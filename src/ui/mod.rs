@@ -32,10 +32,10 @@ use model::{
 };
 
 /// Rows built beyond each edge of the visible part of the notes list.
-const LIST_OVERSCAN: usize = 60;
+pub const LIST_OVERSCAN: usize = 60;
 /// The height of a row of the notes list until one is measured (the CSS
 /// gives every row the same height, so one measurement holds for all).
-const DEFAULT_ROW_PX: f64 = 68.0;
+pub const DEFAULT_ROW_PX: f64 = 68.0;
 
 /// The two export files (see [`crate::transfer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
