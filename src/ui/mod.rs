@@ -324,7 +324,12 @@ pub fn NotesPage() -> impl IntoView {
                 <Editor state />
             </main>
             <footer class="statusbar">
-                <span data-testid="worker-status">{move || state.worker.get().describe()}</span>
+                <span data-testid="worker-status">
+                    {move || {
+                        let pending = state.sync.with(|s| s.as_ref().map(|s| s.pending));
+                        state.worker.with(|w| w.describe(pending))
+                    }}
+                </span>
                 <LiveStatus state />
                 <span data-testid="storage-use">
                     {move || state.storage.get().map(|s| s.describe())}

@@ -393,14 +393,17 @@ pub enum WorkerView {
 }
 
 impl WorkerView {
-    /// The footer line describing the worker.
-    pub fn describe(&self) -> String {
+    /// The footer line describing the worker. `synced_pending` is the
+    /// pending count of the sync status shown beside it, when there is one:
+    /// the worker counts for the footer at most twice a second, and the two
+    /// must never disagree.
+    pub fn describe(&self, synced_pending: Option<u32>) -> String {
         match self {
             WorkerView::Starting => "Sync worker starting…".to_string(),
             WorkerView::Running { notes, pending, .. } => format!(
                 "Sync worker running · {} stored · {} waiting to sync",
                 plural(*notes, "note", "notes"),
-                plural(*pending, "change", "changes"),
+                plural(synced_pending.unwrap_or(*pending), "change", "changes"),
             ),
             WorkerView::Failed(message) => format!("Sync worker stopped: {message}"),
         }
@@ -880,11 +883,16 @@ mod tests {
             pending: 2,
         };
         assert_eq!(
-            view.describe(),
+            view.describe(None),
             "Sync worker running · 1 note stored · 2 changes waiting to sync"
         );
+        // The sync status's count, when known, is the one shown.
+        assert_eq!(
+            view.describe(Some(0)),
+            "Sync worker running · 1 note stored · 0 changes waiting to sync"
+        );
         assert!(WorkerView::Failed("x".into())
-            .describe()
+            .describe(None)
             .contains("stopped: x"));
     }
 }
