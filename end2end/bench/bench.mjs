@@ -534,6 +534,32 @@ function percentile(values, p) {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
+/**
+ * Watches the next edit of note `id` (from the next input event). `done`
+ * resolves with that event's time, when the note's list row showed
+ * `shownText`, and the first read-write transaction after which the stored
+ * body starts with `storedPrefix`. (An object: awaiting a bare promise here
+ * would wait for the edit itself.)
+ */
+async function observeEdit(page, id, shownText, storedPrefix) {
+  const inputsBefore = await page.evaluate(() => window.__bench.inputs.length);
+  const done = later(page.evaluate(({ id, shownText, storedPrefix, inputsBefore }) => {
+    const b = window.__bench;
+    return new Promise((resolve, reject) => {
+      const started = () => {
+        if (b.inputs.length <= inputsBefore) return setTimeout(started, 0);
+        const inputAt = b.inputs[inputsBefore];
+        const shown = b.waitText(`.note-item[data-note-id="${id}"] .note-preview`, shownText);
+        const stored = b.committedWhen(inputAt, 'notes,outbox',
+          async () => (await b.bodiesStartingWith([id], storedPrefix)) === 1);
+        Promise.all([shown, stored]).then(([shownAt, record]) => resolve({ inputAt, shownAt, record }), reject);
+      };
+      started();
+    });
+  }, { id, shownText, storedPrefix, inputsBefore }));
+  return { done };
+}
+
 /** The seeded note shown first in the device's list. */
 async function topNote(dev, seeded) {
   const id = await dev.page.locator('.note-item').first().getAttribute('data-note-id');
@@ -561,20 +587,7 @@ async function scenarioD(dev, note, rep) {
   const ui = [];
   for (let k = 0; k < D_EDITS; k++) {
     const marker = `D${rep}x${k}y${Date.now().toString(36)}`;
-    const inputsBefore = await page.evaluate(() => window.__bench.inputs.length);
-    const waiting = later(page.evaluate(({ id, marker, inputsBefore }) => {
-      const b = window.__bench;
-      return new Promise((resolve, reject) => {
-        const started = () => {
-          if (b.inputs.length <= inputsBefore) return setTimeout(started, 0);
-          const inputAt = b.inputs[inputsBefore];
-          const shown = b.waitText(`.note-item[data-note-id="${id}"] .note-preview`, marker);
-          const stored = b.committedWhen(inputAt, 'notes,outbox', async () => (await b.bodiesStartingWith([id], marker)) === 1);
-          Promise.all([shown, stored]).then(([shownAt, record]) => resolve({ inputAt, shownAt, record }), reject);
-        };
-        started();
-      });
-    }, { id: note.id, marker, inputsBefore }));
+    const { done: waiting } = await observeEdit(page, note.id, marker, marker);
     await body.fill(`${marker} ${note.content.body}`);
     const { inputAt, shownAt, record } = await within(60_000, `D: edit ${k + 1} (stored and shown)`, waiting);
     idb.push(record.end - inputAt);
@@ -611,20 +624,7 @@ async function scenarioDKey(dev, note, rep) {
     typed = letter + typed;
     const prefix = typed.slice(0, 40);
     await page.keyboard.press('Control+Home');
-    const inputsBefore = await page.evaluate(() => window.__bench.inputs.length);
-    const waiting = later(page.evaluate(({ id, typed, prefix, inputsBefore }) => {
-      const b = window.__bench;
-      return new Promise((resolve, reject) => {
-        const started = () => {
-          if (b.inputs.length <= inputsBefore) return setTimeout(started, 0);
-          const inputAt = b.inputs[inputsBefore];
-          const shown = b.waitText(`.note-item[data-note-id="${id}"] .note-preview`, prefix);
-          const stored = b.committedWhen(inputAt, 'notes,outbox', async () => (await b.bodiesStartingWith([id], typed)) === 1);
-          Promise.all([shown, stored]).then(([shownAt, record]) => resolve({ inputAt, shownAt, record }), reject);
-        };
-        started();
-      });
-    }, { id: note.id, typed, prefix, inputsBefore }));
+    const { done: waiting } = await observeEdit(page, note.id, prefix, typed);
     await page.keyboard.type(letter);
     const { inputAt, shownAt, record } = await within(60_000, `D-key: keystroke ${k + 1} (stored and shown)`, waiting);
     idb.push(record.end - inputAt);

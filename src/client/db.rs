@@ -401,24 +401,6 @@ async fn write_all(store: &rexie::Store, writes: &[Write]) -> Result<(), DbError
     Ok(())
 }
 
-/// The outbox entries of `ids` (`None`: no pending change), in one read.
-async fn read_pending(
-    outbox: &rexie::Store,
-    ids: impl Iterator<Item = NoteId>,
-    expect: Expect,
-) -> Result<HashMap<NoteId, Option<PendingChange>>, DbError> {
-    read_records(outbox, ids, expect).await
-}
-
-/// The stored notes of `ids` (`None`: not held), in one read.
-async fn read_notes(
-    notes: &rexie::Store,
-    ids: impl Iterator<Item = NoteId>,
-    expect: Expect,
-) -> Result<HashMap<NoteId, Option<Note>>, DbError> {
-    read_records(notes, ids, expect).await
-}
-
 /// What a read expects to find, which decides how it reads.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -436,6 +418,7 @@ enum Expect {
 /// as much as listing: the browser counts by scanning.)
 const LIST_KEYS_ABOVE: usize = 500;
 
+/// The records of `ids` in `store` (`None`: not held), in one read.
 async fn read_records<T: DeserializeOwned>(
     store: &rexie::Store,
     ids: impl Iterator<Item = NoteId>,
@@ -679,7 +662,7 @@ impl LocalDb {
     ) -> Result<Vec<(NoteId, Option<Note>)>, DbError> {
         let tx = self.tx(&[NOTES], TransactionMode::ReadOnly).await?;
         let notes = tx.store(NOTES)?;
-        let mut found = read_notes(&notes, ids.iter().copied(), Expect::Present).await?;
+        let mut found = read_records::<Note>(&notes, ids.iter().copied(), Expect::Present).await?;
         Ok(ids
             .iter()
             .map(|id| (*id, found.remove(id).flatten()))
@@ -1084,8 +1067,8 @@ impl LocalDb {
         let t0 = timings::start();
         let meta = tx.store(META)?;
         let (mut pending, mut stored, conflicted, flying) = futures::try_join!(
-            read_pending(&outbox, ids(), Expect::MostlyAbsent),
-            read_notes(&notes, ids(), Expect::MostlyAbsent),
+            read_records::<PendingChange>(&outbox, ids(), Expect::MostlyAbsent),
+            read_records::<Note>(&notes, ids(), Expect::MostlyAbsent),
             async {
                 conflicts
                     .get_all_keys(None, None)

@@ -93,40 +93,37 @@ pub fn list_order(
     // Sorted as compact keys (the comparison never leaves the key array,
     // and the id makes every key unique, so an unstable sort is exact);
     // it runs on every change to the notes.
+    // Pinned first, then the order's own key, then newest first.
+    let by = |primary: &dyn Fn(&Note) -> SortKey| {
+        let mut keyed: Vec<_> = shown
+            .clone()
+            .map(|i| {
+                let n = &notes[i];
+                let key = (
+                    Reverse(n.pinned),
+                    primary(n),
+                    Reverse(n.updated_at),
+                    Reverse(n.id),
+                );
+                (key, i)
+            })
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|(_, i)| i).collect()
+    };
     match filter.sort {
-        SortOrder::Updated => {
-            let mut keyed: Vec<_> = shown
-                .map(|i| {
-                    let n = &notes[i];
-                    (Reverse(n.pinned), Reverse(n.updated_at), Reverse(n.id), i)
-                })
-                .collect();
-            keyed.sort_unstable();
-            keyed.into_iter().map(|k| k.3).collect()
-        }
-        SortOrder::Created => {
-            let mut keyed: Vec<_> = shown
-                .map(|i| {
-                    let n = &notes[i];
-                    let newest = (Reverse(n.updated_at), Reverse(n.id));
-                    (Reverse(n.pinned), Reverse(n.created_at), newest, i)
-                })
-                .collect();
-            keyed.sort_unstable();
-            keyed.into_iter().map(|k| k.3).collect()
-        }
-        SortOrder::Title => {
-            let mut keyed: Vec<_> = shown
-                .map(|i| {
-                    let n = &notes[i];
-                    let newest = (Reverse(n.updated_at), Reverse(n.id));
-                    (Reverse(n.pinned), title_key(n), newest, i)
-                })
-                .collect();
-            keyed.sort_unstable();
-            keyed.into_iter().map(|k| k.3).collect()
-        }
+        SortOrder::Updated => by(&|n| SortKey::Later(Reverse(n.updated_at))),
+        SortOrder::Created => by(&|n| SortKey::Later(Reverse(n.created_at))),
+        SortOrder::Title => by(&|n| SortKey::Title(title_key(n))),
     }
+}
+
+/// The first sort key of a list order: a date, later first, or a title.
+/// One order uses one kind, so the kinds are never compared.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum SortKey {
+    Later(Reverse<u64>),
+    Title(String),
 }
 
 /// One row of the notes list: `note` with the search `terms` marked.
