@@ -27,11 +27,21 @@ test('an edit on one device shows on another within seconds: the poke delivers i
   await expect(live(b.app)).toHaveAttribute('data-state', 'connected');
   await expect(live(b.app)).toContainText('Live updates: on');
   await b.app.expectSynced();
+  // The sync worker's requests are the context's too.
+  const pulls: string[] = [];
+  b.context.on('request', (r) => {
+    if (r.url().includes('/api/pull')) pulls.push(r.url());
+  });
 
   const title = `Poke ${Date.now()}`;
   await a.app.create(title, 'from the laptop');
   await a.app.expectSynced();
   await expect(b.app.item(title)).toContainText('from the laptop', { timeout: 5_000 });
+  // Each poke carried its changes, and b had applied the ones before: no
+  // pull was needed.
+  expect(pulls).toEqual([]);
+  await b.app.syncNow();
+  await expect.poll(() => pulls.length, { message: 'a pull is seen when one is made' }).toBeGreaterThan(0);
   await a.context.close();
   await b.context.close();
 });

@@ -2,7 +2,10 @@
 //! (`/api/events`) for the whole browser, however many tabs are open.
 //!
 //! Promises:
-//! - a `poke` from the server becomes a [`Event::Poke`] (pull now);
+//! - a `poke` from the server becomes [`Event::Changes`] when it carries the
+//!   changes since the previous one (the driver applies them if they cover
+//!   its checkpoint, and pulls otherwise), and [`Event::Poke`] (pull now)
+//!   when it carries only the head or cannot be read;
 //! - every (re)connection becomes [`Event::Live`] `connected: true`, which
 //!   pulls at once, so nothing that moved while it was down is missed; a
 //!   drop becomes `connected: false`, which brings the short poll back;
@@ -26,6 +29,7 @@ use wasm_bindgen::JsCast;
 use super::now_ms;
 use crate::bridge::LiveState;
 use crate::sync::engine::{backoff_delay_ms, Event};
+use crate::sync::protocol::Poke;
 
 /// Longest quiet before the connection is taken for dead.
 pub const SILENCE_MS: u32 = 40_000;
@@ -33,10 +37,11 @@ const BACKOFF_BASE_MS: u64 = 1_000;
 const BACKOFF_MAX_MS: u64 = 60_000;
 const EVENTS_URL: &str = "/api/events";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Signal {
     Ready,
-    Poke,
+    /// A poke's data: JSON ([`Poke`]).
+    Poke(String),
     Heartbeat,
     Bye,
     Error,
@@ -54,15 +59,25 @@ impl Connection {
         let mut handlers = Vec::new();
         for (name, signal) in [
             ("ready", Signal::Ready),
-            ("poke", Signal::Poke),
+            ("poke", Signal::Poke(String::new())),
             ("heartbeat", Signal::Heartbeat),
             ("bye", Signal::Bye),
             ("error", Signal::Error),
         ] {
             let signals = signals.clone();
-            let handler = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-                let _ = signals.unbounded_send(signal);
-            });
+            let handler =
+                Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+                    let signal = match &signal {
+                        Signal::Poke(_) => Signal::Poke(
+                            event
+                                .dyn_ref::<web_sys::MessageEvent>()
+                                .and_then(|m| m.data().as_string())
+                                .unwrap_or_default(),
+                        ),
+                        other => other.clone(),
+                    };
+                    let _ = signals.unbounded_send(signal);
+                });
             source.add_event_listener_with_callback(name, handler.as_ref().unchecked_ref())?;
             handlers.push(handler);
         }
@@ -106,8 +121,15 @@ pub async fn run(
                         report(LiveState::Connected);
                         let _ = events.unbounded_send(Event::Live { connected: true });
                     }
-                    Either::Left((Some(Signal::Poke), _)) => {
-                        let _ = events.unbounded_send(Event::Poke);
+                    Either::Left((Some(Signal::Poke(data)), _)) => {
+                        let event = match serde_json::from_str::<Poke>(&data) {
+                            Ok(Poke {
+                                changes: Some(changes),
+                                ..
+                            }) => Event::Changes(Box::new(changes)),
+                            _ => Event::Poke,
+                        };
+                        let _ = events.unbounded_send(event);
                     }
                     Either::Left((Some(Signal::Heartbeat), _)) => {}
                     Either::Left((Some(Signal::Bye), _)) => {

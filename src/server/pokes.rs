@@ -3,8 +3,16 @@
 //! browser's sync leader pulls at once instead of at its next poll.
 //!
 //! Promises:
-//! - a poke carries no note data, only the feed's head `seq`, and goes only to
-//!   streams opened with a session of that user;
+//! - a poke ([`Poke`], JSON) says the feed's head `seq` and goes only to
+//!   streams opened with a session of that user, and only while that session
+//!   lasts: before each poke the session is read again, and a stream whose
+//!   session ended (signed out, expired) ends with `bye`;
+//! - when the changes since the stream's previous poke are few (at most
+//!   [`POKE_MAX_ENTRIES`] notes, [`POKE_MAX_BYTES`] of JSON), the poke
+//!   carries them as a complete pull page from that position
+//!   ([`PokedChanges`]), so a browser that had caught up applies them
+//!   without a pull's round trip; otherwise, or when reading them fails, it
+//!   carries only the head and the browser pulls;
 //! - a push through this process pokes at once ([`Pokes::feed_moved`]);
 //! - a push through *another* process sharing the store (several instances
 //!   over one Couchbase cluster) pokes within one watch interval: a watcher
@@ -33,9 +41,12 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tower_sessions::Session;
 
 use super::auth::SESSION_ACCOUNT;
+use super::service::system_clock;
 use crate::api::Account;
 use crate::domain::UserId;
+use crate::store::accounts::AccountStore;
 use crate::store::SyncStore;
+use crate::sync::protocol::{Checkpoint, Poke, PokedChanges, PullResponse};
 
 /// How often an idle stream says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -43,11 +54,17 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 pub const MAX_STREAM: Duration = Duration::from_secs(5 * 60);
 /// How often the watcher reads the feed heads of connected users.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// Most notes a poke carries (an edit on another device is one; a pushed
+/// batch is up to 500, which the browser pulls instead).
+pub const POKE_MAX_ENTRIES: u32 = 200;
+/// Most bytes of JSON a poke's changes take.
+pub const POKE_MAX_BYTES: usize = 512 * 1024;
 
 /// The open streams of this process, one watch channel per user holding the
 /// last feed head announced.
 pub struct Pokes {
     store: Arc<dyn SyncStore>,
+    sessions: Arc<dyn AccountStore>,
     users: Mutex<HashMap<UserId, watch::Sender<u64>>>,
     heartbeat: Duration,
     max_stream: Duration,
@@ -62,10 +79,11 @@ impl std::fmt::Debug for Pokes {
 }
 
 impl Pokes {
-    /// Pokes for the users of `store`.
-    pub fn new(store: Arc<dyn SyncStore>) -> Self {
+    /// Pokes for the users of `store`, whose sessions are in `sessions`.
+    pub fn new(store: Arc<dyn SyncStore>, sessions: Arc<dyn AccountStore>) -> Self {
         Self {
             store,
+            sessions,
             users: Mutex::new(HashMap::new()),
             heartbeat: HEARTBEAT,
             max_stream: MAX_STREAM,
@@ -146,8 +164,14 @@ impl Pokes {
         })
     }
 
-    /// The event stream of one connection of `user`.
-    pub fn stream(&self, user: &UserId) -> impl Stream<Item = Result<Event, Infallible>> {
+    /// The event stream of one connection of `user`, opened with session
+    /// `session_id` when the user's feed was at `head`.
+    pub fn stream(
+        &self,
+        user: &UserId,
+        session_id: String,
+        head: u64,
+    ) -> impl Stream<Item = Result<Event, Infallible>> {
         let mut feed = self.subscribe(user);
         // Whatever was announced before this stream opened is covered by the
         // pull the browser makes on `ready`.
@@ -157,32 +181,125 @@ impl Pokes {
         let mut beats = interval_at(start + heartbeat, heartbeat);
         beats.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let end = start + self.max_stream;
-        let ready = Event::default()
-            .event("ready")
-            .data(feed.borrow().to_string());
+        let ready = Event::default().event("ready").data(head.to_string());
         let first = stream::once(async move { Ok(ready) });
+        let connection = Connection {
+            store: Arc::clone(&self.store),
+            sessions: Arc::clone(&self.sessions),
+            user: user.clone(),
+            session_id,
+            announced: head,
+        };
         let rest = stream::unfold(
-            (feed, beats, false),
-            move |(mut feed, mut beats, closed)| async move {
+            (feed, beats, connection, false),
+            move |(mut feed, mut beats, mut connection, closed)| async move {
                 if closed {
                     return None;
                 }
+                let bye = || Event::default().event("bye").data("");
                 let event = tokio::select! {
                     changed = feed.changed() => match changed {
-                        Ok(()) => Event::default().event("poke").data(feed.borrow_and_update().to_string()),
+                        Ok(()) => {
+                            let head = *feed.borrow_and_update();
+                            match connection.poke(head).await {
+                                Some(poke) => poke,
+                                None => return Some((Ok(bye()), (feed, beats, connection, true))),
+                            }
+                        }
                         // The hub is gone: the server is shutting down.
                         Err(_) => return None,
                     },
                     _ = beats.tick() => Event::default().event("heartbeat").data(""),
                     () = tokio::time::sleep_until(end) => {
-                        return Some((Ok(Event::default().event("bye").data("")), (feed, beats, true)));
+                        return Some((Ok(bye()), (feed, beats, connection, true)));
                     }
                 };
-                Some((Ok(event), (feed, beats, false)))
+                Some((Ok(event), (feed, beats, connection, false)))
             },
         );
         first.chain(rest)
     }
+}
+
+/// One open stream: whose it is, and what it announced last.
+struct Connection {
+    store: Arc<dyn SyncStore>,
+    sessions: Arc<dyn AccountStore>,
+    user: UserId,
+    session_id: String,
+    /// The feed position the last poke (or `ready`) brought the browser to,
+    /// if it applied or pulled what it was told.
+    announced: u64,
+}
+
+impl Connection {
+    /// The poke for a feed now at `head`; `None` when the session ended.
+    async fn poke(&mut self, head: u64) -> Option<Event> {
+        match self
+            .sessions
+            .load_session(&self.session_id, system_clock()())
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(e) => {
+                // Without knowing the session, send nothing of the notes.
+                tracing::warn!(user = %self.user, error = %e, "reading the session for a poke failed");
+                return Some(poke_event(&Poke {
+                    seq: head,
+                    changes: None,
+                }));
+            }
+        }
+        let changes = self.changes_up_to(head).await;
+        self.announced = changes.as_ref().map_or(head, |c| c.checkpoint.0.max(head));
+        Some(poke_event(&Poke { seq: head, changes }))
+    }
+
+    /// The changes since the last announcement, if they are few enough.
+    async fn changes_up_to(&self, head: u64) -> Option<PokedChanges> {
+        let since = self.announced;
+        // Each change has its own seq, so this bounds the notes changed
+        // before any is read.
+        if head.saturating_sub(since) > u64::from(POKE_MAX_ENTRIES) {
+            return None;
+        }
+        let page = self
+            .store
+            .changes_since(&self.user, Checkpoint(since), None, POKE_MAX_ENTRIES)
+            .await;
+        match page {
+            Ok(PullResponse::Page {
+                entries,
+                checkpoint,
+                has_more: false,
+                head,
+            }) => Some(PokedChanges {
+                since: Checkpoint(since),
+                entries,
+                checkpoint,
+                head,
+            }),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(user = %self.user, error = %e, "reading the changes for a poke failed");
+                None
+            }
+        }
+    }
+}
+
+/// A poke as an event; one whose changes are too large goes without them.
+fn poke_event(poke: &Poke) -> Event {
+    let mut data = serde_json::to_string(poke).unwrap_or_default();
+    if data.len() > POKE_MAX_BYTES {
+        data = serde_json::to_string(&Poke {
+            seq: poke.seq,
+            changes: None,
+        })
+        .unwrap_or_default();
+    }
+    Event::default().event("poke").data(data)
 }
 
 /// `GET /api/events`: the poke stream of the signed-in user; 401 without a
@@ -196,7 +313,19 @@ pub async fn events(State(pokes): State<Arc<Pokes>>, session: Session) -> Respon
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let mut response = Sse::new(pokes.stream(&account.id)).into_response();
+    let Some(session_id) = session.id().map(|id| id.to_string()) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    // Where the browser's pull on `ready` brings it, at least: the first
+    // poke carries the changes after it.
+    let head = match pokes.store.feed_head(&account.id).await {
+        Ok(head) => head,
+        Err(e) => {
+            tracing::warn!(user = %account.id, error = %e, "reading the feed head failed");
+            0
+        }
+    };
+    let mut response = Sse::new(pokes.stream(&account.id, session_id, head)).into_response();
     // Proxies must not buffer or cache the stream.
     response.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
@@ -217,7 +346,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_move_past_the_announced_head_wakes_subscribers_once() {
-        let pokes = Pokes::new(Arc::new(MemoryStore::new()));
+        let store = Arc::new(MemoryStore::new());
+        let pokes = Pokes::new(store.clone(), store);
         let alice = user("alice");
         let mut feed = pokes.subscribe(&alice);
         pokes.feed_moved(&alice, 3);
@@ -233,7 +363,7 @@ mod tests {
     #[tokio::test]
     async fn the_watcher_sees_pushes_made_elsewhere_and_forgets_closed_streams() {
         let store = Arc::new(MemoryStore::new());
-        let pokes = Pokes::new(store.clone());
+        let pokes = Pokes::new(store.clone(), store.clone());
         let alice = user("alice");
         let mut feed = pokes.subscribe(&alice);
         let results = push(store.as_ref(), &alice, &[create(1, 1, "a")]).await;

@@ -25,7 +25,7 @@ impl AppState {
     /// State around one sync service and the accounts.
     pub fn new(sync: SyncService, accounts: Accounts) -> Self {
         Self {
-            pokes: Arc::new(Pokes::new(sync.store())),
+            pokes: Arc::new(Pokes::new(sync.store(), accounts.store())),
             sync: Arc::new(sync),
             accounts: Arc::new(accounts),
             secure_cookies: false,

@@ -34,8 +34,8 @@ use async_trait::async_trait;
 use super::engine::{Action, Event, SyncMachine, SyncStatus, Timing};
 use super::outbox::PendingChange;
 use super::protocol::{
-    ChangeResult, Checkpoint, FeedEntry, PullRequest, PullResponse, PushRequest, PushResponse,
-    PROTOCOL_VERSION,
+    ChangeResult, Checkpoint, FeedEntry, PokedChanges, PullRequest, PullResponse, PushRequest,
+    PushResponse, PROTOCOL_VERSION,
 };
 use super::replica::change_for;
 use crate::domain::{ClientId, MutationId, Note, NoteId, LIMITS};
@@ -201,6 +201,12 @@ pub struct Driver<'a, S, T, H> {
     /// push in between discards it, since the page predates what the push
     /// changed on the server.
     prefetched: Option<(PullRequest, Result<PullResponse, PortError>)>,
+    /// The changes the latest poke carried. The next pull uses them instead
+    /// of a request when they cover its checkpoint
+    /// ([`PokedChanges::page_from`]) and it does not continue a download of
+    /// several pages; a push in between discards them, as it does a page
+    /// fetched ahead.
+    poked: Option<Box<PokedChanges>>,
 }
 
 impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
@@ -218,6 +224,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             resumed: false,
             download_head: None,
             prefetched: None,
+            poked: None,
         }
     }
 
@@ -228,8 +235,10 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
 
     /// Feeds an event from outside the loop.
     pub fn handle(&mut self, event: Event) {
-        if event == Event::LocalChange {
-            self.recount = true;
+        match &event {
+            Event::LocalChange => self.recount = true,
+            Event::Changes(changes) => self.poked = Some(changes.clone()),
+            _ => {}
         }
         let now = self.host.now_ms();
         self.machine.handle(event, now);
@@ -319,7 +328,6 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
     }
 
     async fn try_push(&mut self) -> Result<(), PortError> {
-        self.prefetched = None;
         let max = self.config.push_batch.clamp(1, LIMITS.max_batch_changes);
         let batch: Vec<PendingChange> = self
             .store
@@ -333,6 +341,8 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             self.handle(Event::Pushed { more: false });
             return Ok(());
         }
+        self.prefetched = None;
+        self.poked = None;
         let request = PushRequest {
             protocol: PROTOCOL_VERSION,
             client_id: self.config.client_id,
@@ -390,8 +400,18 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             limit: limit.max(1),
             download_head: self.download_head,
         };
-        let response = match self.prefetched.take() {
-            Some((asked, Ok(answer))) if asked == request => answer,
+        // Mid-download, the pages must come in order; from checkpoint 0, a
+        // poke's changes are used only if they are a whole snapshot (read
+        // from 0, and complete as every poke's changes are).
+        let poked = self.poked.take().and_then(|changes| {
+            self.download_head
+                .is_none()
+                .then(|| changes.page_from(from))
+                .flatten()
+        });
+        let response = match (poked, self.prefetched.take()) {
+            (Some(page), _) => page,
+            (None, Some((asked, Ok(answer)))) if asked == request => answer,
             _ => self.transport.pull(request).await?,
         };
         match response {

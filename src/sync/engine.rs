@@ -27,6 +27,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::protocol::PokedChanges;
+
 /// Timing of the machine, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -66,6 +68,11 @@ pub enum Event {
     LocalChange,
     /// The server said the feed moved, or a person asked to sync now.
     Poke,
+    /// The server said the feed moved and sent the changes since its
+    /// previous poke. To the machine this is a poke; the driver keeps the
+    /// changes, and the pull it asks for uses them instead of a request when
+    /// they cover the replica's checkpoint.
+    Changes(Box<PokedChanges>),
     /// The browser went online or offline.
     Connectivity { online: bool },
     /// The live connection (server pokes) opened or closed. Opening pulls at
@@ -192,7 +199,7 @@ impl SyncMachine {
                         .map_or(0, |at| at.saturating_add(self.timing.push_spacing_ms));
                 }
             }
-            Event::Poke => self.pull_needed = true,
+            Event::Poke | Event::Changes(_) => self.pull_needed = true,
             Event::Connectivity { online } => {
                 self.online = online;
                 if online {

@@ -12,6 +12,10 @@
 //!   `resync_required` again, forever. Both fields are optional on the wire,
 //!   so version 1 requests keep their meaning and are still accepted.
 //!
+//! The poke stream's [`Poke`] is not versioned by this number: its `changes`
+//! are optional, and a client that predates them reads only `seq` (and the
+//! oldest ones nothing at all) and pulls.
+//!
 //! Every request carries its `protocol` version. The server refuses a version
 //! outside [`SUPPORTED_PROTOCOLS`] with [`ProtocolError::UnsupportedVersion`]
 //! instead of guessing.
@@ -164,6 +168,53 @@ pub enum PullResponse {
     /// The checkpoint is older than the tombstone retention window: the
     /// replica must download everything again (keeping its outbox).
     ResyncRequired,
+}
+
+/// What the server's poke stream says when the user's feed moved: its head,
+/// and, when they are few, the changes since the stream's previous poke, so
+/// that a replica already at that position needs no pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Poke {
+    /// The feed's head as announced.
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<PokedChanges>,
+}
+
+/// A complete pull page read from `since` when the poke was sent: every
+/// note whose latest change is after `since`, as it was at `head`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PokedChanges {
+    pub since: Checkpoint,
+    pub entries: Vec<FeedEntry>,
+    /// Where a pull continues after these changes (the page's `head`).
+    pub checkpoint: Checkpoint,
+    pub head: u64,
+}
+
+impl PokedChanges {
+    /// The answer a pull from `from` would have had when these changes were
+    /// read, if they cover it: `from` must be at `since` or later (a replica
+    /// behind `since` misses what came between) and before `checkpoint` (at
+    /// or after it, there is nothing new). Entries at or before `from` are
+    /// left out: the replica applied them already, as their seq is their
+    /// note's latest.
+    pub fn page_from(&self, from: Checkpoint) -> Option<PullResponse> {
+        if from < self.since || from >= self.checkpoint {
+            return None;
+        }
+        Some(PullResponse::Page {
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| e.seq > from.0)
+                .cloned()
+                .collect(),
+            checkpoint: self.checkpoint,
+            has_more: false,
+            head: self.head,
+        })
+    }
 }
 
 /// Why a whole request was refused.

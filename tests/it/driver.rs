@@ -20,7 +20,8 @@ use notesync::sync::hlc::Hlc;
 use notesync::sync::memory_replica::MemoryReplica;
 use notesync::sync::merge::Strategy;
 use notesync::sync::protocol::{
-    Change, ChangeOp, PullRequest, PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION,
+    Change, ChangeOp, Checkpoint, PokedChanges, PullRequest, PullResponse, PushRequest,
+    PushResponse, PROTOCOL_VERSION,
 };
 
 const NOW: u64 = 1_700_000_000_000;
@@ -103,8 +104,14 @@ async fn server_with(count: u8) -> SyncService {
         Strategy::Merge,
         Duration::from_secs(90 * 24 * 3600),
     );
+    create_elsewhere(&service, 0..count).await;
+    service
+}
+
+/// Another device creates the notes numbered `numbers`.
+async fn create_elsewhere(service: &SyncService, numbers: std::ops::Range<u8>) {
     let client = ClientId::new(NOW, [1; 10]);
-    let changes = (0..count)
+    let changes = numbers
         .map(|n| Change {
             mutation_id: MutationId::new(NOW, [n; 10]),
             note_id: NoteId::new(NOW + u64::from(n), [n; 10]),
@@ -130,7 +137,31 @@ async fn server_with(count: u8) -> SyncService {
         )
         .await
         .expect("seed");
-    service
+}
+
+/// What the server's poke stream would carry now for a stream that last
+/// announced `since`.
+async fn poke_since(service: &SyncService, since: u64) -> Box<PokedChanges> {
+    let page = service
+        .store()
+        .changes_since(&user(), Checkpoint(since), None, 200)
+        .await
+        .expect("read");
+    let PullResponse::Page {
+        entries,
+        checkpoint,
+        has_more: false,
+        head,
+    } = page
+    else {
+        panic!("a complete page: {page:?}");
+    };
+    Box::new(PokedChanges {
+        since: Checkpoint(since),
+        entries,
+        checkpoint,
+        head,
+    })
 }
 
 fn config(first: u32, rest: u32) -> DriverConfig {
@@ -227,4 +258,101 @@ async fn a_page_fetched_ahead_is_dropped_when_a_push_comes_between() {
     );
     assert_eq!(replica.live_notes().len(), 7);
     assert_eq!(replica.pending_counts().await.expect("counts").total, 0);
+}
+
+#[tokio::test]
+async fn a_poke_that_carries_the_changes_after_the_checkpoint_needs_no_pull() {
+    let transport = Recorder {
+        service: server_with(3).await,
+        pulls: RefCell::default(),
+        pushes: RefCell::default(),
+    };
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
+    settle(&mut driver).await;
+    let caught_up = replica.stored_checkpoint();
+    let pulls = transport.pulls.borrow().len();
+    let told = host.changes.borrow().len();
+
+    // Two notes written elsewhere; the poke covers them from a position
+    // before the replica's (the stream announced less than it pulled).
+    create_elsewhere(&transport.service, 3..5).await;
+    driver.handle(Event::Changes(poke_since(&transport.service, 1).await));
+    settle(&mut driver).await;
+
+    assert_eq!(transport.pulls.borrow().len(), pulls, "no pull request");
+    assert_eq!(replica.live_notes().len(), 5);
+    assert!(replica.stored_checkpoint() > caught_up);
+    let changes = host.changes.borrow();
+    assert_eq!(changes.len(), told + 1, "the UI heard once");
+    let stored: Vec<&str> = changes[told]
+        .stored
+        .iter()
+        .map(|n| n.body.as_str())
+        .collect();
+    assert_eq!(stored, ["note 3", "note 4"], "only what the replica lacked");
+}
+
+#[tokio::test]
+async fn a_poke_from_after_the_checkpoint_or_before_a_push_is_not_used() {
+    let transport = Recorder {
+        service: server_with(2).await,
+        pulls: RefCell::default(),
+        pushes: RefCell::default(),
+    };
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
+    settle(&mut driver).await;
+    let pulls = || transport.pulls.borrow().len();
+
+    // The replica is behind the poke's `since`: what came between is in no
+    // poke, so it pulls.
+    create_elsewhere(&transport.service, 2..3).await;
+    let behind = replica.stored_checkpoint().0 + 1;
+    create_elsewhere(&transport.service, 3..4).await;
+    let before = pulls();
+    driver.handle(Event::Changes(poke_since(&transport.service, behind).await));
+    settle(&mut driver).await;
+    assert_eq!(pulls(), before + 1);
+    assert_eq!(replica.live_notes().len(), 4, "the pull brought both");
+
+    // A local edit is pushed first; the poke read before it is dropped.
+    create_elsewhere(&transport.service, 4..5).await;
+    let poke = poke_since(&transport.service, replica.stored_checkpoint().0).await;
+    replica
+        .edit(
+            NoteId::new(NOW + 99, [99; 10]),
+            draft("mine"),
+            NOW,
+            host.fresh_mutation_id(),
+        )
+        .expect("edit");
+    driver.handle(Event::LocalChange);
+    driver.handle(Event::Changes(poke));
+    let before = pulls();
+    settle(&mut driver).await;
+    assert_eq!(*transport.pushes.borrow(), 1);
+    assert_eq!(pulls(), before + 1, "pulled after the push");
+    assert_eq!(replica.live_notes().len(), 6);
+}
+
+#[tokio::test]
+async fn a_new_device_takes_a_whole_snapshot_from_a_poke() {
+    let transport = Recorder {
+        service: server_with(3).await,
+        pulls: RefCell::default(),
+        pushes: RefCell::default(),
+    };
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
+    // Read from 0 and complete, it is what a download's first pull would
+    // get; the push of nothing the driver starts with does not drop it.
+    driver.handle(Event::Changes(poke_since(&transport.service, 0).await));
+    settle(&mut driver).await;
+    assert!(transport.pulls.borrow().is_empty(), "no pull request");
+    assert_eq!(replica.live_notes().len(), 3);
+    assert!(
+        !replica.resyncing().await.expect("resync mark"),
+        "the download finished"
+    );
 }

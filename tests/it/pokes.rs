@@ -19,10 +19,12 @@ use notesync::server::auth::{Accounts, SESSION_COOKIE};
 use notesync::server::pokes::Pokes;
 use notesync::server::service::SyncService;
 use notesync::server::{router, AppState};
-use notesync::store::contract::create;
+use notesync::store::contract::{create, edit};
 use notesync::store::MemoryStore;
 use notesync::sync::merge::Strategy;
-use notesync::sync::protocol::{Change, PushRequest, PushResponse, PROTOCOL_VERSION};
+use notesync::sync::protocol::{
+    Change, ChangeOp, Checkpoint, Poke, PushRequest, PushResponse, PROTOCOL_VERSION,
+};
 
 /// One server instance over `store`; its watcher reads heads every 20 ms.
 fn instance(store: &Arc<MemoryStore>) -> (Router, Arc<Pokes>) {
@@ -113,6 +115,24 @@ async fn push(browser: &Browser, changes: Vec<Change>) -> Option<u64> {
 
 const SOON: Duration = Duration::from_secs(5);
 
+/// The next event, which must be a poke, decoded.
+async fn next_poke(events: &mut Events) -> Poke {
+    let (name, data) = events.next(SOON).await.expect("an event");
+    assert_eq!(name, "poke", "a poke: {data}");
+    serde_json::from_str(&data).unwrap_or_else(|e| panic!("a poke's JSON ({e}): {data}"))
+}
+
+/// The bodies of the notes a poke carries, in feed order.
+fn carried(poke: &Poke) -> Vec<String> {
+    poke.changes
+        .as_ref()
+        .expect("the poke carries its changes")
+        .entries
+        .iter()
+        .map(|e| e.note.body.clone())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_stream_needs_a_session() {
     let (app, _) = instance(&Arc::new(MemoryStore::new()));
@@ -151,14 +171,133 @@ async fn a_push_on_one_instance_pokes_streams_on_both() {
     let seq = push(&alice, vec![create(1, 1, "from the first instance")])
         .await
         .expect("stored");
-    let expected = Some(("poke".to_string(), seq.to_string()));
-    assert_eq!(here.next(SOON).await, expected, "same instance");
-    assert_eq!(there.next(SOON).await, expected, "other instance");
+    for (poke, instance) in [
+        (next_poke(&mut here).await, "same instance"),
+        (next_poke(&mut there).await, "other instance"),
+    ] {
+        assert_eq!(poke.seq, seq, "{instance}");
+        // The stream opened at the empty feed: the poke carries the note.
+        assert_eq!(carried(&poke), ["from the first instance"], "{instance}");
+        let changes = poke.changes.expect("changes");
+        assert_eq!(
+            (changes.since, changes.checkpoint),
+            (Checkpoint(0), Checkpoint(seq))
+        );
+    }
 
     // Nothing new, nothing sent; a retried push changes nothing either.
     let retried = push(&alice, vec![create(1, 1, "from the first instance")]).await;
     assert_eq!(retried, None, "a duplicate");
     assert_eq!(there.next(Duration::from_millis(300)).await, None);
+}
+
+#[tokio::test]
+async fn a_poke_carries_the_changes_since_the_streams_previous_poke_when_few() {
+    let (app, _) = instance(&Arc::new(MemoryStore::new()));
+    let (alice, _) = Browser::signed_up(&app, "few").await;
+    let before = push(&alice, vec![create(1, 1, "before the stream")])
+        .await
+        .expect("stored");
+    let mut stream = Events::open(&app, alice.cookie.as_deref())
+        .await
+        .expect("stream");
+    assert_eq!(
+        stream.next(SOON).await,
+        Some(("ready".to_string(), before.to_string()))
+    );
+
+    let first = push(
+        &alice,
+        vec![edit(2, 1, 1, Some("before the stream"), "one")],
+    )
+    .await
+    .expect("stored");
+    let poke = next_poke(&mut stream).await;
+    assert_eq!(carried(&poke), ["one"], "only what came after `ready`");
+    assert_eq!(
+        poke.changes.as_ref().map(|c| c.since),
+        Some(Checkpoint(before))
+    );
+
+    let second = push(&alice, vec![create(3, 2, "two"), create(4, 3, "three")])
+        .await
+        .expect("stored");
+    let poke = next_poke(&mut stream).await;
+    assert_eq!(carried(&poke), ["two", "three"]);
+    let changes = poke.changes.expect("changes");
+    assert_eq!(changes.since, Checkpoint(first));
+    assert_eq!(changes.checkpoint, Checkpoint(second));
+    // What a replica that applied the first poke would have pulled.
+    let pulled = changes.page_from(Checkpoint(first)).expect("covers it");
+    assert!(
+        matches!(pulled, notesync::sync::protocol::PullResponse::Page { ref entries, has_more: false, .. } if entries.len() == 2)
+    );
+    assert_eq!(
+        changes.page_from(Checkpoint(before)),
+        None,
+        "a replica behind `since`"
+    );
+    assert_eq!(changes.page_from(Checkpoint(second)), None, "nothing new");
+
+    // More notes than a poke carries: the head only, and the browser pulls.
+    let many: Vec<Change> = (0..=200u8)
+        .map(|n| create(100 + u32::from(n), n.wrapping_add(4), "one of many"))
+        .collect();
+    let last = push(&alice, many).await.expect("stored");
+    let poke = next_poke(&mut stream).await;
+    assert_eq!((poke.seq, poke.changes), (last, None));
+
+    // Deletes travel as tombstones, like any pull.
+    push(
+        &alice,
+        vec![Change {
+            op: ChangeOp::Delete,
+            ..edit(400, 2, 1, None, "")
+        }],
+    )
+    .await
+    .expect("stored");
+    let poke = next_poke(&mut stream).await;
+    let changes = poke.changes.expect("a delete is one change");
+    assert_eq!(changes.since, Checkpoint(last));
+    assert!(changes.entries[0].note.deleted);
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_session_does() {
+    let (app, _) = instance(&Arc::new(MemoryStore::new()));
+    let (mut phone, account) = Browser::signed_up(&app, "gone").await;
+    let mut laptop = Browser::new(&app);
+    laptop
+        .sign_in(&account.name, PASSWORD)
+        .await
+        .expect("signs in");
+    let mut stream = Events::open(&app, phone.cookie.as_deref())
+        .await
+        .expect("stream");
+    assert_eq!(
+        stream.next(SOON).await.map(|e| e.0).as_deref(),
+        Some("ready")
+    );
+    phone
+        .call::<()>("/api/sign_out", &serde_json::json!({}))
+        .await
+        .expect("signs out");
+    push(
+        &laptop,
+        vec![create(1, 1, "written after the phone signed out")],
+    )
+    .await;
+    // Not a word of the note: the stream says goodbye and ends.
+    assert_eq!(
+        stream.next(SOON).await,
+        Some(("bye".to_string(), String::new()))
+    );
+    assert_eq!(stream.next(Duration::from_millis(300)).await, None);
+    assert_eq!(
+        Events::open(&app, phone.cookie.as_deref()).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
 }
 
 #[tokio::test]
@@ -177,10 +316,12 @@ async fn a_poke_reaches_only_its_user() {
 
 #[tokio::test]
 async fn an_idle_stream_beats_and_ends_so_the_session_is_checked_again() {
-    let pokes = Pokes::new(Arc::new(MemoryStore::new()))
+    let store = Arc::new(MemoryStore::new());
+    let pokes = Pokes::new(store.clone(), store)
         .with_timings(Duration::from_millis(50), Duration::from_millis(400));
     let user = notesync::store::contract::user("idle");
-    let events: Vec<_> = futures::StreamExt::collect::<Vec<_>>(pokes.stream(&user)).await;
+    let events: Vec<_> =
+        futures::StreamExt::collect::<Vec<_>>(pokes.stream(&user, "a session".into(), 0)).await;
     assert!(
         events.len() >= 5,
         "ready, several heartbeats, bye: {}",

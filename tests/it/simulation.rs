@@ -39,6 +39,7 @@ use tempfile::TempDir;
 
 use notesync::domain::{ClientId, MutationId, Note, NoteDraft, NoteId, Revision, UserId};
 use notesync::server::embedded::EmbeddedStore;
+use notesync::server::pokes::POKE_MAX_ENTRIES;
 use notesync::server::service::SyncService;
 use notesync::store::kv::FakeCluster;
 use notesync::store::{MemoryStore, SyncStore};
@@ -48,8 +49,8 @@ use notesync::sync::memory_replica::MemoryReplica;
 use notesync::sync::merge::Strategy as MergeStrategy;
 use notesync::sync::outbox::PendingChange;
 use notesync::sync::protocol::{
-    Change, ChangeOp, ChangeResult, Checkpoint, FeedEntry, PullRequest, PullResponse, PushRequest,
-    PushResponse, MAX_PULL_LIMIT, PROTOCOL_VERSION,
+    Change, ChangeOp, ChangeResult, Checkpoint, FeedEntry, PokedChanges, PullRequest, PullResponse,
+    PushRequest, PushResponse, MAX_PULL_LIMIT, PROTOCOL_VERSION,
 };
 
 const START_MS: u64 = 1_700_000_000_000;
@@ -113,6 +114,12 @@ enum Op {
     /// The client's worker stops and a new one starts over the same
     /// replica (a tab closed and reopened): everything only in memory is gone.
     Restart {
+        client: u8,
+    },
+    /// The server pokes the client's live connection, as its stream does:
+    /// with the changes since the stream's previous poke when they are few.
+    /// The client handles it at its next step, so it may be stale by then.
+    Poke {
         client: u8,
     },
     Offline {
@@ -212,6 +219,7 @@ fn op(mode: Mode) -> impl Strategy<Value = Op> {
         ),
         (1, Just(Op::Deliver).boxed()),
         (1, (0..c).prop_map(|client| Op::Restart { client }).boxed()),
+        (3, (0..c).prop_map(|client| Op::Poke { client }).boxed()),
         (1, (0..c).prop_map(|client| Op::Offline { client }).boxed()),
         (1, (0..c).prop_map(|client| Op::Online { client }).boxed()),
         (2, (0u16..3_000).prop_map(|ms| Op::Tick { ms }).boxed()),
@@ -341,6 +349,43 @@ impl World {
 
     /// The whole feed and its head, the last seq handed out: where every
     /// replica's checkpoint ends once it has pulled everything.
+    /// The poke a live stream that last announced `since` sends now, as
+    /// `src/server/pokes.rs` builds it, and where it leaves the stream.
+    async fn poke_since(&self, since: u64) -> (Event, u64) {
+        let head = self
+            .service
+            .store()
+            .feed_head(&self.user)
+            .await
+            .expect("head");
+        if head.saturating_sub(since) > u64::from(POKE_MAX_ENTRIES) {
+            return (Event::Poke, head);
+        }
+        match self
+            .service
+            .store()
+            .changes_since(&self.user, Checkpoint(since), None, POKE_MAX_ENTRIES)
+            .await
+            .expect("read")
+        {
+            PullResponse::Page {
+                entries,
+                checkpoint,
+                has_more: false,
+                head,
+            } => (
+                Event::Changes(Box::new(PokedChanges {
+                    since: Checkpoint(since),
+                    entries,
+                    checkpoint,
+                    head,
+                })),
+                checkpoint.0,
+            ),
+            _ => (Event::Poke, head),
+        }
+    }
+
     async fn server_snapshot(&self) -> (Vec<FeedEntry>, u64) {
         let request = PullRequest {
             protocol: PROTOCOL_VERSION,
@@ -450,6 +495,8 @@ struct SimHost {
     rng: Cell<u64>,
     ids: Cell<u64>,
     page: RefCell<PageView>,
+    /// Where the client's live stream's last poke (or its opening) left it.
+    announced: Cell<u64>,
 }
 
 /// What the browser page shows of its replica, kept as the page keeps it:
@@ -675,6 +722,7 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
         .enable_all()
         .build()
         .expect("runtime");
+    let server_head = |world: &World| rt.block_on(world.server_snapshot()).1;
     let world = Rc::new(World::new(backend));
     let clients = usize::from(scenario.clients);
     let parts: Vec<Parts> = (0..clients)
@@ -691,6 +739,7 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                     rng: Cell::new(scenario.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9)),
                     ids: Cell::new(0),
                     page: RefCell::default(),
+                    announced: Cell::new(0),
                 }),
                 transport: SimTransport {
                     world: world.clone(),
@@ -793,6 +842,16 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                 let i = usize::from(*client) % clients;
                 parts[i].host.events.borrow_mut().clear();
                 drivers[i] = start(&parts[i], scenario);
+                // The new worker's stream opens at the feed's head.
+                parts[i].host.announced.set(server_head(&world));
+            }
+            Op::Poke { client } => {
+                let p = &parts[usize::from(*client) % clients];
+                if p.host.online.get() {
+                    let poke = rt.block_on(world.poke_since(p.host.announced.get()));
+                    p.host.announced.set(poke.1);
+                    p.host.push_event(poke.0);
+                }
             }
             Op::Offline { client } => {
                 let p = &parts[usize::from(*client) % clients];
@@ -838,7 +897,6 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
             p.host.push_event(Event::Connectivity { online: true });
         }
     }
-    let server_head = |world: &World| rt.block_on(world.server_snapshot()).1;
     // After a purge, an edit of a note whose tombstone was purged is refused
     // (its base is gone) and stays in the outbox with the reason, for the
     // person to see: that is settled too.
