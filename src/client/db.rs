@@ -467,7 +467,10 @@ impl From<DbError> for PortError {
 #[async_trait::async_trait(?Send)]
 impl ReplicaStore for LocalDb {
     async fn checkpoint(&self) -> Result<Checkpoint, PortError> {
-        Ok(self.read_checkpoint().await?)
+        let t = timings::start();
+        let r = self.read_checkpoint().await?;
+        timings::end("checkpoint", t);
+        Ok(r)
     }
 
     async fn pending_counts(&self) -> Result<PendingCounts, PortError> {

@@ -26,7 +26,7 @@ use gloo_timers::future::TimeoutFuture;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::now_ms;
+use super::{now_ms, timings};
 use crate::bridge::LiveState;
 use crate::sync::engine::{backoff_delay_ms, Event};
 use crate::sync::protocol::Poke;
@@ -122,6 +122,7 @@ pub async fn run(
                         let _ = events.unbounded_send(Event::Live { connected: true });
                     }
                     Either::Left((Some(Signal::Poke(data)), _)) => {
+                        let t = timings::start();
                         let event = match serde_json::from_str::<Poke>(&data) {
                             Ok(Poke {
                                 changes: Some(changes),
@@ -129,6 +130,7 @@ pub async fn run(
                             }) => Event::Changes(Box::new(changes)),
                             _ => Event::Poke,
                         };
+                        timings::end("poke: read", t);
                         let _ = events.unbounded_send(event);
                     }
                     Either::Left((Some(Signal::Heartbeat), _)) => {}
