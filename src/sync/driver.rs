@@ -25,7 +25,11 @@
 //! - the pulls after the first page of a download from checkpoint 0 say so
 //!   with the first page's `head`, so that the server does not answer
 //!   `resync_required` to a download that has not missed anything. After a
-//!   restart the download starts over from 0.
+//!   restart the download starts over from 0;
+//! - a page that did not come from a request (one fetched ahead, or the
+//!   changes a poke carried) stands in for a pull only if it is exactly what
+//!   that pull would have returned when it was read, and only if no push of
+//!   this replica came after it was read.
 
 use std::collections::BTreeSet;
 
