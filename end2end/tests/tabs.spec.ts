@@ -47,10 +47,13 @@ test('an edit on one device shows on another within seconds: the poke delivers i
 });
 
 test('of three tabs exactly one syncs, and closing it hands the sync over', async ({ browser }) => {
-  const a = await device(browser);
+  // Watched from the start: the leader may open its stream before the first
+  // page has finished loading.
   const streams: string[] = [];
-  a.context.on('request', (request) => {
-    if (new URL(request.url()).pathname === '/api/events') streams.push(request.url());
+  const a = await device(browser, {
+    watch: (context) => context.on('request', (request) => {
+      if (new URL(request.url()).pathname === '/api/events') streams.push(request.url());
+    }),
   });
   const tabs = [a.app, await tab(a.context), await tab(a.context)];
   await expect.poll(() => roles(tabs)).not.toContain(null);
