@@ -211,6 +211,15 @@ pub struct Driver<'a, S, T, H> {
     /// several pages; a push in between discards them, as it does a page
     /// fetched ahead.
     poked: Option<Box<PokedChanges>>,
+    /// The feed head a poke's changes must have been read at, at least, to
+    /// be used: every change this replica pushed is at or below it. A
+    /// replica does not store the revisions its pushes were answered with
+    /// (the pull brings them, in feed order), so changes read before one of
+    /// its pushes was applied, and arriving after it, would take its notes
+    /// back to older revisions. `u64::MAX` while a push's seq is unknown (a
+    /// lost answer, a duplicate) until a pull, read after it, says where the
+    /// feed was.
+    poke_floor: u64,
 }
 
 impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
@@ -229,6 +238,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             download_head: None,
             prefetched: None,
             poked: None,
+            poke_floor: 0,
         }
     }
 
@@ -356,7 +366,22 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                 .collect(),
         };
         self.store.mark_sent(&batch).await?;
-        let response = self.transport.push(request).await?;
+        let response = match self.transport.push(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                self.poke_floor = u64::MAX;
+                return Err(e);
+            }
+        };
+        if response
+            .results
+            .iter()
+            .any(|r| matches!(r, ChangeResult::Duplicate))
+        {
+            self.poke_floor = u64::MAX;
+        } else if let Some(seq) = response.results.iter().filter_map(ChangeResult::seq).max() {
+            self.poke_floor = self.poke_floor.max(seq);
+        }
         if response.results.len() != batch.len() {
             return Err(PortError {
                 message: "the server answered a different number of results than changes sent"
@@ -408,16 +433,21 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
         // poke's changes are used only if they are a whole snapshot (read
         // from 0, and complete as every poke's changes are).
         let poked = self.poked.take().and_then(|changes| {
-            self.download_head
-                .is_none()
+            (self.download_head.is_none() && changes.head >= self.poke_floor)
                 .then(|| changes.page_from(from))
                 .flatten()
         });
+        let from_poke = poked.is_some();
         let response = match (poked, self.prefetched.take()) {
             (Some(page), _) => page,
             (None, Some((asked, Ok(answer)))) if asked == request => answer,
             _ => self.transport.pull(request).await?,
         };
+        if let (false, PullResponse::Page { head, .. }) = (from_poke, &response) {
+            // Read after every push answered so far (a push drops pages
+            // fetched before it): each of those changes is at or below it.
+            self.poke_floor = *head;
+        }
         match response {
             PullResponse::Page {
                 entries,

@@ -356,3 +356,81 @@ async fn a_new_device_takes_a_whole_snapshot_from_a_poke() {
         "the download finished"
     );
 }
+
+#[tokio::test]
+async fn a_poke_read_before_a_push_and_arriving_after_it_is_not_used() {
+    let transport = Recorder {
+        service: server_with(1).await,
+        pulls: RefCell::default(),
+        pushes: RefCell::default(),
+    };
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
+    settle(&mut driver).await;
+    let note = replica.live_notes()[0].clone();
+
+    // Another device edits the note; the poke is read now, so before this
+    // replica's own edit of it is pushed, and arrives while that push is on
+    // the wire.
+    let elsewhere = ClientId::new(NOW, [1; 10]);
+    transport
+        .service
+        .push(
+            &user(),
+            PushRequest {
+                protocol: PROTOCOL_VERSION,
+                client_id: elsewhere,
+                changes: vec![Change {
+                    mutation_id: MutationId::new(NOW, [77; 10]),
+                    note_id: note.id,
+                    base_rev: note.rev,
+                    base: Some(note.draft()),
+                    op: ChangeOp::Upsert(draft("from elsewhere")),
+                    hlc: Hlc {
+                        wall_ms: NOW + 1,
+                        counter: 0,
+                        client: elsewhere,
+                    },
+                    created_at: NOW,
+                }],
+            },
+        )
+        .await
+        .expect("push");
+    let stale = poke_since(&transport.service, replica.stored_checkpoint().0).await;
+    replica
+        .edit(note.id, draft("mine"), NOW + 2, host.fresh_mutation_id())
+        .expect("edit");
+    driver.handle(Event::LocalChange);
+    while *transport.pushes.borrow() == 0 {
+        driver.step().await;
+    }
+    let pulls = transport.pulls.borrow().len();
+    driver.handle(Event::Changes(stale));
+    settle(&mut driver).await;
+
+    assert_eq!(
+        transport.pulls.borrow().len(),
+        pulls + 1,
+        "pulled instead: the poke predates the push"
+    );
+    // The server merged the two edits; the replica has that, not the other
+    // device's text from before the merge.
+    let PullResponse::Page { entries, .. } = transport
+        .service
+        .pull(
+            &user(),
+            PullRequest {
+                protocol: PROTOCOL_VERSION,
+                checkpoint: Checkpoint(0),
+                limit: 10,
+                download_head: None,
+            },
+        )
+        .await
+        .expect("pull")
+    else {
+        panic!("a page");
+    };
+    assert_eq!(replica.note(note.id), Some(entries[0].note.clone()));
+}

@@ -118,9 +118,11 @@ enum Op {
     },
     /// The server pokes the client's live connection, as its stream does:
     /// with the changes since the stream's previous poke when they are few.
-    /// The client handles it at its next step, so it may be stale by then.
+    /// The client handles it at its next step, so it may be stale by then;
+    /// `late`: it arrives only during the client's next push.
     Poke {
         client: u8,
+        late: bool,
     },
     Offline {
         client: u8,
@@ -219,7 +221,12 @@ fn op(mode: Mode) -> impl Strategy<Value = Op> {
         ),
         (1, Just(Op::Deliver).boxed()),
         (1, (0..c).prop_map(|client| Op::Restart { client }).boxed()),
-        (3, (0..c).prop_map(|client| Op::Poke { client }).boxed()),
+        (
+            3,
+            (0..c, prop::bool::weighted(0.3))
+                .prop_map(|(client, late)| Op::Poke { client, late })
+                .boxed(),
+        ),
         (1, (0..c).prop_map(|client| Op::Offline { client }).boxed()),
         (1, (0..c).prop_map(|client| Op::Online { client }).boxed()),
         (2, (0u16..3_000).prop_map(|ms| Op::Tick { ms }).boxed()),
@@ -417,6 +424,11 @@ struct SimTransport {
     online: Rc<Cell<bool>>,
     fault: Cell<Fault>,
     in_flight_edits: RefCell<Vec<Hook>>,
+    /// Pokes read before the client's next push, which arrive while that
+    /// push is on the wire (handled after it, like any event).
+    late_pokes: RefCell<Vec<Event>>,
+    /// The client's event queue.
+    arriving: Rc<RefCell<VecDeque<Event>>>,
 }
 
 fn offline(message: &str) -> PortError {
@@ -444,6 +456,9 @@ impl Transport for SimTransport {
         }
         // The person keeps typing after the driver read the outbox.
         self.run_in_flight_edits();
+        self.arriving
+            .borrow_mut()
+            .extend(self.late_pokes.borrow_mut().drain(..));
         match self.fault.replace(Fault::None) {
             Fault::None => Ok(self.world.serve(request).await),
             Fault::LoseRequest => Err(offline("request lost")),
@@ -491,7 +506,7 @@ struct SimHost {
     world: Rc<World>,
     client: u8,
     online: Rc<Cell<bool>>,
-    events: RefCell<VecDeque<Event>>,
+    events: Rc<RefCell<VecDeque<Event>>>,
     rng: Cell<u64>,
     ids: Cell<u64>,
     page: RefCell<PageView>,
@@ -729,13 +744,14 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
         .map(|i| {
             let online = Rc::new(Cell::new(true));
             let index = u8::try_from(i).expect("few clients");
+            let events = Rc::new(RefCell::new(VecDeque::new()));
             Parts {
                 replica: Rc::new(MemoryReplica::new()),
                 host: Rc::new(SimHost {
                     world: world.clone(),
                     client: index,
                     online: online.clone(),
-                    events: RefCell::new(VecDeque::new()),
+                    events: events.clone(),
                     rng: Cell::new(scenario.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9)),
                     ids: Cell::new(0),
                     page: RefCell::default(),
@@ -746,6 +762,8 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                     online,
                     fault: Cell::new(Fault::None),
                     in_flight_edits: RefCell::new(Vec::new()),
+                    late_pokes: RefCell::new(Vec::new()),
+                    arriving: events,
                 },
                 client_id: ClientId::new(START_MS, [index.wrapping_add(1); 10]),
             }
@@ -841,16 +859,21 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
             Op::Restart { client } => {
                 let i = usize::from(*client) % clients;
                 parts[i].host.events.borrow_mut().clear();
+                parts[i].transport.late_pokes.borrow_mut().clear();
                 drivers[i] = start(&parts[i], scenario);
                 // The new worker's stream opens at the feed's head.
                 parts[i].host.announced.set(server_head(&world));
             }
-            Op::Poke { client } => {
+            Op::Poke { client, late } => {
                 let p = &parts[usize::from(*client) % clients];
                 if p.host.online.get() {
                     let poke = rt.block_on(world.poke_since(p.host.announced.get()));
                     p.host.announced.set(poke.1);
-                    p.host.push_event(poke.0);
+                    if *late {
+                        p.transport.late_pokes.borrow_mut().push(poke.0);
+                    } else {
+                        p.host.push_event(poke.0);
+                    }
                 }
             }
             Op::Offline { client } => {
