@@ -274,7 +274,7 @@ impl Connection {
                 checkpoint,
                 has_more: false,
                 head,
-            }) => Some(PokedChanges {
+            }) if fits_a_poke(&entries) => Some(PokedChanges {
                 since: Checkpoint(since),
                 entries,
                 checkpoint,
@@ -287,6 +287,17 @@ impl Connection {
             }
         }
     }
+}
+
+/// Whether `entries` take at most [`POKE_MAX_BYTES`] of JSON. Counted entry
+/// by entry, so 200 notes of a megabyte each are never encoded whole.
+fn fits_a_poke(entries: &[crate::sync::protocol::FeedEntry]) -> bool {
+    let mut bytes = 0usize;
+    entries.iter().all(|entry| {
+        let size = serde_json::to_vec(entry).map_or(usize::MAX, |json| json.len());
+        bytes = bytes.saturating_add(size);
+        bytes <= POKE_MAX_BYTES
+    })
 }
 
 /// A poke as an event; one whose changes are too large goes without them.

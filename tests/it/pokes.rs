@@ -247,6 +247,19 @@ async fn a_poke_carries_the_changes_since_the_streams_previous_poke_when_few() {
     let poke = next_poke(&mut stream).await;
     assert_eq!((poke.seq, poke.changes), (last, None));
 
+    // Few notes, but too many bytes: the head only.
+    let big = "x".repeat(200 * 1024);
+    let large = push(
+        &alice,
+        (0..3u8)
+            .map(|n| create(500 + u32::from(n), 220 + n, &big))
+            .collect(),
+    )
+    .await
+    .expect("stored");
+    let poke = next_poke(&mut stream).await;
+    assert_eq!((poke.seq, poke.changes), (large, None));
+
     // Deletes travel as tombstones, like any pull.
     push(
         &alice,
@@ -259,7 +272,7 @@ async fn a_poke_carries_the_changes_since_the_streams_previous_poke_when_few() {
     .expect("stored");
     let poke = next_poke(&mut stream).await;
     let changes = poke.changes.expect("a delete is one change");
-    assert_eq!(changes.since, Checkpoint(last));
+    assert_eq!(changes.since, Checkpoint(large));
     assert!(changes.entries[0].note.deleted);
 }
 
