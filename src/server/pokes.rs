@@ -45,7 +45,7 @@ use super::service::system_clock;
 use crate::api::Account;
 use crate::domain::UserId;
 use crate::store::accounts::AccountStore;
-use crate::store::SyncStore;
+use crate::store::{StoreError, SyncStore};
 use crate::sync::protocol::{Checkpoint, Poke, PokedChanges, PullResponse};
 
 /// How often an idle stream says it is alive.
@@ -57,7 +57,7 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Most notes a poke carries (an edit on another device is one; a pushed
 /// batch is up to 500, which the browser pulls instead).
 pub const POKE_MAX_ENTRIES: u32 = 200;
-/// Most bytes of JSON a poke's changes take.
+/// Most bytes of JSON a poke with its changes takes.
 pub const POKE_MAX_BYTES: usize = 512 * 1024;
 
 /// The open streams of this process, one watch channel per user holding the
@@ -251,65 +251,90 @@ impl Connection {
                 }));
             }
         }
-        let changes = self.changes_up_to(head).await;
-        self.announced = changes.as_ref().map_or(head, |c| c.checkpoint.0.max(head));
-        Some(poke_event(&Poke { seq: head, changes }))
-    }
-
-    /// The changes since the last announcement, if they are few enough.
-    async fn changes_up_to(&self, head: u64) -> Option<PokedChanges> {
-        let since = self.announced;
-        // Each change has its own seq, so this bounds the notes changed
-        // before any is read.
-        if head.saturating_sub(since) > u64::from(POKE_MAX_ENTRIES) {
-            return None;
-        }
-        let page = self
-            .store
-            .changes_since(&self.user, Checkpoint(since), None, POKE_MAX_ENTRIES)
-            .await;
-        match page {
-            Ok(PullResponse::Page {
-                entries,
-                checkpoint,
-                has_more: false,
-                head,
-            }) if fits_a_poke(&entries) => Some(PokedChanges {
-                since: Checkpoint(since),
-                entries,
-                checkpoint,
-                head,
-            }),
-            Ok(_) => None,
+        let changes = match poked_changes(self.store.as_ref(), &self.user, self.announced, head)
+            .await
+        {
+            Ok(changes) => changes,
             Err(e) => {
                 tracing::warn!(user = %self.user, error = %e, "reading the changes for a poke failed");
                 None
             }
-        }
+        };
+        self.announced = changes.as_ref().map_or(head, |c| c.checkpoint.0.max(head));
+        Some(poke_event(&Poke { seq: head, changes }))
     }
 }
 
-/// Whether `entries` take at most [`POKE_MAX_BYTES`] of JSON. Counted entry
-/// by entry, so 200 notes of a megabyte each are never encoded whole.
-fn fits_a_poke(entries: &[crate::sync::protocol::FeedEntry]) -> bool {
-    let mut bytes = 0usize;
-    entries.iter().all(|entry| {
-        let size = serde_json::to_vec(entry).map_or(usize::MAX, |json| json.len());
-        bytes = bytes.saturating_add(size);
-        bytes <= POKE_MAX_BYTES
+/// The changes a poke of `user`'s feed, now at `head`, carries for a stream
+/// that last announced `since`: the complete page read from there, if at
+/// most [`POKE_MAX_ENTRIES`] seqs passed (each change has its own seq, so
+/// that bounds the notes before any is read). Shared with the tests that
+/// play the server's part.
+pub async fn poked_changes(
+    store: &dyn SyncStore,
+    user: &UserId,
+    since: u64,
+    head: u64,
+) -> Result<Option<PokedChanges>, StoreError> {
+    if head.saturating_sub(since) > u64::from(POKE_MAX_ENTRIES) {
+        return Ok(None);
+    }
+    let page = store
+        .changes_since(user, Checkpoint(since), None, POKE_MAX_ENTRIES)
+        .await?;
+    Ok(match page {
+        PullResponse::Page {
+            entries,
+            checkpoint,
+            has_more: false,
+            head,
+        } => Some(PokedChanges {
+            since: Checkpoint(since),
+            entries,
+            checkpoint,
+            head,
+        }),
+        _ => None,
     })
 }
 
-/// A poke as an event; one whose changes are too large goes without them.
+/// A writer that refuses to grow past its limit, so that encoding stops
+/// there instead of building megabytes it would throw away.
+struct Capped {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.limit {
+            return Err(std::io::Error::other("over the poke's size limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A poke as an event; one whose JSON would pass [`POKE_MAX_BYTES`] goes
+/// without its changes (up to 200 notes of a megabyte each are never encoded
+/// whole: the encoding stops at the limit).
 fn poke_event(poke: &Poke) -> Event {
-    let mut data = serde_json::to_string(poke).unwrap_or_default();
-    if data.len() > POKE_MAX_BYTES {
-        data = serde_json::to_string(&Poke {
+    let mut capped = Capped {
+        bytes: Vec::new(),
+        limit: POKE_MAX_BYTES,
+    };
+    let data = match serde_json::to_writer(&mut capped, poke) {
+        Ok(()) => String::from_utf8(capped.bytes).unwrap_or_default(),
+        Err(_) => serde_json::to_string(&Poke {
             seq: poke.seq,
             changes: None,
         })
-        .unwrap_or_default();
-    }
+        .unwrap_or_default(),
+    };
     Event::default().event("poke").data(data)
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use notesync::domain::{ClientId, MutationId, NoteDraft, NoteId, UserId};
+use notesync::server::pokes::poked_changes;
 use notesync::server::service::SyncService;
 use notesync::store::MemoryStore;
 use notesync::sync::driver::{
@@ -52,6 +53,25 @@ impl Transport for Recorder {
         self.pulls.borrow_mut().push(request.clone());
         Ok(self.service.pull(&user(), request).await.expect("pull"))
     }
+}
+
+impl Recorder {
+    fn over(service: SyncService) -> Self {
+        Self {
+            service,
+            pulls: RefCell::default(),
+            pushes: RefCell::default(),
+        }
+    }
+}
+
+/// An edit of a note only this replica has, saved to its outbox.
+fn edit_mine(replica: &MemoryReplica, host: &Quiet) -> NoteId {
+    let mine = NoteId::new(NOW + 99, [99; 10]);
+    replica
+        .edit(mine, draft("mine"), NOW, host.fresh_mutation_id())
+        .expect("edit");
+    mine
 }
 
 /// Time moves only when the driver waits (to the end of the wait); events
@@ -142,26 +162,13 @@ async fn create_elsewhere(service: &SyncService, numbers: std::ops::Range<u8>) {
 /// What the server's poke stream would carry now for a stream that last
 /// announced `since`.
 async fn poke_since(service: &SyncService, since: u64) -> Box<PokedChanges> {
-    let page = service
-        .store()
-        .changes_since(&user(), Checkpoint(since), None, 200)
+    let store = service.store();
+    let head = store.feed_head(&user()).await.expect("head");
+    let changes = poked_changes(store.as_ref(), &user(), since, head)
         .await
-        .expect("read");
-    let PullResponse::Page {
-        entries,
-        checkpoint,
-        has_more: false,
-        head,
-    } = page
-    else {
-        panic!("a complete page: {page:?}");
-    };
-    Box::new(PokedChanges {
-        since: Checkpoint(since),
-        entries,
-        checkpoint,
-        head,
-    })
+        .expect("read")
+        .expect("few enough changes for a poke");
+    Box::new(changes)
 }
 
 fn config(first: u32, rest: u32) -> DriverConfig {
@@ -188,11 +195,7 @@ async fn settle(driver: &mut Driver<'_, MemoryReplica, Recorder, Quiet>) {
 
 #[tokio::test]
 async fn a_download_starts_small_and_fetches_each_next_page_while_storing() {
-    let transport = Recorder {
-        service: server_with(12).await,
-        pulls: RefCell::default(),
-        pushes: RefCell::default(),
-    };
+    let transport = Recorder::over(server_with(12).await);
     let (replica, host) = (MemoryReplica::new(), Quiet::default());
     let mut driver = Driver::new(&replica, &transport, &host, config(2, 4));
     settle(&mut driver).await;
@@ -218,11 +221,7 @@ async fn a_download_starts_small_and_fetches_each_next_page_while_storing() {
 
 #[tokio::test]
 async fn a_page_fetched_ahead_is_dropped_when_a_push_comes_between() {
-    let transport = Recorder {
-        service: server_with(6).await,
-        pulls: RefCell::default(),
-        pushes: RefCell::default(),
-    };
+    let transport = Recorder::over(server_with(6).await);
     let (replica, host) = (MemoryReplica::new(), Quiet::default());
     let mut driver = Driver::new(&replica, &transport, &host, config(2, 2));
     // Starts with a push of nothing, then the first page (2 of 6), which
@@ -233,14 +232,7 @@ async fn a_page_fetched_ahead_is_dropped_when_a_push_comes_between() {
     assert_eq!(replica.live_notes().len(), 2);
     // A local edit: pushed before the next pull, and the page fetched
     // before the push is not used (it predates what the push changed).
-    replica
-        .edit(
-            NoteId::new(NOW + 99, [99; 10]),
-            draft("mine"),
-            NOW,
-            host.fresh_mutation_id(),
-        )
-        .expect("edit");
+    edit_mine(&replica, &host);
     driver.handle(Event::LocalChange);
     settle(&mut driver).await;
 
@@ -262,11 +254,7 @@ async fn a_page_fetched_ahead_is_dropped_when_a_push_comes_between() {
 
 #[tokio::test]
 async fn a_poke_that_carries_the_changes_after_the_checkpoint_needs_no_pull() {
-    let transport = Recorder {
-        service: server_with(3).await,
-        pulls: RefCell::default(),
-        pushes: RefCell::default(),
-    };
+    let transport = Recorder::over(server_with(3).await);
     let (replica, host) = (MemoryReplica::new(), Quiet::default());
     let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
     settle(&mut driver).await;
@@ -295,11 +283,7 @@ async fn a_poke_that_carries_the_changes_after_the_checkpoint_needs_no_pull() {
 
 #[tokio::test]
 async fn a_poke_from_after_the_checkpoint_or_before_a_push_is_not_used() {
-    let transport = Recorder {
-        service: server_with(2).await,
-        pulls: RefCell::default(),
-        pushes: RefCell::default(),
-    };
+    let transport = Recorder::over(server_with(2).await);
     let (replica, host) = (MemoryReplica::new(), Quiet::default());
     let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
     settle(&mut driver).await;
@@ -319,14 +303,7 @@ async fn a_poke_from_after_the_checkpoint_or_before_a_push_is_not_used() {
     // A local edit is pushed first; the poke read before it is dropped.
     create_elsewhere(&transport.service, 4..5).await;
     let poke = poke_since(&transport.service, replica.stored_checkpoint().0).await;
-    replica
-        .edit(
-            NoteId::new(NOW + 99, [99; 10]),
-            draft("mine"),
-            NOW,
-            host.fresh_mutation_id(),
-        )
-        .expect("edit");
+    edit_mine(&replica, &host);
     driver.handle(Event::LocalChange);
     driver.handle(Event::Changes(poke));
     let before = pulls();
@@ -338,11 +315,7 @@ async fn a_poke_from_after_the_checkpoint_or_before_a_push_is_not_used() {
 
 #[tokio::test]
 async fn a_new_device_takes_a_whole_snapshot_from_a_poke() {
-    let transport = Recorder {
-        service: server_with(3).await,
-        pulls: RefCell::default(),
-        pushes: RefCell::default(),
-    };
+    let transport = Recorder::over(server_with(3).await);
     let (replica, host) = (MemoryReplica::new(), Quiet::default());
     let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
     // Read from 0 and complete, it is what a download's first pull would
@@ -359,11 +332,7 @@ async fn a_new_device_takes_a_whole_snapshot_from_a_poke() {
 
 #[tokio::test]
 async fn a_poke_read_before_a_push_and_arriving_after_it_is_not_used() {
-    let transport = Recorder {
-        service: server_with(1).await,
-        pulls: RefCell::default(),
-        pushes: RefCell::default(),
-    };
+    let transport = Recorder::over(server_with(1).await);
     let (replica, host) = (MemoryReplica::new(), Quiet::default());
     let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
     settle(&mut driver).await;

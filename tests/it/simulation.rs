@@ -39,7 +39,7 @@ use tempfile::TempDir;
 
 use notesync::domain::{ClientId, MutationId, Note, NoteDraft, NoteId, Revision, UserId};
 use notesync::server::embedded::EmbeddedStore;
-use notesync::server::pokes::POKE_MAX_ENTRIES;
+use notesync::server::pokes::poked_changes;
 use notesync::server::service::SyncService;
 use notesync::store::kv::FakeCluster;
 use notesync::store::{MemoryStore, SyncStore};
@@ -49,8 +49,8 @@ use notesync::sync::memory_replica::MemoryReplica;
 use notesync::sync::merge::Strategy as MergeStrategy;
 use notesync::sync::outbox::PendingChange;
 use notesync::sync::protocol::{
-    Change, ChangeOp, ChangeResult, Checkpoint, FeedEntry, PokedChanges, PullRequest, PullResponse,
-    PushRequest, PushResponse, MAX_PULL_LIMIT, PROTOCOL_VERSION,
+    Change, ChangeOp, ChangeResult, Checkpoint, FeedEntry, PullRequest, PullResponse, PushRequest,
+    PushResponse, MAX_PULL_LIMIT, PROTOCOL_VERSION,
 };
 
 const START_MS: u64 = 1_700_000_000_000;
@@ -359,37 +359,17 @@ impl World {
     /// The poke a live stream that last announced `since` sends now, as
     /// `src/server/pokes.rs` builds it, and where it leaves the stream.
     async fn poke_since(&self, since: u64) -> (Event, u64) {
-        let head = self
-            .service
-            .store()
-            .feed_head(&self.user)
+        let store = self.service.store();
+        let head = store.feed_head(&self.user).await.expect("head");
+        let changes = poked_changes(store.as_ref(), &self.user, since, head)
             .await
-            .expect("head");
-        if head.saturating_sub(since) > u64::from(POKE_MAX_ENTRIES) {
-            return (Event::Poke, head);
-        }
-        match self
-            .service
-            .store()
-            .changes_since(&self.user, Checkpoint(since), None, POKE_MAX_ENTRIES)
-            .await
-            .expect("read")
-        {
-            PullResponse::Page {
-                entries,
-                checkpoint,
-                has_more: false,
-                head,
-            } => (
-                Event::Changes(Box::new(PokedChanges {
-                    since: Checkpoint(since),
-                    entries,
-                    checkpoint,
-                    head,
-                })),
-                checkpoint.0,
-            ),
-            _ => (Event::Poke, head),
+            .expect("read");
+        match changes {
+            Some(changes) => {
+                let announced = changes.checkpoint.0.max(head);
+                (Event::Changes(Box::new(changes)), announced)
+            }
+            None => (Event::Poke, head),
         }
     }
 
