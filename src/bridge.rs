@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Note, NoteId};
+use crate::domain::{MutationId, Note, NoteId};
 use crate::sync::engine::SyncStatus;
 
 /// From the UI to the worker.
@@ -25,14 +25,27 @@ pub enum ToWorker {
     /// Log the timings of sync steps to the console, or stop
     /// ([`crate::client::timings`]).
     Timings { on: bool },
+    /// Save the page's edit of `note`, read from `base`, with its outbox
+    /// entry (`LocalDb::save_edit`), and answer with [`FromWorker::Saved`]
+    /// carrying the same `id`. The page saves through its worker because a
+    /// worker's IndexedDB replies are not held back behind the page's next
+    /// frame, as the page's own are after an input event.
+    Save {
+        id: u32,
+        note: Box<Note>,
+        base: Option<Box<Note>>,
+        mutation_id: MutationId,
+        at_ms: u64,
+    },
 }
 
 /// From the worker to the UI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FromWorker {
-    /// The worker started and opened the local database.
-    Ready { schema_version: u32 },
+    /// The worker started and opened the local database; `worker` names it
+    /// in the [`Broadcast::Changed`] of the edits it saves.
+    Ready { schema_version: u32, worker: u32 },
     /// What the worker sees in the local database. `reply_to` is the id of the
     /// ping it answers, or `None` for an unsolicited report.
     Status {
@@ -51,6 +64,34 @@ pub enum FromWorker {
     /// Whether this tab's worker is the browser's sync leader (it holds the
     /// Web Lock) or waits to take over.
     Role { leader: bool },
+    /// The answer to [`ToWorker::Save`] `id`: the note as stored, or why it
+    /// was not.
+    Saved {
+        id: u32,
+        result: Result<Note, DbError>,
+    },
+}
+
+/// What went wrong with the local database, in terms a person can act on.
+/// It crosses the bridge: the worker saves the page's edits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "error", content = "detail", rename_all = "snake_case")]
+pub enum DbError {
+    #[error("This device has run out of storage space for notesync.")]
+    QuotaExceeded,
+    #[error("The browser closed the notes database.")]
+    Closed,
+    #[error("The notes database could not be opened: {0}")]
+    Unavailable(String),
+    #[error("The browser refused to save: {0}")]
+    Other(String),
+}
+
+impl DbError {
+    /// Whether reopening the database may cure the error.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(self, DbError::Closed)
+    }
 }
 
 /// Between every tab and worker of one user in this browser, over a
@@ -66,6 +107,10 @@ pub enum Broadcast {
         local: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         notes: Option<Vec<NoteId>>,
+        /// The worker that saved them for its page ([`FromWorker::Ready`]'s
+        /// `worker`): that page holds them already and ignores the news.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        saved_by: Option<u32>,
     },
     /// The leader stored pulled notes (as they are stored now) and dropped
     /// others. A page takes a stored note unless its own copy is at the
@@ -110,7 +155,8 @@ pub struct BridgeError(String);
 
 /// Encodes a message for `postMessage`.
 pub fn encode<T: Serialize>(message: &T) -> String {
-    // These enums contain only strings and integers, which always serialise.
+    // These messages hold only strings, integers and notes, which always
+    // serialise.
     serde_json::to_string(message).unwrap_or_default()
 }
 
@@ -131,11 +177,21 @@ mod tests {
             ToWorker::Connectivity { online: false },
             ToWorker::SyncNow,
             ToWorker::Timings { on: true },
+            ToWorker::Save {
+                id: 4,
+                note: Box::new(Note::new(NoteId::new(3, [4; 10]), 5)),
+                base: Some(Box::new(Note::new(NoteId::new(3, [4; 10]), 1))),
+                mutation_id: MutationId::new(6, [7; 10]),
+                at_ms: 8,
+            },
         ] {
             assert_eq!(decode::<ToWorker>(&encode(&m)), Ok(m));
         }
         for m in [
-            FromWorker::Ready { schema_version: 1 },
+            FromWorker::Ready {
+                schema_version: 1,
+                worker: 2,
+            },
             FromWorker::Status {
                 reply_to: Some(3),
                 ticks: 9,
@@ -147,6 +203,18 @@ mod tests {
             },
             FromWorker::SignedOut,
             FromWorker::Role { leader: true },
+            FromWorker::Saved {
+                id: 4,
+                result: Ok(Note::new(NoteId::new(3, [4; 10]), 5)),
+            },
+            FromWorker::Saved {
+                id: 5,
+                result: Err(DbError::QuotaExceeded),
+            },
+            FromWorker::Saved {
+                id: 6,
+                result: Err(DbError::Other("refused".into())),
+            },
             FromWorker::Sync(crate::sync::engine::SyncStatus {
                 state: crate::sync::engine::SyncState::Synced,
                 pending: 0,
@@ -165,10 +233,17 @@ mod tests {
             Broadcast::Changed {
                 local: true,
                 notes: None,
+                saved_by: None,
             },
             Broadcast::Changed {
                 local: false,
                 notes: Some(vec![NoteId::new(1, [2; 10])]),
+                saved_by: None,
+            },
+            Broadcast::Changed {
+                local: true,
+                notes: Some(vec![NoteId::new(1, [2; 10])]),
+                saved_by: Some(8),
             },
             Broadcast::Pulled {
                 stored: vec![Note::new(NoteId::new(3, [4; 10]), 5)],
@@ -191,7 +266,8 @@ mod tests {
             decode::<Broadcast>(r#"{"type":"changed","local":false}"#),
             Ok(Broadcast::Changed {
                 local: false,
-                notes: None
+                notes: None,
+                saved_by: None,
             })
         );
     }

@@ -9,8 +9,9 @@
 // TypeScript step.
 //
 // Clocks: every time is an epoch millisecond with sub-millisecond resolution,
-// `performance.timeOrigin + performance.now()`, taken in the page (or in Node
-// where a scenario ends on the server). All processes run on this one machine
+// `performance.timeOrigin + performance.now()`, taken in the page, in its
+// sync worker (whose transactions the page hears), or in Node where a
+// scenario ends on the server. All processes run on this one machine
 // and share its clock, so a page's and Node's readings compare directly.
 //
 // What each scenario measures is written at its function. Counts come from
@@ -243,7 +244,33 @@ function userName() {
  * runs once per batch of DOM changes and ignores the records themselves, so
  * it costs little even while 10,000 list rows are inserted.
  */
-function instrument({ user }) {
+/** The channel on which `workerInstrument` reports the worker's transactions. */
+const WORKER_TRANSACTIONS = 'notesync-bench-transactions';
+
+/**
+ * Installed in each tab's sync worker as soon as it starts: reports every
+ * read-write transaction on the app's database, once complete, to the page's
+ * `instrument` ({stores, start, end}, epoch milliseconds).
+ */
+function workerInstrument({ user, channelName }) {
+  const clock = () => performance.timeOrigin + performance.now();
+  const channel = new BroadcastChannel(channelName);
+  const originalTransaction = IDBDatabase.prototype.transaction;
+  IDBDatabase.prototype.transaction = function (stores, mode, options) {
+    const tx = originalTransaction.call(this, stores, mode, options);
+    if (mode === 'readwrite' && this.name === `notesync-${user}`) {
+      const record = { stores: [].concat(stores).join(','), start: clock(), end: null };
+      tx.addEventListener('complete', () => {
+        record.end = clock();
+        channel.postMessage(record);
+      });
+    }
+    return tx;
+  };
+}
+
+function instrument({ user, workerTransactions }) {
+  const WORKER_TRANSACTIONS = workerTransactions;
   const clock = () => performance.timeOrigin + performance.now();
   const bench = {
     user,
@@ -271,6 +298,15 @@ function instrument({ user }) {
       });
     }
     return tx;
+  };
+
+  // The tab's sync worker saves the page's edits: its transactions, dated
+  // by its own clock (the same epoch clock), arrive here through
+  // `workerInstrument`'s channel.
+  new BroadcastChannel(WORKER_TRANSACTIONS).onmessage = (e) => {
+    const record = e.data;
+    bench.transactions.push(record);
+    for (const waiter of bench.txWaiters.slice()) waiter(record);
   };
 
   addEventListener('input', (e) => {
@@ -459,7 +495,7 @@ let devices = 0;
 /** A fresh browser context (own profile: empty IndexedDB), signed in as `account`. */
 async function device(account) {
   const context = await browser.newContext({ baseURL: BASE_URL, viewport: { width: 1280, height: 800 } });
-  await context.addInitScript(instrument, { user: account.id });
+  await context.addInitScript(instrument, { user: account.id, workerTransactions: WORKER_TRANSACTIONS });
   if (TIMINGS) {
     await context.addInitScript(() => localStorage.setItem('notesync.timings', '1'));
   }
@@ -471,6 +507,11 @@ async function device(account) {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
   page.on('crash', () => console.error('the page crashed'));
+  page.on('worker', (worker) => {
+    // Sent as the worker attaches, long before a scenario's edits; a worker
+    // that ends first (its tab frozen) needs nothing.
+    worker.evaluate(workerInstrument, { user: account.id, channelName: WORKER_TRANSACTIONS }).catch(() => {});
+  });
   if (TIMINGS) {
     devices += 1;
     const label = `device ${devices}`;
@@ -605,10 +646,11 @@ async function topNote(dev, seeded) {
  * whole ~1 KB body (Playwright's fill: Chromium inserts it as one editing
  * command per line, so one input event per line, 28 here, all in one task).
  * Per edit: to IndexedDB committed, from the first input event to the
- * `complete` of the page's first transaction that stored the new text
- * (checked by reading it back); to the UI updated, from that input event to
- * the list row showing the new text. D-idb-write is the transaction alone,
- * start to complete. The app writes an edit at once (one write in flight).
+ * `complete` of the first transaction that stored the new text (checked by
+ * reading it back), the tab's worker's (which saves the page's edits) or the
+ * page's; to the UI updated, from that input event to the list row showing
+ * the new text. D-idb-write is the transaction alone, start to complete.
+ * The app writes an edit at once (one write in flight).
  */
 async function scenarioD(dev, note, rep) {
   const { page } = dev;

@@ -1,36 +1,63 @@
-import { test, expect } from '@playwright/test';
+import { test, expect, type Page } from '@playwright/test';
 import { NotesApp } from '../fixtures/app';
 
+// Fault injection: IndexedDB calls fail on demand, exactly as the browser
+// fails them (a DOMException with the real name), in the page and in its
+// sync worker, which saves the page's edits while it runs. Each context also
+// counts its read-write transactions on the notes, to show who saved.
+function installFaults() {
+  const g = globalThis as any;
+  if (g.__notesyncFaults) return;
+  g.__notesyncFaults = true;
+  g.__notesyncNoteWrites = 0;
+  const put = IDBObjectStore.prototype.put;
+  IDBObjectStore.prototype.put = function (this: IDBObjectStore, ...args: any[]) {
+    if (g.__notesyncFailPut) {
+      throw new DOMException('Simulated: the quota has been exceeded.', 'QuotaExceededError');
+    }
+    return (put as any).apply(this, args);
+  } as any;
+  const transaction = IDBDatabase.prototype.transaction;
+  IDBDatabase.prototype.transaction = function (this: IDBDatabase, ...args: any[]) {
+    if (g.__notesyncCloseOnce) {
+      g.__notesyncCloseOnce = false;
+      throw new DOMException('The database connection is closing.', 'InvalidStateError');
+    }
+    const [stores, mode] = args;
+    if (mode === 'readwrite' && [].concat(stores).includes('notes' as never)) g.__notesyncNoteWrites += 1;
+    return (transaction as any).apply(this, args);
+  } as any;
+}
 
-// Fault injection in the page: IndexedDB calls fail on demand, exactly as the
-// browser fails them (a DOMException with the real name).
 test.beforeEach(async ({ page }) => {
-  await page.addInitScript(() => {
-    const w = window as any;
-    const put = IDBObjectStore.prototype.put;
-    IDBObjectStore.prototype.put = function (this: IDBObjectStore, ...args: any[]) {
-      if (w.__notesyncFailPut) {
-        throw new DOMException('Simulated: the quota has been exceeded.', 'QuotaExceededError');
-      }
-      return (put as any).apply(this, args);
-    } as any;
-    const transaction = IDBDatabase.prototype.transaction;
-    IDBDatabase.prototype.transaction = function (this: IDBDatabase, ...args: any[]) {
-      if (w.__notesyncCloseOnce) {
-        w.__notesyncCloseOnce = false;
-        throw new DOMException('The database connection is closing.', 'InvalidStateError');
-      }
-      return (transaction as any).apply(this, args);
-    } as any;
+  await page.addInitScript(installFaults);
+  page.on('worker', (worker) => {
+    // Sent before any test step can reach the worker, so it applies first.
+    worker.evaluate(installFaults).catch(() => {});
   });
 });
+
+/** The tab's sync worker, once it runs and has its faults installed. */
+async function worker(page: Page) {
+  await expect.poll(() => page.workers().length).toBeGreaterThan(0);
+  const w = page.workers()[0];
+  await expect.poll(() => w.evaluate(() => (globalThis as any).__notesyncFaults === true)).toBe(true);
+  return w;
+}
+
+/** Sets a fault flag in the page and in its worker. */
+async function fault(page: Page, name: string, on: boolean) {
+  const set = ([name, on]: [string, boolean]) => { (globalThis as any)[name] = on; };
+  await page.evaluate(set, [name, on]);
+  await (await worker(page)).evaluate(set, [name, on]);
+}
 
 test('a full disk is shown clearly, the text is kept, and retry saves it', async ({ page }) => {
   const app = new NotesApp(page);
   await app.open();
   await app.create('Trip', 'passport');
 
-  await page.evaluate(() => ((window as any).__notesyncFailPut = true));
+  await fault(page, '__notesyncFailPut', true);
   await app.body.pressSequentially(', tickets');
   await expect(app.storageError).toBeVisible();
   await expect(app.storageError).toContainText('run out of storage space');
@@ -38,7 +65,7 @@ test('a full disk is shown clearly, the text is kept, and retry saves it', async
   await expect(app.saveState).toHaveText('Not saved yet');
   await expect(app.body).toHaveValue('passport, tickets');
 
-  await page.evaluate(() => ((window as any).__notesyncFailPut = false));
+  await fault(page, '__notesyncFailPut', false);
   await page.getByRole('button', { name: 'Retry saving' }).click();
   await expect(app.storageError).toBeHidden();
   await app.expectSaved();
@@ -52,7 +79,7 @@ test('text typed while storage is full survives a reload through the recovery co
   const app = new NotesApp(page);
   await app.open();
   await app.create('Draft', 'start');
-  await page.evaluate(() => ((window as any).__notesyncFailPut = true));
+  await fault(page, '__notesyncFailPut', true);
   await app.body.pressSequentially(' unsaved');
   await expect(app.storageError).toBeVisible();
 
@@ -71,13 +98,44 @@ test('a database closed by the browser is reopened and the edit saved', async ({
   const app = new NotesApp(page);
   await app.open();
   await app.create('Reopen', 'before');
-  await page.evaluate(() => ((window as any).__notesyncCloseOnce = true));
+  const saver = await worker(page);
+  await saver.evaluate(() => ((globalThis as any).__notesyncCloseOnce = true));
   await app.body.pressSequentially(' after');
   await app.expectSaved();
   await expect(app.storageError).toBeHidden();
-  expect(await page.evaluate(() => (window as any).__notesyncCloseOnce)).toBe(false);
+  // The worker's save met the closed connection, reopened it and saved.
+  expect(await saver.evaluate(() => (globalThis as any).__notesyncCloseOnce)).toBe(false);
 
   await app.reload();
   await app.item('Reopen').click();
   await expect(app.body).toHaveValue('before after');
+});
+
+test('edits are saved by the worker while it runs, and by the page once it stopped', async ({ page }) => {
+  const app = new NotesApp(page);
+  await app.open();
+  await app.create('Where', 'one');
+  await app.expectSaved();
+  const saver = await worker(page);
+  const writes = async () => ({
+    page: await page.evaluate(() => (globalThis as any).__notesyncNoteWrites),
+    worker: await saver.evaluate(() => (globalThis as any).__notesyncNoteWrites),
+  });
+  const before = await writes();
+  await app.body.pressSequentially(' two');
+  await app.expectSaved();
+  const typed = await writes();
+  expect(typed.page).toBe(before.page);
+  expect(typed.worker).toBeGreaterThan(before.worker);
+
+  // A frozen tab stops its worker (tabs.spec.ts); edits go on being saved.
+  await page.evaluate(() => document.dispatchEvent(new Event('freeze')));
+  await expect.poll(() => page.workers().length).toBe(0);
+  await app.body.pressSequentially(' three');
+  await app.expectSaved();
+  expect(await page.evaluate(() => (globalThis as any).__notesyncNoteWrites)).toBeGreaterThan(typed.page);
+
+  await app.reload();
+  await app.item('Where').click();
+  await expect(app.body).toHaveValue('one two three');
 });

@@ -10,7 +10,9 @@
 //!   it is under way, so typing faster than the database writes coalesces
 //!   into one write in flight and one waiting, and a closed tab or a failed
 //!   write loses nothing;
-//! - writes happen one at a time, in order, through one queue;
+//! - writes happen one at a time, in order, through one queue; each is done
+//!   by the tab's worker once it listens ([`WorkerSaves`]), by the page
+//!   itself before that and whenever the worker stopped before answering;
 //! - what other contexts store (another tab's edits, the sync leader's
 //!   pulls) reaches the page as the ids of the changed notes, read back from
 //!   IndexedDB one batch at a time, in order, after the first load;
@@ -18,11 +20,11 @@
 //!   retried by the next edit or the Retry button; a closed database is
 //!   reopened and the write retried once.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use futures::channel::mpsc;
+use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use gloo_timers::callback::{Interval, Timeout};
 use leptos::prelude::*;
@@ -69,7 +71,69 @@ struct Page {
     queue: mpsc::UnboundedSender<NoteId>,
     refresh: mpsc::UnboundedSender<Refresh>,
     worker: RefCell<Option<web_sys::Worker>>,
+    worker_saves: WorkerSaves,
     channel: Option<web_sys::BroadcastChannel>,
+}
+
+/// Who saved an edit, and so who tells the other contexts about it.
+enum SavedBy {
+    /// The tab's worker, which also told its sync loop, the other contexts
+    /// and its count reporter.
+    Worker,
+    Page,
+}
+
+/// The saves sent to this tab's worker and waiting for its answer.
+///
+/// A save goes to the worker only while it listens (from its `Ready` until
+/// it is stopped or fails): a message posted sooner is lost. Closing drops
+/// every waiting save, so its writer learns the worker will not answer and
+/// saves the note itself; saving again is safe whether or not the worker's
+/// transaction committed, as the page's save merges its text into whatever
+/// is stored.
+#[derive(Default)]
+struct WorkerSaves {
+    listening: Cell<bool>,
+    /// The worker's name for itself, from its `Ready`.
+    worker: Cell<Option<u32>>,
+    next_id: Cell<u32>,
+    waiting: RefCell<HashMap<u32, oneshot::Sender<Result<Note, DbError>>>>,
+}
+
+impl WorkerSaves {
+    fn listening(&self, worker: u32) {
+        self.listening.set(true);
+        self.worker.set(Some(worker));
+    }
+
+    /// Whether `worker` is this page's: what it saved came from this page.
+    fn is_mine(&self, worker: u32) -> bool {
+        self.worker.get() == Some(worker)
+    }
+
+    fn stopped(&self) {
+        self.listening.set(false);
+        self.waiting.borrow_mut().clear();
+    }
+
+    /// Registers a save, or `None` when the worker does not listen.
+    fn begin(&self) -> Option<(u32, oneshot::Receiver<Result<Note, DbError>>)> {
+        if !self.listening.get() {
+            return None;
+        }
+        let id = self.next_id.get().wrapping_add(1);
+        self.next_id.set(id);
+        let (answer, answered) = oneshot::channel();
+        self.waiting.borrow_mut().insert(id, answer);
+        Some((id, answered))
+    }
+
+    fn answered(&self, id: u32, result: Result<Note, DbError>) {
+        if let Some(answer) = self.waiting.borrow_mut().remove(&id) {
+            // The writer may have stopped waiting; nothing then needs it.
+            let _ = answer.send(result);
+        }
+    }
 }
 
 thread_local! {
@@ -140,12 +204,27 @@ impl Page {
         self.state.note(id)
     }
 
-    async fn write(&self, note: &Note) -> Result<Note, DbError> {
+    /// Saves `note`, through the worker when it listens, and says who saved
+    /// it: the worker announces its own saves.
+    async fn write(&self, note: &Note) -> Result<(Note, SavedBy), DbError> {
+        let base = self.bases.borrow().get(&note.id).cloned();
+        if let Some(answer) = self.write_in_worker(note, base.clone()) {
+            if let Ok(result) = answer.await {
+                return result.map(|stored| (stored, SavedBy::Worker));
+            }
+        }
+        self.write_here(note, base)
+            .await
+            .map(|stored| (stored, SavedBy::Page))
+    }
+
+    /// Saves `note` through the page's own connection, reopened once if the
+    /// browser closed it.
+    async fn write_here(&self, note: &Note, base: Option<Note>) -> Result<Note, DbError> {
         let meta = || EditMeta {
             mutation_id: MutationId::new(now_ms(), random10()),
             at_ms: now_ms(),
         };
-        let base = self.bases.borrow().get(&note.id).cloned();
         let db = self.db().await?;
         match db.save_edit(note, base.as_ref(), meta()).await {
             Err(e) if e.needs_reopen() => {
@@ -157,6 +236,31 @@ impl Page {
             }
             result => result,
         }
+    }
+
+    /// Sends the save to the worker, when it listens.
+    fn write_in_worker(
+        &self,
+        note: &Note,
+        base: Option<Note>,
+    ) -> Option<oneshot::Receiver<Result<Note, DbError>>> {
+        let worker = self.worker.borrow().clone()?;
+        let (id, answered) = self.worker_saves.begin()?;
+        let message = ToWorker::Save {
+            id,
+            note: Box::new(note.clone()),
+            base: base.map(Box::new),
+            mutation_id: MutationId::new(now_ms(), random10()),
+            at_ms: now_ms(),
+        };
+        if worker
+            .post_message(&JsValue::from_str(&encode(&message)))
+            .is_err()
+        {
+            self.worker_saves.answered(id, Err(DbError::Closed));
+            return None;
+        }
+        Some(answered)
     }
 
     async fn save_now(&self, id: NoteId) {
@@ -171,7 +275,7 @@ impl Page {
             }
         }
         match self.write(&note).await {
-            Ok(stored) => {
+            Ok((stored, saved_by)) => {
                 let unchanged_since = self.current(id).as_ref() == Some(&note);
                 let merged = stored.draft() != note.draft();
                 if unchanged_since && merged {
@@ -214,7 +318,10 @@ impl Page {
                     self.state.save_state.set(SaveState::Saved);
                     self.state.storage_error.set(None);
                 }
-                self.announce_change(vec![id]);
+                match saved_by {
+                    SavedBy::Page => self.announce_change(vec![id]),
+                    SavedBy::Worker => super::pwa::note_saved(self.state),
+                }
             }
             Err(e) => self.fail(format!(
                 "{e} Your latest text is kept on this page and in a recovery copy, so nothing is lost. \
@@ -269,6 +376,7 @@ impl Page {
         self.broadcast(&Broadcast::Changed {
             local: true,
             notes: Some(notes),
+            saved_by: None,
         });
         super::pwa::note_saved(self.state);
     }
@@ -588,8 +696,11 @@ fn start_worker(page: &Rc<Page>) {
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
             let text = event.data().as_string().unwrap_or_default();
             match decode::<FromWorker>(&text) {
-                Ok(FromWorker::Ready { .. }) => {
+                Ok(FromWorker::Ready { worker, .. }) => {
                     // Only now does the worker listen: sooner, a message is lost.
+                    if let Some(page) = page_handle() {
+                        page.worker_saves.listening(worker);
+                    }
                     if timings::enabled() {
                         let on = encode(&ToWorker::Timings { on: true });
                         let _ = reply.post_message(&JsValue::from_str(&on));
@@ -616,12 +727,21 @@ fn start_worker(page: &Rc<Page>) {
                 Ok(FromWorker::Failed { message }) => state.worker.set(WorkerView::Failed(message)),
                 Ok(FromWorker::SignedOut) => state.session_ended.set(true),
                 Ok(FromWorker::Role { leader }) => state.leader.set(Some(leader)),
+                Ok(FromWorker::Saved { id, result }) => {
+                    if let Some(page) = page_handle() {
+                        page.worker_saves.answered(id, result);
+                    }
+                }
                 Err(e) => state.worker.set(WorkerView::Failed(e.to_string())),
             }
         });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
     let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_event: web_sys::Event| {
+        // It may not answer the saves it was sent: the page makes them.
+        if let Some(page) = page_handle() {
+            page.worker_saves.stopped();
+        }
         state.worker.set(WorkerView::Failed(
             "the worker script failed to load".into(),
         ));
@@ -642,6 +762,10 @@ fn listen(page: &Rc<Page>) {
                 let message = decode::<Broadcast>(&text);
                 timings::end("page: read a broadcast", t);
                 match message {
+                    Ok(Broadcast::Changed {
+                        saved_by: Some(worker),
+                        ..
+                    }) if page.worker_saves.is_mine(worker) => {}
                     Ok(Broadcast::Changed { notes, .. }) => {
                         let _ = page.refresh.unbounded_send(match notes {
                             Some(ids) => Refresh::Notes(ids),
@@ -725,6 +849,7 @@ fn stop_worker() {
         if let Some(worker) = page.worker.borrow_mut().take() {
             worker.terminate();
         }
+        page.worker_saves.stopped();
         page.state.leader.set(None);
     }
 }
@@ -888,6 +1013,7 @@ fn begin(state: NotesState, account: Account) {
         queue,
         refresh,
         worker: RefCell::new(None),
+        worker_saves: WorkerSaves::default(),
         channel: web_sys::BroadcastChannel::new(&channel_name(&account.id)).ok(),
     });
     state.account.set(Some(account));

@@ -128,25 +128,9 @@ pub struct ConflictRecord {
     pub seq: u64,
 }
 
-/// What went wrong with the local database, in terms a person can act on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DbError {
-    #[error("This device has run out of storage space for notesync.")]
-    QuotaExceeded,
-    #[error("The browser closed the notes database.")]
-    Closed,
-    #[error("The notes database could not be opened: {0}")]
-    Unavailable(String),
-    #[error("The browser refused to save: {0}")]
-    Other(String),
-}
+pub use crate::bridge::DbError;
 
 impl DbError {
-    /// Whether reopening the database may cure the error.
-    pub fn needs_reopen(&self) -> bool {
-        matches!(self, DbError::Closed)
-    }
-
     fn classify(text: String) -> Self {
         // rexie/idb keep the DOMException only as text ("QuotaExceededError: …"),
         // so its name is the stable part to match on.

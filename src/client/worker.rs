@@ -10,7 +10,10 @@
 //! It hears every tab's saved edits and sync requests, and tells every tab
 //! its status and that data changed, over the user's BroadcastChannel (the
 //! typed [`Broadcast`]). Every worker answers its own page's pings with the
-//! local counts. It never touches `window`, which does not exist here.
+//! local counts, and saves its page's edits ([`ToWorker::Save`]): here an
+//! IndexedDB transaction commits as soon as the database is done, while the
+//! page's replies wait for the page's next frame after each keystroke. It
+//! never touches `window`, which does not exist here.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -24,11 +27,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use super::db::LocalDb;
+use super::db::{DbError, EditMeta, LocalDb};
 use super::{now_ms, random10};
 use crate::api::AppError;
 use crate::bridge::{decode, encode, Broadcast, FromWorker, LiveState, ToWorker};
-use crate::domain::{ClientId, MutationId, UserId};
+use crate::domain::{ClientId, MutationId, Note, UserId};
 use crate::sync::driver::{Driver, DriverConfig, Host, PortError, ReplicaChange, Transport};
 use crate::sync::engine::{Event, SyncStatus, Timing};
 
@@ -225,13 +228,24 @@ fn random_jitter() -> u32 {
 /// by scanning, about a millisecond per thousand notes, and every saved
 /// keystroke asks; a count in the way of the next save delays it.
 const REPORT_EVERY_MS: f64 = 500.0;
+/// A count waits until no edit was saved for this long, so that it falls
+/// in a pause of the typing rather than in front of the next keystroke's
+/// save (a count of 10,000 notes holds a save back ~10 ms)...
+const REPORT_QUIET_MS: f64 = 250.0;
+/// ...but no longer than this after it was due: the footer still follows
+/// a person who types without a pause.
+const REPORT_DEFER_MAX_MS: f64 = 2_000.0;
 
 /// Answers the page's questions about the local counts, at most every
-/// [`REPORT_EVERY_MS`]: questions asked meanwhile share the next answer.
+/// [`REPORT_EVERY_MS`], in a pause of the saves: questions asked meanwhile
+/// share the next answer.
 struct Reporter {
     db: Rc<LocalDb>,
     ticks: Rc<Cell<u64>>,
+    /// When the worker last saved an edit ([`Saver`]).
+    last_save_ms: Rc<Cell<f64>>,
     due: Cell<bool>,
+    due_since_ms: Cell<f64>,
     last_ms: Cell<f64>,
     reply_to: Cell<Option<u32>>,
 }
@@ -244,9 +258,20 @@ impl Reporter {
         if self.due.replace(true) {
             return;
         }
-        let wait = (self.last_ms.get() + REPORT_EVERY_MS - js_sys::Date::now()).max(0.0);
+        let now = js_sys::Date::now();
+        self.due_since_ms.set(now);
+        self.report_in((self.last_ms.get() + REPORT_EVERY_MS - now).max(0.0));
+    }
+
+    fn report_in(self: &Rc<Self>, wait_ms: f64) {
         let me = self.clone();
-        gloo_timers::callback::Timeout::new(wait as u32, move || {
+        gloo_timers::callback::Timeout::new(wait_ms as u32, move || {
+            let now = js_sys::Date::now();
+            let quiet_at = me.last_save_ms.get() + REPORT_QUIET_MS;
+            if now < quiet_at && now < me.due_since_ms.get() + REPORT_DEFER_MAX_MS {
+                me.report_in(quiet_at - now);
+                return;
+            }
             wasm_bindgen_futures::spawn_local(async move {
                 me.due.set(false);
                 me.last_ms.set(js_sys::Date::now());
@@ -268,6 +293,40 @@ async fn report(db: &LocalDb, ticks: u64, reply_to: Option<u32>) {
         Err(e) => post(&FromWorker::Failed {
             message: e.to_string(),
         }),
+    }
+}
+
+/// Saves the page's edits. It keeps its own handle on the database: when the
+/// browser closed the connection, it opens a new one and saves again, once.
+struct Saver {
+    user: UserId,
+    db: RefCell<Rc<LocalDb>>,
+    /// When it last saved: the [`Reporter`] keeps its counts out of the way.
+    last_save_ms: Rc<Cell<f64>>,
+}
+
+impl Saver {
+    async fn save(
+        &self,
+        note: &Note,
+        base: Option<&Note>,
+        mutation_id: MutationId,
+        at_ms: u64,
+    ) -> Result<Note, DbError> {
+        let meta = || EditMeta { mutation_id, at_ms };
+        let t = timings::start();
+        let db = self.db.borrow().clone();
+        let result = match db.save_edit(note, base, meta()).await {
+            Err(e) if e.needs_reopen() => {
+                let fresh = Rc::new(LocalDb::open(&self.user).await?);
+                *self.db.borrow_mut() = fresh.clone();
+                fresh.save_edit(note, base, meta()).await
+            }
+            result => result,
+        };
+        timings::end("worker: save an edit", t);
+        self.last_save_ms.set(js_sys::Date::now());
+        result
     }
 }
 
@@ -306,20 +365,43 @@ pub fn start(user: String) {
         let (wake_live, wake) = mpsc::unbounded::<()>();
         let leader = Rc::new(Cell::new(false));
         let ticks = Rc::new(Cell::new(0u64));
+        // One channel object for the worker's whole life: a context hears
+        // every other object on the channel, its own included, but not
+        // the one that sent.
+        let channel = Rc::new(Channel {
+            channel: web_sys::BroadcastChannel::new(&format!("{CHANNEL_NAME}-{user}")).ok(),
+            last_status: RefCell::new(None),
+            live: Cell::new(LiveState::Unknown),
+        });
+        let worker_id = {
+            let b = random10();
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        };
+        let last_save_ms = Rc::new(Cell::new(0.0));
         let reporter = Rc::new(Reporter {
             db: db.clone(),
             ticks: ticks.clone(),
+            last_save_ms: last_save_ms.clone(),
             due: Cell::new(false),
+            due_since_ms: Cell::new(0.0),
             last_ms: Cell::new(0.0),
             reply_to: Cell::new(None),
+        });
+        let saver = Rc::new(Saver {
+            user: user.clone(),
+            db: RefCell::new(db.clone()),
+            last_save_ms,
         });
         {
             let sender = sender.clone();
             let wake_live = wake_live.clone();
             let leader = leader.clone();
+            let channel = channel.clone();
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
                 let text = event.data().as_string().unwrap_or_default();
                 let reporter = reporter.clone();
+                let saver = saver.clone();
+                let channel = channel.clone();
                 // Only the leader syncs; a follower's page reaches the leader
                 // over the channel.
                 let sender = leader.get().then(|| sender.clone());
@@ -347,6 +429,32 @@ pub fn start(user: String) {
                             let _ = wake_live.unbounded_send(());
                         }
                         Ok(ToWorker::Timings { on }) => timings::set_enabled(on),
+                        Ok(ToWorker::Save {
+                            id,
+                            note,
+                            base,
+                            mutation_id,
+                            at_ms,
+                        }) => {
+                            let result =
+                                saver.save(&note, base.as_deref(), mutation_id, at_ms).await;
+                            let saved = result.is_ok();
+                            post(&FromWorker::Saved { id, result });
+                            if saved {
+                                // Said here, at once, rather than by the page
+                                // once it heard the answer (after its next
+                                // frame), and once: to this worker's sync
+                                // loop if it leads, else to the leader and
+                                // to the other tabs over the channel.
+                                send(Event::LocalChange);
+                                channel.send(&Broadcast::Changed {
+                                    local: true,
+                                    notes: Some(vec![note.id]),
+                                    saved_by: Some(worker_id),
+                                });
+                                reporter.request(None);
+                            }
+                        }
                         Err(e) => post(&FromWorker::Failed {
                             message: e.to_string(),
                         }),
@@ -359,6 +467,7 @@ pub fn start(user: String) {
         }
         post(&FromWorker::Ready {
             schema_version: db.schema_version(),
+            worker: worker_id,
         });
         // The tick: a heartbeat the page can see, independent of sync.
         {
@@ -374,11 +483,6 @@ pub fn start(user: String) {
         lead(&user).await;
         leader.set(true);
         post(&FromWorker::Role { leader: true });
-        let channel = Rc::new(Channel {
-            channel: web_sys::BroadcastChannel::new(&format!("{CHANNEL_NAME}-{user}")).ok(),
-            last_status: RefCell::new(None),
-            live: Cell::new(LiveState::Unknown),
-        });
         hear_tabs(&channel, &sender, &wake_live);
         {
             let sender = sender.clone();
