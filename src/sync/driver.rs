@@ -189,7 +189,10 @@ pub struct Driver<'a, S, T, H> {
     config: DriverConfig,
     machine: SyncMachine,
     last_status: Option<SyncStatus>,
-    /// The outbox changed since the pending count was last read.
+    /// The outbox changed since the pending count was last read. While a
+    /// push is coming (within the push spacing) the count is left to it, as
+    /// it counts after settling anyway: while a person types, a count per
+    /// keystroke would be a transaction in the way of their next save.
     recount: bool,
     /// The notes the server sent since the resync under way began; `None`
     /// when no resync is under way.
@@ -276,7 +279,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                 Err(e) => self.fail(e),
             }
         }
-        if self.recount {
+        if self.recount && !self.machine.push_coming() {
             // Even offline, the person must see how much is waiting.
             self.recount = self.count_pending().await.is_err();
         }
@@ -331,6 +334,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
 
     async fn count_pending(&mut self) -> Result<u32, PortError> {
         let counts = self.store.pending_counts().await?;
+        self.recount = false;
         self.handle(Event::PendingCount(counts.total));
         Ok(counts.pushable)
     }

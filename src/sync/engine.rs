@@ -334,6 +334,13 @@ impl SyncMachine {
         Action::WaitUntil(self.next_poll_at.max(now.saturating_add(1)))
     }
 
+    /// Whether a push will come without any other event: online, not
+    /// waiting out a failure, with local changes to push (at the latest
+    /// after the push spacing).
+    pub fn push_coming(&self) -> bool {
+        self.online && self.retry_at.is_none() && self.push_needed
+    }
+
     /// The status to show.
     pub fn status(&self) -> SyncStatus {
         SyncStatus {
@@ -413,6 +420,29 @@ mod tests {
         );
         assert!(matches!(m.next_action(5), Action::WaitUntil(_)));
         assert_eq!(m.status().state, SyncState::Synced);
+    }
+
+    #[test]
+    fn a_push_is_coming_only_online_with_changes_and_no_failure_to_wait_out() {
+        let mut m = SyncMachine::new(timing(), true);
+        m.handle(Event::Pushed { more: false }, 0);
+        assert!(!m.push_coming());
+        m.handle(Event::LocalChange, 10);
+        assert!(m.push_coming());
+        m.handle(
+            Event::Failed {
+                message: "unreachable".into(),
+                retryable: true,
+                offline: false,
+                jitter: 0,
+            },
+            20,
+        );
+        assert!(!m.push_coming());
+        m.handle(Event::Connectivity { online: true }, 30);
+        assert!(m.push_coming());
+        m.handle(Event::Connectivity { online: false }, 40);
+        assert!(!m.push_coming());
     }
 
     #[test]

@@ -403,3 +403,25 @@ async fn a_poke_read_before_a_push_and_arriving_after_it_is_not_used() {
     };
     assert_eq!(replica.note(note.id), Some(entries[0].note.clone()));
 }
+
+#[tokio::test]
+async fn the_pending_count_follows_edits_offline_and_is_taken_after_the_push_online() {
+    let transport = Recorder::over(server_with(1).await);
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
+    settle(&mut driver).await;
+
+    // Offline, no push is coming: the count is read for the person to see.
+    driver.handle(Event::Connectivity { online: false });
+    edit_mine(&replica, &host);
+    driver.handle(Event::LocalChange);
+    assert_eq!(driver.step().await, Action::WaitForEvent);
+    assert_eq!(driver.status().pending, 1);
+    assert_eq!(*transport.pushes.borrow(), 0);
+
+    // Online, the push counts after settling: nothing is left waiting.
+    driver.handle(Event::Connectivity { online: true });
+    assert_eq!(driver.step().await, Action::Push);
+    assert_eq!(*transport.pushes.borrow(), 1);
+    assert_eq!(driver.status().pending, 0);
+}
