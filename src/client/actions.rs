@@ -86,7 +86,7 @@ enum SavedBy {
 /// The saves sent to this tab's worker and waiting for its answer.
 ///
 /// A save goes to the worker only while it listens (from its `Ready` until
-/// it is stopped or fails): a message posted sooner is lost. Closing drops
+/// it is stopped or fails): a message posted sooner is lost. Stopping drops
 /// every waiting save, so its writer learns the worker will not answer and
 /// saves the note itself; saving again is safe whether or not the worker's
 /// transaction committed, as the page's save merges its text into whatever
