@@ -128,6 +128,11 @@ impl WorkerSaves {
         Some((id, answered))
     }
 
+    /// Forgets a save that could not be sent.
+    fn abandoned(&self, id: u32) {
+        self.waiting.borrow_mut().remove(&id);
+    }
+
     fn answered(&self, id: u32, result: Result<Note, DbError>) {
         if let Some(answer) = self.waiting.borrow_mut().remove(&id) {
             // The writer may have stopped waiting; nothing then needs it.
@@ -257,7 +262,7 @@ impl Page {
             .post_message(&JsValue::from_str(&encode(&message)))
             .is_err()
         {
-            self.worker_saves.answered(id, Err(DbError::Closed));
+            self.worker_saves.abandoned(id);
             return None;
         }
         Some(answered)

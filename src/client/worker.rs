@@ -136,8 +136,7 @@ impl Host for WorkerHost {
     }
 
     fn random_u32(&self) -> u32 {
-        let b = random10();
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        random_u32()
     }
 
     fn fresh_mutation_id(&self) -> MutationId {
@@ -219,6 +218,11 @@ async fn lead(user: &UserId) {
     let _ = wait.await;
 }
 
+fn random_u32() -> u32 {
+    let b = random10();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
 fn random_jitter() -> u32 {
     let b = random10();
     u32::from(u16::from_le_bytes([b[0], b[1]])) % 1001
@@ -296,11 +300,10 @@ async fn report(db: &LocalDb, ticks: u64, reply_to: Option<u32>) {
     }
 }
 
-/// Saves the page's edits. It keeps its own handle on the database: when the
-/// browser closed the connection, it opens a new one and saves again, once.
+/// Saves the page's edits, on the worker's connection (which [`LocalDb`]
+/// opens again itself when the browser closed it).
 struct Saver {
-    user: UserId,
-    db: RefCell<Rc<LocalDb>>,
+    db: Rc<LocalDb>,
     /// When it last saved: the [`Reporter`] keeps its counts out of the way.
     last_save_ms: Rc<Cell<f64>>,
 }
@@ -313,17 +316,11 @@ impl Saver {
         mutation_id: MutationId,
         at_ms: u64,
     ) -> Result<Note, DbError> {
-        let meta = || EditMeta { mutation_id, at_ms };
         let t = timings::start();
-        let db = self.db.borrow().clone();
-        let result = match db.save_edit(note, base, meta()).await {
-            Err(e) if e.needs_reopen() => {
-                let fresh = Rc::new(LocalDb::open(&self.user).await?);
-                *self.db.borrow_mut() = fresh.clone();
-                fresh.save_edit(note, base, meta()).await
-            }
-            result => result,
-        };
+        let result = self
+            .db
+            .save_edit(note, base, EditMeta { mutation_id, at_ms })
+            .await;
         timings::end("worker: save an edit", t);
         self.last_save_ms.set(js_sys::Date::now());
         result
@@ -373,10 +370,7 @@ pub fn start(user: String) {
             last_status: RefCell::new(None),
             live: Cell::new(LiveState::Unknown),
         });
-        let worker_id = {
-            let b = random10();
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        };
+        let worker_id = random_u32();
         let last_save_ms = Rc::new(Cell::new(0.0));
         let reporter = Rc::new(Reporter {
             db: db.clone(),
@@ -388,8 +382,7 @@ pub fn start(user: String) {
             reply_to: Cell::new(None),
         });
         let saver = Rc::new(Saver {
-            user: user.clone(),
-            db: RefCell::new(db.clone()),
+            db: db.clone(),
             last_save_ms,
         });
         {
