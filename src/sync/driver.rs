@@ -38,8 +38,8 @@ use async_trait::async_trait;
 use super::engine::{Action, Event, SyncMachine, SyncStatus, Timing};
 use super::outbox::PendingChange;
 use super::protocol::{
-    ChangeResult, Checkpoint, FeedEntry, PokedChanges, PullRequest, PullResponse, PushRequest,
-    PushResponse, PROTOCOL_VERSION,
+    changes_in_one_push, Change, ChangeResult, Checkpoint, FeedEntry, PokedChanges, PullRequest,
+    PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION,
 };
 use super::replica::change_for;
 use crate::domain::{ClientId, MutationId, Note, NoteId, LIMITS};
@@ -347,7 +347,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
 
     async fn try_push(&mut self) -> Result<(), PortError> {
         let max = self.config.push_batch.clamp(1, LIMITS.max_batch_changes);
-        let batch: Vec<PendingChange> = self
+        let mut batch: Vec<PendingChange> = self
             .store
             .next_batch(max)
             .await?
@@ -361,13 +361,19 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
         }
         self.prefetched = None;
         self.poked = None;
+        let mut changes: Vec<Change> = batch
+            .iter()
+            .map(|p| change_for(p, self.config.client_id))
+            .collect();
+        // Large notes go in smaller requests; the rest wait for the next push
+        // (the count after settling says more is pending).
+        let fits = changes_in_one_push(&changes);
+        changes.truncate(fits);
+        batch.truncate(fits);
         let request = PushRequest {
             protocol: PROTOCOL_VERSION,
             client_id: self.config.client_id,
-            changes: batch
-                .iter()
-                .map(|p| change_for(p, self.config.client_id))
-                .collect(),
+            changes,
         };
         self.store.mark_sent(&batch).await?;
         let response = match self.transport.push(request).await {

@@ -35,6 +35,12 @@ pub const SUPPORTED_PROTOCOLS: std::ops::RangeInclusive<u32> = 1..=PROTOCOL_VERS
 /// Largest pull page the server returns, whatever the client asks for.
 pub const MAX_PULL_LIMIT: u32 = 5_000;
 
+/// The largest push request a client builds, in bytes of JSON: the server's
+/// request limit less room for the envelope (version, client id, field
+/// names). A batch of 500 notes of 17 KB would be over the server's limit,
+/// and refused whole, again and again; [`changes_in_one_push`] keeps to this.
+pub const PUSH_REQUEST_BUDGET: usize = LIMITS.max_request_bytes - 64 * 1024;
+
 /// A position in a user's change feed: the sequence number of the last feed
 /// entry a replica has applied. `Checkpoint(0)` is the start of the feed.
 #[derive(
@@ -259,7 +265,41 @@ impl PushRequest {
     }
 }
 
+/// How many of `changes`, from the first, one push request carries: as many
+/// as keep their JSON within [`PUSH_REQUEST_BUDGET`], and always at least
+/// one. One change alone always fits: the domain limits allow no text that
+/// JSON escapes beyond two bytes a byte, so a change of the largest note and
+/// its largest base encodes to about 4 MiB (tested).
+pub fn changes_in_one_push(changes: &[Change]) -> usize {
+    items_within(changes.iter().map(Change::encoded_len), PUSH_REQUEST_BUDGET)
+}
+
+/// How many items, from the first, a JSON array of at most `budget` bytes
+/// holds, given each item's encoded length; at least one.
+fn items_within(lens: impl Iterator<Item = usize>, budget: usize) -> usize {
+    let mut used = 0usize;
+    let mut taken = 0usize;
+    for len in lens {
+        // The comma before every item but the first.
+        let with_comma = len.saturating_add(usize::from(taken > 0));
+        if taken > 0 && used.saturating_add(with_comma) > budget {
+            break;
+        }
+        used = used.saturating_add(with_comma);
+        taken += 1;
+    }
+    taken
+}
+
 impl Change {
+    /// The bytes this change takes in a JSON request.
+    pub fn encoded_len(&self) -> usize {
+        let mut counter = ByteCounter(0);
+        // Writing to a counter cannot fail, and a change always serialises.
+        let _ = serde_json::to_writer(&mut counter, self);
+        counter.0
+    }
+
     /// Validates the content of one change against the domain limits.
     pub fn check(&self) -> Result<(), DomainError> {
         if let ChangeOp::Upsert(draft) = &self.op {
@@ -268,6 +308,20 @@ impl Change {
         if let Some(base) = &self.base {
             base.clone().revalidate()?;
         }
+        Ok(())
+    }
+}
+
+/// Counts what is written to it, and keeps nothing.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -345,6 +399,77 @@ mod tests {
         assert!(change(&"x".repeat(LIMITS.max_body_bytes + 1))
             .check()
             .is_err());
+    }
+
+    #[test]
+    fn a_change_knows_its_encoded_length() {
+        let c = change("a body with \"quotes\", a tab\t and a line break\n");
+        assert_eq!(c.encoded_len(), serde_json::to_vec(&c).expect("json").len());
+    }
+
+    #[test]
+    fn the_largest_valid_change_fits_in_a_push_alone() {
+        // Every character chosen for the most bytes JSON gives it: quotes
+        // are escaped to two bytes, and a four-byte character stays four.
+        let worst = || {
+            NoteDraft::validated(
+                "\"".repeat(LIMITS.max_title_bytes),
+                "\"".repeat(LIMITS.max_body_bytes),
+                (0..LIMITS.max_tags)
+                    .map(|n| format!("{n}{}", "𝄞".repeat(LIMITS.max_tag_chars - 2)))
+                    .collect(),
+            )
+            .expect("a valid note")
+        };
+        let c = Change {
+            base_rev: Revision(7),
+            base: Some(worst()),
+            op: ChangeOp::Upsert(worst()),
+            ..change("")
+        };
+        let len = c.encoded_len();
+        assert!(len > 4 * LIMITS.max_body_bytes, "{len}");
+        assert!(len <= PUSH_REQUEST_BUDGET, "{len}");
+        assert_eq!(changes_in_one_push(&[c.clone(), c.clone(), c]), 1);
+    }
+
+    #[test]
+    fn a_push_of_many_large_notes_is_split_and_of_small_ones_is_not() {
+        let small = vec![change(&"x".repeat(1_000)); LIMITS.max_batch_changes];
+        assert_eq!(changes_in_one_push(&small), LIMITS.max_batch_changes);
+        let large = vec![change(&"x".repeat(17_000)); LIMITS.max_batch_changes];
+        let fits = changes_in_one_push(&large);
+        assert!(fits < LIMITS.max_batch_changes, "{fits}");
+        let request = PushRequest {
+            protocol: PROTOCOL_VERSION,
+            client_id: client(),
+            changes: large[..fits].to_vec(),
+        };
+        let encoded = serde_json::to_vec(&serde_json::json!({ "req": request })).expect("json");
+        assert!(
+            encoded.len() <= LIMITS.max_request_bytes,
+            "{}",
+            encoded.len()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_push_takes_the_longest_prefix_within_the_budget(
+            lens in proptest::collection::vec(0usize..5_000, 0..40),
+            budget in 0usize..40_000,
+        ) {
+            let taken = items_within(lens.iter().copied(), budget);
+            let size = |n: usize| lens[..n].iter().sum::<usize>() + n.saturating_sub(1);
+            proptest::prop_assert!(taken <= lens.len());
+            proptest::prop_assert!(taken >= 1 || lens.is_empty());
+            if taken > 1 {
+                proptest::prop_assert!(size(taken) <= budget);
+            }
+            if taken < lens.len() {
+                proptest::prop_assert!(size(taken + 1) > budget);
+            }
+        }
     }
 
     #[test]

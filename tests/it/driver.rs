@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::client::{relaxed, router_with, Browser};
 use notesync::domain::{ClientId, MutationId, NoteDraft, NoteId, UserId};
 use notesync::server::pokes::poked_changes;
 use notesync::server::service::SyncService;
@@ -182,7 +183,7 @@ fn config(first: u32, rest: u32) -> DriverConfig {
 }
 
 /// Steps the driver until it is synced and waits.
-async fn settle(driver: &mut Driver<'_, MemoryReplica, Recorder, Quiet>) {
+async fn settle<T: Transport>(driver: &mut Driver<'_, MemoryReplica, T, Quiet>) {
     for _ in 0..100 {
         let action = driver.step().await;
         let synced = driver.status().state == SyncState::Synced;
@@ -424,4 +425,88 @@ async fn the_pending_count_follows_edits_offline_and_is_taken_after_the_push_onl
     assert_eq!(driver.step().await, Action::Push);
     assert_eq!(*transport.pushes.borrow(), 1);
     assert_eq!(driver.status().pending, 0);
+}
+
+/// The server functions over the real router, as the browser calls them
+/// (JSON in the server's request limit); counts the pushes.
+struct OverHttp {
+    browser: Browser,
+    pushes: RefCell<usize>,
+}
+
+impl OverHttp {
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &impl serde::Serialize,
+    ) -> Result<T, PortError> {
+        let mut browser = self.browser.clone();
+        browser
+            .call(path, &serde_json::json!({ "req": req }))
+            .await
+            .map_err(|(status, e)| PortError {
+                message: format!("{status}: {e}"),
+                retryable: true,
+                offline: false,
+            })
+    }
+}
+
+#[async_trait(?Send)]
+impl Transport for OverHttp {
+    async fn push(&self, request: PushRequest) -> Result<PushResponse, PortError> {
+        *self.pushes.borrow_mut() += 1;
+        self.call("/api/push", &request).await
+    }
+
+    async fn pull(&self, request: PullRequest) -> Result<PullResponse, PortError> {
+        self.call("/api/pull", &request).await
+    }
+}
+
+#[tokio::test]
+async fn an_outbox_of_large_notes_goes_out_in_requests_the_server_takes() {
+    let router = router_with(relaxed());
+    let (browser, _) = Browser::signed_up(&router, "large").await;
+    let transport = OverHttp {
+        browser,
+        pushes: RefCell::default(),
+    };
+    // 12 notes of 900 KB: 10.8 MB together, over the server's 8 MiB limit
+    // for one request, though each note is well within its own.
+    let body = |n: usize| format!("{n}\n{}", "a line of a long note\n".repeat(41_000));
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    for n in 0..12u8 {
+        let draft =
+            NoteDraft::validated(format!("long {n}"), body(n.into()), vec![]).expect("draft");
+        replica
+            .edit(
+                NoteId::new(NOW + 1, [n; 10]),
+                draft,
+                NOW,
+                host.fresh_mutation_id(),
+            )
+            .expect("edit");
+    }
+    let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
+    settle(&mut driver).await;
+    assert_eq!(driver.status().pending, 0);
+    assert!(
+        *transport.pushes.borrow() > 1,
+        "one request would be refused"
+    );
+
+    // Another device of the same person gets every note whole.
+    let (other, other_host) = (MemoryReplica::new(), Quiet::default());
+    let other_config = DriverConfig {
+        client_id: ClientId::new(NOW, [3; 10]),
+        ..config(100, 100)
+    };
+    let mut other_driver = Driver::new(&other, &transport, &other_host, other_config);
+    settle(&mut other_driver).await;
+    let mut bodies: Vec<String> = other.live_notes().into_iter().map(|n| n.body).collect();
+    bodies.sort();
+    let mut expected: Vec<String> = (0..12).map(body).collect();
+    expected.sort();
+    assert_eq!(bodies, expected);
 }
