@@ -34,7 +34,7 @@ use redb::{
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
 use crate::store::{
-    next_checkpoint, AccountError, AccountStore, StoreError, SyncStore, UserHead, UserRecord,
+    AccountError, AccountStore, PageBuilder, StoreError, SyncStore, UserHead, UserRecord,
 };
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
@@ -276,14 +276,13 @@ impl SyncStore for EmbeddedStore {
             }
             let feed = txn.open_table(FEED).map_err(db_error)?;
             let notes = txn.open_table(NOTES).map_err(db_error)?;
-            let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
+            let mut page = PageBuilder::new(limit);
             let start = (user.as_str(), checkpoint.0.saturating_add(1));
             let end = (user.as_str(), u64::MAX);
-            let mut entries = Vec::new();
             let mut has_more = false;
             for item in feed.range(start..=end).map_err(db_error)? {
                 let (key, id) = item.map_err(db_error)?;
-                if entries.len() == limit {
+                if page.is_full() {
                     has_more = true;
                     break;
                 }
@@ -302,19 +301,17 @@ impl SyncStore for EmbeddedStore {
                         stored.seq
                     )));
                 }
-                entries.push(FeedEntry {
+                let entry = FeedEntry {
                     seq,
                     note: stored.note,
                     conflict: stored.conflict,
-                });
+                };
+                if !page.take(entry) {
+                    has_more = true;
+                    break;
+                }
             }
-            let checkpoint = next_checkpoint(&entries, has_more, head.last_seq);
-            Ok(PullResponse::Page {
-                entries,
-                checkpoint,
-                has_more,
-                head: head.last_seq,
-            })
+            Ok(page.finish(has_more, head.last_seq))
         })
         .await
     }

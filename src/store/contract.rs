@@ -7,7 +7,7 @@
 //! broken promise. [`run_all`] runs every check, each on a store made by the
 //! factory.
 
-use super::SyncStore;
+use super::{SyncStore, PAGE_TEXT_BUDGET};
 use crate::domain::{ClientId, MutationId, NoteDraft, NoteId, Revision, UserId, LIMITS};
 use crate::sync::hlc::Hlc;
 use crate::sync::merge::Strategy;
@@ -30,6 +30,7 @@ pub async fn run_all(factory: Factory<'_>) {
     tombstones_are_in_the_feed(&*factory()).await;
     each_note_appears_once_at_its_latest_seq(&*factory()).await;
     pages_follow_the_limit_and_checkpoints_advance(&*factory()).await;
+    pages_keep_to_the_text_budget(&*factory()).await;
     purge_drops_old_tombstones_and_requires_resync(&*factory()).await;
     purge_forgets_old_mutation_ids_only(&*factory()).await;
     checkpoint_beyond_the_feed_requires_resync(&*factory()).await;
@@ -434,6 +435,38 @@ pub async fn pages_follow_the_limit_and_checkpoints_advance(store: &dyn SyncStor
         Checkpoint(checkpoint),
         "an empty page keeps the checkpoint"
     );
+}
+
+/// A page carries no more than [`PAGE_TEXT_BUDGET`] of note text, whatever
+/// the limit asked for, and the pages after it carry the rest: nothing is
+/// skipped or repeated.
+pub async fn pages_keep_to_the_text_budget(store: &dyn SyncStore) {
+    let alice = user("alice");
+    let largest = "x".repeat(LIMITS.max_body_bytes);
+    let changes: Vec<Change> = (1..=12)
+        .map(|n| create(u32::from(n), n, &largest))
+        .collect();
+    push(store, &alice, &changes).await;
+    let mut checkpoint = 0;
+    let mut sizes = Vec::new();
+    let mut seen = Vec::new();
+    loop {
+        let (entries, next, has_more) = page(store, &alice, checkpoint, 100).await;
+        let text: usize = entries
+            .iter()
+            .map(|e| e.note.title.len() + e.note.body.len())
+            .sum();
+        assert!(text <= PAGE_TEXT_BUDGET, "a page of {text} bytes of text");
+        sizes.push((entries.len(), has_more));
+        seen.extend(entries.iter().map(|e| e.note.id));
+        checkpoint = next.0;
+        if !has_more {
+            break;
+        }
+    }
+    // Eight notes of 1 MiB and their titles are just over 8 MiB.
+    assert_eq!(sizes, vec![(7, true), (5, false)]);
+    assert_eq!(seen, (1..=12).map(note_id).collect::<Vec<_>>());
 }
 
 /// Purging drops old tombstones (not live notes), and a checkpoint below the

@@ -11,9 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::batch::{apply_changes, BatchTxn};
-use super::{
-    next_checkpoint, AccountError, AccountStore, StoreError, SyncStore, UserHead, UserRecord,
-};
+use super::{AccountError, AccountStore, PageBuilder, StoreError, SyncStore, UserHead, UserRecord};
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
@@ -176,30 +174,27 @@ impl SyncStore for MemoryStore {
         if data.head.needs_resync(checkpoint, download_head) {
             return Ok(PullResponse::ResyncRequired);
         }
-        let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
-        let mut entries = Vec::new();
+        let mut page = PageBuilder::new(limit);
         let mut has_more = false;
         for (&seq, id) in data.feed.range(checkpoint.0.saturating_add(1)..) {
-            if entries.len() == limit {
+            if page.is_full() {
                 has_more = true;
                 break;
             }
             let stored = data.notes.get(id).ok_or_else(|| {
                 StoreError::Corrupt(format!("feed entry {seq} names missing note {id}"))
             })?;
-            entries.push(FeedEntry {
+            let entry = FeedEntry {
                 seq,
                 note: stored.note.clone(),
                 conflict: stored.conflict.clone(),
-            });
+            };
+            if !page.take(entry) {
+                has_more = true;
+                break;
+            }
         }
-        let checkpoint = next_checkpoint(&entries, has_more, data.head.last_seq);
-        Ok(PullResponse::Page {
-            entries,
-            checkpoint,
-            has_more,
-            head: data.head.last_seq,
-        })
+        Ok(page.finish(has_more, data.head.last_seq))
     }
 
     async fn feed_head(&self, user: &UserId) -> Result<u64, StoreError> {

@@ -84,7 +84,9 @@ pub trait SyncStore: Send + Sync {
     /// Contract:
     /// - each note appears at most once, at the `seq` of its latest change;
     ///   entries come oldest first, tombstones included, at most `limit` of
-    ///   them (`limit` is at least 1; callers cap it);
+    ///   them (`limit` is at least 1; callers cap it), and no more than
+    ///   [`PAGE_TEXT_BUDGET`] of note text unless the page is one entry
+    ///   (pages are built by [`PageBuilder`]);
     /// - `has_more` says whether entries after the page exist; the answer's
     ///   checkpoint is then the `seq` of the last entry returned, and
     ///   otherwise the page's `head` (see [`next_checkpoint`]);
@@ -120,6 +122,74 @@ pub trait SyncStore: Send + Sync {
     /// at least the highest dropped `seq`; returns how many records (tombstones
     /// plus mutation ids) were removed. Live notes are never dropped.
     async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError>;
+}
+
+/// Most note text (titles, bodies, tags, both sides of a conflict) one pull
+/// page carries, unless it is a single entry. Ordinary notes (~1 KB) meet the
+/// entry limit first (5,000 of them are ~5 MB); without it, a page of 5,000
+/// notes of 20 KB would be 100 MB for a browser to decode and store at once.
+pub const PAGE_TEXT_BUDGET: usize = 8 * 1024 * 1024;
+
+/// Collects the entries of one pull page, oldest first: at most the limit,
+/// and no entry that would take the page past [`PAGE_TEXT_BUDGET`] once it
+/// holds one.
+#[derive(Debug)]
+pub struct PageBuilder {
+    room: usize,
+    text_bytes: usize,
+    entries: Vec<FeedEntry>,
+}
+
+impl PageBuilder {
+    /// An empty page of at most `limit` entries (at least 1).
+    pub fn new(limit: u32) -> Self {
+        Self {
+            room: usize::try_from(limit.max(1)).unwrap_or(usize::MAX),
+            text_bytes: 0,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Whether the page holds as many entries as its limit allows.
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= self.room
+    }
+
+    /// Takes `entry` if the page has room for it; `false` when it has not:
+    /// the entry is then the first of the next page, and there is more.
+    pub fn take(&mut self, entry: FeedEntry) -> bool {
+        let text = text_bytes(&entry);
+        let over_budget = self.text_bytes.saturating_add(text) > PAGE_TEXT_BUDGET;
+        if self.is_full() || (!self.entries.is_empty() && over_budget) {
+            return false;
+        }
+        self.text_bytes = self.text_bytes.saturating_add(text);
+        self.entries.push(entry);
+        true
+    }
+
+    /// The page, read when the feed's last `seq` was `head`; `has_more` says
+    /// whether entries after it exist.
+    pub fn finish(self, has_more: bool, head: u64) -> PullResponse {
+        let checkpoint = next_checkpoint(&self.entries, has_more, head);
+        PullResponse::Page {
+            entries: self.entries,
+            checkpoint,
+            has_more,
+            head,
+        }
+    }
+}
+
+fn text_bytes(entry: &FeedEntry) -> usize {
+    let draft = |d: &crate::domain::NoteDraft| {
+        d.title.len() + d.body.len() + d.tags.iter().map(String::len).sum::<usize>()
+    };
+    let note = &entry.note;
+    let conflict = entry.conflict.as_ref().map_or(0, |c| {
+        c.server.as_ref().map_or(0, draft) + c.client.as_ref().map_or(0, draft)
+    });
+    note.title.len() + note.body.len() + note.tags.iter().map(String::len).sum::<usize>() + conflict
 }
 
 /// Where the next pull starts after a page read at `head`: after its last

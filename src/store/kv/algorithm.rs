@@ -47,7 +47,7 @@ use super::model::{
 use super::port::{Cas, Expiry, KvError, KvPort, Versioned};
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
-use crate::store::{next_checkpoint, StoreError, SyncStore, UserHead};
+use crate::store::{PageBuilder, StoreError, SyncStore, UserHead};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
@@ -1190,16 +1190,17 @@ impl<P: KvPort> SyncStore for KvSyncStore<P> {
         if after.user_head().needs_resync(checkpoint, download_head) {
             return Ok(PullResponse::ResyncRequired);
         }
-        let mut entries = entries;
-        let has_more = entries.len() >= want;
-        entries.truncate(want - 1);
-        let checkpoint = next_checkpoint(&entries, has_more, head.committed);
-        Ok(PullResponse::Page {
-            entries,
-            checkpoint,
-            has_more,
-            head: head.committed,
-        })
+        // One entry more than the limit was read: a page that cannot take
+        // it (nor one before it, over the text budget) has more after it.
+        let mut page = PageBuilder::new(limit);
+        let mut has_more = false;
+        for entry in entries {
+            if !page.take(entry) {
+                has_more = true;
+                break;
+            }
+        }
+        Ok(page.finish(has_more, head.committed))
     }
 
     async fn feed_head(&self, user: &UserId) -> Result<u64, StoreError> {
