@@ -1,7 +1,8 @@
 //! Server throughput of the two sync operations, through the real
 //! [`SyncService`] (validation, the batch algorithm, the store):
-//! - `push`: new-note changes per second, in batches of 1, 100 and 500;
-//! - `pull`: feed entries per second, in pages of 1, 100 and 500, read from a
+//! - `push`: new-note changes per second, in batches of 1, 100, 500 and 2,000
+//!   (the browser's batch);
+//! - `pull`: feed entries per second, in pages of 1, 100, 500 and 2,000, read from a
 //!   feed of 10,000 notes both from checkpoint 0 (a new device, or a resync)
 //!   and from the middle of the feed (a device catching up);
 //!
@@ -36,7 +37,7 @@ use notesync::sync::protocol::{
 
 const START_MS: u64 = 1_700_000_000_000;
 const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
-const BATCHES: [usize; 3] = [1, 100, 500];
+const BATCHES: [usize; 4] = [1, 100, 500, 2000];
 const FEED_NOTES: usize = 10_000;
 
 /// A store under test; the directory keeps the embedded store's files alive.

@@ -269,16 +269,24 @@ async fn outbox_version(versions: &rexie::Store) -> Result<Option<f64>, DbError>
 /// Gives an outbox entry its sent copy from `flying`, as the pure rules
 /// expect it ([`PendingChange::sent`]); entries stored before the
 /// `in_flight` record carry theirs inline already.
-fn with_sent_copy(entry: &mut PendingChange, flying: &[PendingChange]) {
+fn with_sent_copy(entry: &mut PendingChange, flying: &SentCopies<'_>) {
     if entry.sent.is_some() {
         return;
     }
-    if let Some(copy) = flying
-        .iter()
-        .find(|f| f.note_id == entry.note_id && f.mutation_id == entry.mutation_id)
-    {
+    if let Some(copy) = flying.get(&(entry.note_id, entry.mutation_id)) {
         entry.sent = entry.marked_sent(copy).and_then(|marked| marked.sent);
     }
+}
+
+/// The `in_flight` copies by note and mutation: a batch of a thousand
+/// entries looks each up, where a scan per entry would be a million steps.
+type SentCopies<'a> = HashMap<(NoteId, MutationId), &'a PendingChange>;
+
+fn sent_copies(flying: &[PendingChange]) -> SentCopies<'_> {
+    flying
+        .iter()
+        .map(|f| ((f.note_id, f.mutation_id), f))
+        .collect()
 }
 
 /// The outbox entries of a pushed batch as they are now (`None`: gone), in
@@ -714,8 +722,9 @@ impl LocalDb {
         batch.retain(|p| p.rejected.is_none());
         batch.truncate(max);
         *self.last_batch.borrow_mut() = Some((version, batch.clone()));
+        let copies = sent_copies(&flying);
         for entry in &mut batch {
-            with_sent_copy(entry, &flying);
+            with_sent_copy(entry, &copies);
         }
         Ok(batch)
     }
@@ -964,11 +973,10 @@ impl LocalDb {
         let tx = self.tx(&[META], TransactionMode::ReadWrite).await?;
         let meta = tx.store(META)?;
         let mut flying = read_in_flight(&meta).await?;
+        let mut held: HashSet<(NoteId, MutationId)> =
+            flying.iter().map(|f| (f.note_id, f.mutation_id)).collect();
         for p in pushed {
-            if !flying
-                .iter()
-                .any(|f| f.note_id == p.note_id && f.mutation_id == p.mutation_id)
-            {
+            if held.insert((p.note_id, p.mutation_id)) {
                 flying.push(p.clone());
             }
         }
@@ -1003,11 +1011,12 @@ impl LocalDb {
         timings::end("settle: read", t);
         let t = timings::start();
         let mut writes = Vec::new();
+        let copies = sent_copies(&flying);
         for ((sent, result), fresh) in sent.iter().zip(results).zip(fresh_ids) {
             let Some(now) = current.get_mut(&sent.note_id).and_then(Option::as_mut) else {
                 continue;
             };
-            with_sent_copy(now, &flying);
+            with_sent_copy(now, &copies);
             match acknowledge(now, sent, result, *fresh) {
                 AckDecision::Remove => {
                     writes.push(Write::Delete(note_key(sent.note_id)));
@@ -1019,6 +1028,7 @@ impl LocalDb {
                 }
             }
         }
+        drop(copies);
         // Answered: their copies are not needed any more.
         let answered: HashSet<NoteId> = sent.iter().map(|s| s.note_id).collect();
         flying.retain(|f| !answered.contains(&f.note_id));
@@ -1065,8 +1075,9 @@ impl LocalDb {
             read_in_flight(&meta)
         )?;
         // A change in flight must not be rebased: its id keeps its content.
+        let copies = sent_copies(&flying);
         for entry in pending.values_mut().flatten() {
-            with_sent_copy(entry, &flying);
+            with_sent_copy(entry, &copies);
         }
         timings::end("apply_page: reads", t0);
         let t0 = timings::start();

@@ -1378,7 +1378,7 @@ async fn attack_60_body_over_8_mib_on_every_endpoint() {
 }
 
 #[tokio::test]
-async fn attack_61_batch_of_501_changes() {
+async fn attack_61_batch_over_the_change_limit() {
     let a = one_user().await;
     let changes: Vec<Change> = (0..=LIMITS.max_batch_changes as u32)
         .map(|m| create(m + 1, (m % 200) as u8, "x"))
@@ -1389,8 +1389,8 @@ async fn attack_61_batch_of_501_changes() {
         req,
         StatusCode::PAYLOAD_TOO_LARGE,
         is(AppError::Protocol(ProtocolError::BatchTooLarge {
-            got: 501,
-            max: 500,
+            got: LIMITS.max_batch_changes + 1,
+            max: LIMITS.max_batch_changes,
         })),
     )
     .await;
