@@ -43,7 +43,10 @@ const wanted = (...ids) => ids.some((id) => SCENARIOS.has(id));
 
 const PASSWORD = 'bench password 1234';
 const PROTOCOL = 1;
-/** The server's largest push batch (LIMITS.max_batch_changes). */
+/**
+ * Changes per push when seeding the server from Node (not timed): within the
+ * server's limit (LIMITS.max_batch_changes, 2,000) and its 8 MiB request.
+ */
 const PUSH_BATCH = 500;
 /** The server's largest pull page (MAX_PULL_LIMIT). */
 const PULL_PAGE = 5000;

@@ -55,7 +55,7 @@ pub const MAX_STREAM: Duration = Duration::from_secs(5 * 60);
 /// How often the watcher reads the feed heads of connected users.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Most notes a poke carries (an edit on another device is one; a pushed
-/// batch is up to 500, which the browser pulls instead).
+/// batch is up to 2,000, which the browser pulls instead).
 pub const POKE_MAX_ENTRIES: u32 = 200;
 /// Most bytes of JSON a poke with its changes takes.
 pub const POKE_MAX_BYTES: usize = 512 * 1024;

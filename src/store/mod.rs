@@ -158,7 +158,7 @@ impl PageBuilder {
     /// Takes `entry` if the page has room for it; `false` when it has not:
     /// the entry is then the first of the next page, and there is more.
     pub fn take(&mut self, entry: FeedEntry) -> bool {
-        let text = text_bytes(&entry);
+        let text = entry_text_bytes(&entry);
         let over_budget = self.text_bytes.saturating_add(text) > PAGE_TEXT_BUDGET;
         if self.is_full() || (!self.entries.is_empty() && over_budget) {
             return false;
@@ -181,7 +181,8 @@ impl PageBuilder {
     }
 }
 
-fn text_bytes(entry: &FeedEntry) -> usize {
+/// The note text of `entry` that counts against [`PAGE_TEXT_BUDGET`].
+pub fn entry_text_bytes(entry: &FeedEntry) -> usize {
     let draft = |d: &crate::domain::NoteDraft| {
         d.title.len() + d.body.len() + d.tags.iter().map(String::len).sum::<usize>()
     };

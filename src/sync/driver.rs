@@ -223,6 +223,25 @@ pub struct Driver<'a, S, T, H> {
     /// lost answer, a duplicate) until a pull, read after it, says where the
     /// feed was.
     poke_floor: u64,
+    /// Outbox entries the next push reads ([`next_push_size`]).
+    push_size: usize,
+}
+
+/// Outbox entries the push after this one reads, from this push's `size`,
+/// the entries it `read` and the ones that fit in its request (`sent`), at
+/// most `most`. A push cut short by the request budget means large notes,
+/// likely followed by more of them: reading the whole batch of them again
+/// and again would hold hundreds of megabytes to send a few. A full push
+/// that fit grows it fourfold, so an import of ordinary notes reaches the
+/// full batch by its second push.
+fn next_push_size(size: usize, read: usize, sent: usize, most: usize) -> usize {
+    if sent < read {
+        sent.max(1)
+    } else if read >= size {
+        size.saturating_mul(4).min(most)
+    } else {
+        size
+    }
 }
 
 impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
@@ -242,6 +261,9 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             prefetched: None,
             poked: None,
             poke_floor: 0,
+            // A quarter of the batch to begin with: the notes' size is not
+            // known before the first read.
+            push_size: (config.push_batch.clamp(1, LIMITS.max_batch_changes) / 4).max(1),
         }
     }
 
@@ -346,7 +368,8 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
     }
 
     async fn try_push(&mut self) -> Result<(), PortError> {
-        let max = self.config.push_batch.clamp(1, LIMITS.max_batch_changes);
+        let most = self.config.push_batch.clamp(1, LIMITS.max_batch_changes);
+        let max = self.push_size.clamp(1, most);
         let mut batch: Vec<PendingChange> = self
             .store
             .next_batch(max)
@@ -368,6 +391,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
         // Large notes go in smaller requests; the rest wait for the next push
         // (the count after settling says more is pending).
         let fits = changes_in_one_push(&changes);
+        self.push_size = next_push_size(max, batch.len(), fits, most);
         changes.truncate(fits);
         batch.truncate(fits);
         let request = PushRequest {
@@ -533,5 +557,25 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_push_size;
+
+    #[test]
+    fn pushes_of_ordinary_notes_grow_to_the_full_batch_and_large_ones_shrink() {
+        // An import of ordinary notes: 500, then the full 2,000.
+        assert_eq!(next_push_size(500, 500, 500, 2000), 2000);
+        assert_eq!(next_push_size(2000, 2000, 2000, 2000), 2000);
+        // Large notes: only 13 of 500 fit in a request, so 13 are read next.
+        assert_eq!(next_push_size(500, 500, 13, 2000), 13);
+        assert_eq!(next_push_size(13, 13, 13, 2000), 52);
+        // The outbox ran out before the batch did: nothing learned.
+        assert_eq!(next_push_size(500, 20, 20, 2000), 500);
+        // A single change that fits alone is still sent.
+        assert_eq!(next_push_size(1, 1, 1, 2000), 4);
+        assert_eq!(next_push_size(8, 8, 0, 2000), 1);
     }
 }

@@ -47,7 +47,9 @@ use super::model::{
 use super::port::{Cas, Expiry, KvError, KvPort, Versioned};
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
-use crate::store::{PageBuilder, StoreError, SyncStore, UserHead};
+use crate::store::{
+    entry_text_bytes, PageBuilder, StoreError, SyncStore, UserHead, PAGE_TEXT_BUDGET,
+};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
@@ -908,9 +910,9 @@ impl<P: KvPort> KvSyncStore<P> {
         committed: u64,
         want: usize,
     ) -> Result<Option<Vec<FeedEntry>>, StoreError> {
-        let mut found = Vec::new();
+        let mut found = Found::new(want);
         let mut next = from + 1;
-        while next <= committed && found.len() < want {
+        while next <= committed && !found.is_done() {
             let end = committed.min(next.saturating_add(self.window() - 1));
             let keys: Vec<String> = (next..=end).map(|seq| slot_key(user, seq)).collect();
             let mut slots = Vec::with_capacity(keys.len());
@@ -942,13 +944,13 @@ impl<P: KvPort> KvSyncStore<P> {
                     Resolved::Skip => {}
                     Resolved::Missing => return Ok(None),
                 }
-                if found.len() == want {
+                if found.is_done() {
                     break;
                 }
             }
             next = end + 1;
         }
-        Ok(Some(found.into_iter().map(feed_entry).collect()))
+        Ok(Some(found.entries))
     }
 
     /// Reads the whole note index: note id → entry.
@@ -992,7 +994,7 @@ impl<P: KvPort> KvSyncStore<P> {
             }
         }
         candidates.sort_unstable();
-        let mut found = Vec::new();
+        let mut found = Found::new(want);
         for chunk in candidates.chunks(self.config.window.max(1)) {
             let keys: Vec<String> = chunk.iter().map(|&(_, id)| note_key(user, id)).collect();
             let docs = self.get_many_json::<StoredNote>(&keys).await?;
@@ -1010,12 +1012,12 @@ impl<P: KvPort> KvSyncStore<P> {
                     }
                     Resolved::Missing => {}
                 }
-                if found.len() == want {
-                    return Ok(Some(found.into_iter().map(feed_entry).collect()));
+                if found.is_done() {
+                    return Ok(Some(found.entries));
                 }
             }
         }
-        Ok(Some(found.into_iter().map(feed_entry).collect()))
+        Ok(Some(found.entries))
     }
 
     // ---- purging ----
@@ -1124,6 +1126,36 @@ impl Session {
     fn record(&mut self, slot: SlotDoc) {
         self.mutations.insert(slot.mutation_id, slot.note.seq);
         self.applied.push(slot);
+    }
+}
+
+/// What a feed scan found so far. A scan stops at `want` entries, or at the
+/// first entry that takes their text past [`PAGE_TEXT_BUDGET`]: that entry is
+/// kept to tell the page there is more, and nothing after it is read (a page
+/// of 1 MiB notes would otherwise load 5,001 of them to return 8).
+struct Found {
+    entries: Vec<FeedEntry>,
+    text_bytes: usize,
+    want: usize,
+}
+
+impl Found {
+    fn new(want: usize) -> Self {
+        Self {
+            entries: Vec::new(),
+            text_bytes: 0,
+            want,
+        }
+    }
+
+    fn push(&mut self, stored: StoredNote) {
+        let entry = feed_entry(stored);
+        self.text_bytes = self.text_bytes.saturating_add(entry_text_bytes(&entry));
+        self.entries.push(entry);
+    }
+
+    fn is_done(&self) -> bool {
+        self.entries.len() >= self.want || self.text_bytes > PAGE_TEXT_BUDGET
     }
 }
 
@@ -1237,6 +1269,35 @@ mod tests {
             cluster.node(),
             KvConfig::new(node, Duration::from_secs(90 * 24 * 3600)),
         )
+    }
+
+    #[tokio::test]
+    async fn a_page_stopped_by_its_text_budget_reads_no_note_beyond_it() {
+        let cluster = FakeCluster::new(1_000_000);
+        let config = KvConfig {
+            window: 1,
+            ..KvConfig::new("n1", Duration::from_secs(90 * 24 * 3600))
+        };
+        let store = KvSyncStore::new(cluster.node(), config);
+        let kv = store.port();
+        let alice = contract::user("alice");
+        let largest = "x".repeat(crate::domain::LIMITS.max_body_bytes);
+        let changes: Vec<_> = (1..=12)
+            .map(|n| contract::create(u32::from(n), n, &largest))
+            .collect();
+        contract::push(&store, &alice, &changes).await;
+        // From 0 the scan goes through the index; from 1, through the log.
+        for from in [0, 1] {
+            let before = kv.calls();
+            let by_count = contract::page(&store, &alice, from, 7).await;
+            let counted = kv.calls() - before;
+            let before = kv.calls();
+            let by_budget = contract::page(&store, &alice, from, 100).await;
+            let budgeted = kv.calls() - before;
+            assert_eq!(by_budget, by_count, "from {from}");
+            assert_eq!(by_budget.0.len(), 7, "from {from}");
+            assert_eq!(budgeted, counted, "from {from}: KV calls");
+        }
     }
 
     #[tokio::test]
