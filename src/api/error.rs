@@ -50,6 +50,15 @@ impl AppError {
         matches!(self, AppError::Internal | AppError::Unreachable(_))
     }
 
+    /// For a push refused for its number of changes: the most the server
+    /// takes, so the client can send the same changes in smaller pushes.
+    pub fn push_limit(&self) -> Option<usize> {
+        match self {
+            AppError::Protocol(ProtocolError::BatchTooLarge { max, .. }) => Some(*max),
+            _ => None,
+        }
+    }
+
     /// The HTTP status the server answers this error with.
     pub fn status(&self) -> u16 {
         match self {

@@ -452,6 +452,7 @@ impl From<DbError> for PortError {
             message: e.to_string(),
             retryable: true,
             offline: false,
+            push_limit: None,
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct PortError {
     pub retryable: bool,
     /// Whether the cause is the network being down.
     pub offline: bool,
+    /// A push refused for its number of changes: the most this server takes
+    /// (an older server, or one of a cluster not yet updated, may take fewer
+    /// than this build sends).
+    pub push_limit: Option<usize>,
 }
 
 /// The replica's storage.
@@ -225,6 +229,9 @@ pub struct Driver<'a, S, T, H> {
     poke_floor: u64,
     /// Outbox entries the next push reads ([`next_push_size`]).
     push_size: usize,
+    /// The most changes the server said it takes in one push, once it
+    /// refused a larger one.
+    server_push_limit: Option<usize>,
 }
 
 /// Outbox entries the push after this one reads, from this push's `size`,
@@ -264,6 +271,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             // A quarter of the batch to begin with: the notes' size is not
             // known before the first read.
             push_size: (config.push_batch.clamp(1, LIMITS.max_batch_changes) / 4).max(1),
+            server_push_limit: None,
         }
     }
 
@@ -368,7 +376,12 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
     }
 
     async fn try_push(&mut self) -> Result<(), PortError> {
-        let most = self.config.push_batch.clamp(1, LIMITS.max_batch_changes);
+        let most = self
+            .config
+            .push_batch
+            .clamp(1, LIMITS.max_batch_changes)
+            .min(self.server_push_limit.unwrap_or(usize::MAX))
+            .max(1);
         let max = self.push_size.clamp(1, most);
         let mut batch: Vec<PendingChange> = self
             .store
@@ -404,6 +417,10 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             Ok(response) => response,
             Err(e) => {
                 self.poke_floor = u64::MAX;
+                if let Some(limit) = e.push_limit {
+                    self.server_push_limit = Some(limit.max(1));
+                    self.push_size = self.push_size.min(limit.max(1));
+                }
                 return Err(e);
             }
         };
@@ -422,6 +439,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                     .into(),
                 retryable: true,
                 offline: false,
+                push_limit: None,
             });
         }
         let fresh: Vec<MutationId> = batch

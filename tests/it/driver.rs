@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::client::{relaxed, router_with, Browser};
+use notesync::api::AppError;
 use notesync::domain::{ClientId, MutationId, NoteDraft, NoteId, UserId};
 use notesync::server::pokes::poked_changes;
 use notesync::server::service::SyncService;
@@ -22,8 +23,8 @@ use notesync::sync::hlc::Hlc;
 use notesync::sync::memory_replica::MemoryReplica;
 use notesync::sync::merge::Strategy;
 use notesync::sync::protocol::{
-    Change, ChangeOp, Checkpoint, PokedChanges, PullRequest, PullResponse, PushRequest,
-    PushResponse, PROTOCOL_VERSION,
+    Change, ChangeOp, Checkpoint, PokedChanges, ProtocolError, PullRequest, PullResponse,
+    PushRequest, PushResponse, PROTOCOL_VERSION,
 };
 
 const NOW: u64 = 1_700_000_000_000;
@@ -448,6 +449,7 @@ impl OverHttp {
                 message: format!("{status}: {e}"),
                 retryable: true,
                 offline: false,
+                push_limit: e.push_limit(),
             })
     }
 }
@@ -509,4 +511,83 @@ async fn an_outbox_of_large_notes_goes_out_in_requests_the_server_takes() {
     let mut expected: Vec<String> = (0..12).map(body).collect();
     expected.sort();
     assert_eq!(bodies, expected);
+}
+
+/// A server of an older version, which takes at most 3 changes in a push
+/// and answers a larger one as every server does (413, naming its limit).
+struct OlderServer {
+    current: Recorder,
+    refused: RefCell<usize>,
+}
+
+#[async_trait(?Send)]
+impl Transport for OlderServer {
+    async fn push(&self, request: PushRequest) -> Result<PushResponse, PortError> {
+        if request.changes.len() > 3 {
+            *self.refused.borrow_mut() += 1;
+            let e = AppError::Protocol(ProtocolError::BatchTooLarge {
+                got: request.changes.len(),
+                max: 3,
+            });
+            return Err(PortError {
+                message: e.to_string(),
+                retryable: e.is_retryable() || e.push_limit().is_some(),
+                offline: false,
+                push_limit: e.push_limit(),
+            });
+        }
+        self.current.push(request).await
+    }
+
+    async fn pull(&self, request: PullRequest) -> Result<PullResponse, PortError> {
+        self.current.pull(request).await
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_takes_fewer_changes_per_push_gets_them_in_smaller_pushes() {
+    let transport = OlderServer {
+        current: Recorder::over(server_with(1).await),
+        refused: RefCell::default(),
+    };
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    for n in 0..10u8 {
+        replica
+            .edit(
+                NoteId::new(NOW + 1, [n; 10]),
+                draft(&format!("mine {n}")),
+                NOW,
+                host.fresh_mutation_id(),
+            )
+            .expect("edit");
+    }
+    let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
+    settle(&mut driver).await;
+    assert_eq!(driver.status().pending, 0);
+    assert_eq!(
+        *transport.refused.borrow(),
+        1,
+        "refused once, then sized to fit"
+    );
+    // 10 changes in pushes of at most 3.
+    assert_eq!(*transport.current.pushes.borrow(), 4);
+    let on_server = transport
+        .current
+        .service
+        .pull(
+            &user(),
+            PullRequest {
+                protocol: PROTOCOL_VERSION,
+                checkpoint: Checkpoint(0),
+                limit: 100,
+                download_head: None,
+            },
+        )
+        .await
+        .expect("pull");
+    let PullResponse::Page { entries, .. } = on_server else {
+        panic!("a page");
+    };
+    // Another device's note, and the 10.
+    assert_eq!(entries.len(), 11);
 }

@@ -416,6 +416,7 @@ fn offline(message: &str) -> PortError {
         message: message.into(),
         retryable: true,
         offline: true,
+        push_limit: None,
     }
 }
 
@@ -456,6 +457,7 @@ impl Transport for SimTransport {
                     message: "timed out".into(),
                     retryable: true,
                     offline: false,
+                    push_limit: None,
                 })
             }
         }
