@@ -44,8 +44,10 @@ test('a file with one bad note imports nothing and says which note is wrong', as
 });
 
 test('a large import is pushed in batches and every note reaches another device', async ({ browser }) => {
-  // 1,200 notes: three push batches, each settled with one range delete of
-  // the outbox, and a download of more than one page on the other device.
+  // 1,200 notes: two pushes (500 first, then the rest: a push that fits
+  // whole lets the next read four times more), each settled with one range
+  // delete of the outbox, and a download of more than one page on the other
+  // device.
   const a = await device(browser);
   await a.app.expectSynced();
   const notes = Array.from({ length: 1200 }, (_, i) => ({ title: `Bulk ${i}`, body: `body of note ${i}` }));
@@ -59,6 +61,31 @@ test('a large import is pushed in batches and every note reaches another device'
   await expect(b.app.workerStatus).toContainText('1200 notes stored · 0 changes waiting to sync');
   await b.app.search.fill('Bulk 1199');
   await expect(b.app.item('Bulk 1199')).toContainText('body of note 1199');
+  await a.context.close();
+  await b.context.close();
+});
+
+test('an import of large notes is pushed in requests the server takes and arrives whole', async ({ browser }) => {
+  // 12 notes of 900 KB: 11 MB of JSON, over the server's 8 MiB for one
+  // request, so the push is split by size; the other device's download is
+  // split by the pages' 8 MiB of text.
+  const line = 'a line of a long note\n';
+  const body = (i: number) => `${i}\n${line.repeat(41_000)}end of note ${i}`;
+  const notes = Array.from({ length: 12 }, (_, i) => ({ title: `Long ${i}`, body: body(i) }));
+  const a = await device(browser);
+  await a.app.expectSynced();
+  await a.app.page.locator('#import-file').setInputFiles(notesFile(notes));
+  await expect(a.app.importStatus).toHaveText('Imported 12 notes');
+  await a.app.expectSynced();
+  await expect(a.app.workerStatus).toContainText('12 notes stored · 0 changes waiting to sync');
+
+  const b = await device(browser);
+  await b.app.expectSynced();
+  await expect(b.app.workerStatus).toContainText('12 notes stored · 0 changes waiting to sync');
+  await b.app.item('Long 11').click();
+  const shown = await b.app.body.inputValue();
+  expect(shown.length).toBe(body(11).length);
+  expect(shown.endsWith('end of note 11')).toBe(true);
   await a.context.close();
   await b.context.close();
 });
