@@ -12,7 +12,7 @@ pub struct Limits {
     pub max_tags: usize,
     /// Longest tag, in characters.
     pub max_tag_chars: usize,
-    /// Most changes in one push batch. Pushes of 10,000 notes take 5 round
+    /// Most changes in one push batch. Pushes of 10,000 notes take 6 round
     /// trips instead of 20 (1.2 s instead of 1.5 in the browser benchmark);
     /// the request's 8 MiB still bounds a batch of large notes.
     pub max_batch_changes: usize,
