@@ -240,15 +240,22 @@ pub struct Driver<'a, S, T, H> {
 /// likely followed by more of them: reading the whole batch of them again
 /// and again would hold hundreds of megabytes to send a few. A full push
 /// that fit grows it fourfold, so an import of ordinary notes reaches the
-/// full batch by its second push.
-fn next_push_size(size: usize, read: usize, sent: usize, most: usize) -> usize {
+/// full batch by its second push. A push that emptied the outbox says
+/// nothing of what comes next: back to `first`.
+fn next_push_size(size: usize, read: usize, sent: usize, first: usize, most: usize) -> usize {
     if sent < read {
         sent.max(1)
     } else if read >= size {
         size.saturating_mul(4).min(most)
     } else {
-        size
+        first.clamp(1, most)
     }
+}
+
+/// The first push's read: a quarter of the batch, as the notes' size is not
+/// known before it.
+fn first_push_size(config: &DriverConfig) -> usize {
+    (config.push_batch.clamp(1, LIMITS.max_batch_changes) / 4).max(1)
 }
 
 impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
@@ -268,9 +275,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             prefetched: None,
             poked: None,
             poke_floor: 0,
-            // A quarter of the batch to begin with: the notes' size is not
-            // known before the first read.
-            push_size: (config.push_batch.clamp(1, LIMITS.max_batch_changes) / 4).max(1),
+            push_size: first_push_size(&config),
             server_push_limit: None,
         }
     }
@@ -404,7 +409,8 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
         // Large notes go in smaller requests; the rest wait for the next push
         // (the count after settling says more is pending).
         let fits = changes_in_one_push(&changes);
-        self.push_size = next_push_size(max, batch.len(), fits, most);
+        let first = first_push_size(&self.config);
+        self.push_size = next_push_size(max, batch.len(), fits, first, most);
         changes.truncate(fits);
         batch.truncate(fits);
         let request = PushRequest {
@@ -417,9 +423,15 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             Ok(response) => response,
             Err(e) => {
                 self.poke_floor = u64::MAX;
-                if let Some(limit) = e.push_limit {
-                    self.server_push_limit = Some(limit.max(1));
-                    self.push_size = self.push_size.min(limit.max(1));
+                if let Some(limit) = e.push_limit.map(|l| l.max(1)) {
+                    self.server_push_limit = Some(limit);
+                    self.push_size = self.push_size.min(limit);
+                    // Not a failure to show, nor to wait out: the next push
+                    // is within the limit, and sends the same changes.
+                    if limit < batch.len() {
+                        self.handle(Event::Pushed { more: true });
+                        return Ok(());
+                    }
                 }
                 return Err(e);
             }
@@ -584,16 +596,20 @@ mod tests {
 
     #[test]
     fn pushes_of_ordinary_notes_grow_to_the_full_batch_and_large_ones_shrink() {
+        let next = |size, read, sent| next_push_size(size, read, sent, 500, 2000);
         // An import of ordinary notes: 500, then the full 2,000.
-        assert_eq!(next_push_size(500, 500, 500, 2000), 2000);
-        assert_eq!(next_push_size(2000, 2000, 2000, 2000), 2000);
+        assert_eq!(next(500, 500, 500), 2000);
+        assert_eq!(next(2000, 2000, 2000), 2000);
         // Large notes: only 13 of 500 fit in a request, so 13 are read next.
-        assert_eq!(next_push_size(500, 500, 13, 2000), 13);
-        assert_eq!(next_push_size(13, 13, 13, 2000), 52);
-        // The outbox ran out before the batch did: nothing learned.
-        assert_eq!(next_push_size(500, 20, 20, 2000), 500);
+        assert_eq!(next(500, 500, 13), 13);
+        assert_eq!(next(13, 13, 13), 52);
+        // The outbox ran out: back to the first size, after large notes or
+        // a full batch alike.
+        assert_eq!(next(2000, 20, 20), 500);
+        assert_eq!(next(13, 1, 1), 500);
         // A single change that fits alone is still sent.
-        assert_eq!(next_push_size(1, 1, 1, 2000), 4);
-        assert_eq!(next_push_size(8, 8, 0, 2000), 1);
+        assert_eq!(next(1, 1, 1), 4);
+        assert_eq!(next(8, 8, 0), 1);
+        assert_eq!(next_push_size(4, 1, 1, 500, 3), 3);
     }
 }

@@ -83,6 +83,7 @@ struct Quiet {
     changes: RefCell<Vec<ReplicaChange>>,
     ids: RefCell<u64>,
     waited_ms: RefCell<u64>,
+    errors_shown: RefCell<usize>,
 }
 
 #[async_trait(?Send)]
@@ -113,7 +114,11 @@ impl Host for Quiet {
     fn poll_event(&self) -> Option<Event> {
         None
     }
-    fn status(&self, _status: &SyncStatus) {}
+    fn status(&self, status: &SyncStatus) {
+        if matches!(status.state, SyncState::Error { .. }) {
+            *self.errors_shown.borrow_mut() += 1;
+        }
+    }
     fn replica_changed(&self, change: ReplicaChange) {
         self.changes.borrow_mut().push(change);
     }
@@ -569,6 +574,8 @@ async fn a_server_that_takes_fewer_changes_per_push_gets_them_in_smaller_pushes(
         1,
         "refused once, then sized to fit"
     );
+    // Sent again at once: no error shown, no backoff.
+    assert_eq!(*host.errors_shown.borrow(), 0);
     // 10 changes in pushes of at most 3.
     assert_eq!(*transport.current.pushes.borrow(), 4);
     let on_server = transport
