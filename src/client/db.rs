@@ -45,7 +45,9 @@ use wasm_bindgen::JsValue;
 use super::timings;
 use crate::domain::{ClientId, MutationId, Note, NoteId, UserId};
 use crate::sync::driver::{Applied, PendingCounts, PortError, ReplicaStore};
-use crate::sync::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
+use crate::sync::protocol::{
+    ChangeResult, Checkpoint, ConflictSides, FeedEntry, PUSH_REQUEST_BUDGET,
+};
 use crate::sync::replica::{
     acknowledge, apply_entry, edit_base, is_newer, merge_page_edit, push_order, AckDecision,
     EntryDecision,
@@ -292,17 +294,20 @@ fn sent_copies(flying: &[PendingChange]) -> SentCopies<'_> {
 /// The outbox entries of a pushed batch as they are now (`None`: gone), in
 /// one read: an entry keeps its place in push order while it waits, so the
 /// batch's entries lie between its first and last push-order keys.
+/// An entry's key in the `push_order` index.
+fn push_order_key(p: &PendingChange) -> JsValue {
+    js_sys::Array::of2(
+        &JsValue::from_f64(p.first_edit_at as f64),
+        &JsValue::from_str(&p.note_id.to_string()),
+    )
+    .into()
+}
+
 async fn read_batch(
     outbox: &rexie::Store,
     sent: &[PendingChange],
 ) -> Result<HashMap<NoteId, Option<PendingChange>>, DbError> {
-    let order_key = |p: &PendingChange| -> JsValue {
-        js_sys::Array::of2(
-            &JsValue::from_f64(p.first_edit_at as f64),
-            &JsValue::from_str(&p.note_id.to_string()),
-        )
-        .into()
-    };
+    let order_key = push_order_key;
     let (Some(first), Some(last)) = (
         sent.iter().min_by_key(|p| push_order(p)),
         sent.iter().max_by_key(|p| push_order(p)),
@@ -692,7 +697,11 @@ impl LocalDb {
     }
 
     /// The first `max` pushable entries in push order, read through the
-    /// `push_order` index: at most `max` plus the refused entries are read.
+    /// `push_order` index in growing chunks (16, then four times more each
+    /// time, but no more than the budget left holds at the average size so
+    /// far), stopping once their text passes what one push carries
+    /// ([`PUSH_REQUEST_BUDGET`]): a run of large notes is not read 500 at a
+    /// time, with their bases, to send the few that fit.
     async fn oldest_pushable(&self, max: usize) -> Result<Vec<PendingChange>, DbError> {
         let tx = self
             .tx(&[OUTBOX, META, VERSIONS], TransactionMode::ReadOnly)
@@ -700,27 +709,42 @@ impl LocalDb {
         let outbox = tx.store(OUTBOX)?;
         let meta = tx.store(META)?;
         let versions = tx.store(VERSIONS)?;
-        let (refused, flying, version) = futures::try_join!(
-            async {
-                outbox
-                    .index(REFUSED)?
-                    .count(None)
-                    .await
-                    .map_err(DbError::from)
-            },
-            read_in_flight(&meta),
-            outbox_version(&versions)
-        )?;
-        let wanted = count(max).saturating_add(refused);
-        let mut batch: Vec<PendingChange> = from_js_all(
-            outbox
-                .index(PUSH_ORDER)?
-                .get_all(None, Some(wanted))
-                .await?,
-        )?;
-        // The index's key order is push order: a number, then the note id's
-        // canonical text, whose order is the id's.
-        batch.retain(|p| p.rejected.is_none());
+        let (flying, version) =
+            futures::try_join!(read_in_flight(&meta), outbox_version(&versions))?;
+        let index = outbox.index(PUSH_ORDER)?;
+        let mut batch: Vec<PendingChange> = Vec::new();
+        let mut text_bytes = 0usize;
+        let mut after: Option<JsValue> = None;
+        let mut chunk = max.clamp(1, 16);
+        loop {
+            let range = after
+                .as_ref()
+                .map(|key| rexie::KeyRange::lower_bound(key, Some(true)))
+                .transpose()
+                .map_err(rexie::Error::from)?;
+            let read: Vec<PendingChange> =
+                from_js_all(index.get_all(range, Some(count(chunk))).await?)?;
+            let exhausted = read.len() < chunk;
+            after = read.last().map(push_order_key);
+            // The index's key order is push order: a number, then the note
+            // id's canonical text, whose order is the id's. Refused entries
+            // are read and passed over.
+            for entry in read.into_iter().filter(|p| p.rejected.is_none()) {
+                text_bytes = text_bytes.saturating_add(entry.text_bytes());
+                batch.push(entry);
+            }
+            if exhausted || batch.len() >= max || text_bytes > PUSH_REQUEST_BUDGET {
+                break;
+            }
+            // At most as many as the budget left holds at the average so far.
+            let average = (text_bytes / batch.len().max(1)).max(1);
+            let room = (PUSH_REQUEST_BUDGET - text_bytes) / average;
+            chunk = chunk
+                .saturating_mul(4)
+                .min(max - batch.len())
+                .min(room)
+                .max(1);
+        }
         batch.truncate(max);
         *self.last_batch.borrow_mut() = Some((version, batch.clone()));
         let copies = sent_copies(&flying);

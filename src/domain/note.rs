@@ -18,6 +18,11 @@ pub struct NoteDraft {
 }
 
 impl NoteDraft {
+    /// Bytes of text: title, body and tags.
+    pub fn text_bytes(&self) -> usize {
+        self.title.len() + self.body.len() + self.tags.iter().map(String::len).sum::<usize>()
+    }
+
     /// Checks the draft against the limits, normalising tags (trimmed, empty
     /// ones dropped, duplicates removed, order kept). The draft is unpinned;
     /// see the `pinned` field.

@@ -22,7 +22,7 @@ pub mod memory;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::domain::UserId;
+use crate::domain::{NoteDraft, UserId};
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
 
@@ -183,12 +183,10 @@ impl PageBuilder {
 
 /// The note text of `entry` that counts against [`PAGE_TEXT_BUDGET`].
 pub fn entry_text_bytes(entry: &FeedEntry) -> usize {
-    let draft = |d: &crate::domain::NoteDraft| {
-        d.title.len() + d.body.len() + d.tags.iter().map(String::len).sum::<usize>()
-    };
     let note = &entry.note;
     let conflict = entry.conflict.as_ref().map_or(0, |c| {
-        c.server.as_ref().map_or(0, draft) + c.client.as_ref().map_or(0, draft)
+        c.server.as_ref().map_or(0, NoteDraft::text_bytes)
+            + c.client.as_ref().map_or(0, NoteDraft::text_bytes)
     });
     note.title.len() + note.body.len() + note.tags.iter().map(String::len).sum::<usize>() + conflict
 }

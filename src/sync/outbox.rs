@@ -64,6 +64,15 @@ pub struct SentCopy {
 }
 
 impl PendingChange {
+    /// Bytes of text this change pushes: its content and its base.
+    pub fn text_bytes(&self) -> usize {
+        let op = match &self.op {
+            PendingOp::Upsert(draft) => draft.text_bytes(),
+            PendingOp::Delete => 0,
+        };
+        op + self.base.as_ref().map_or(0, NoteDraft::text_bytes)
+    }
+
     /// The change to push now: the copy already sent under this mutation id,
     /// if any, else the entry as it is.
     pub fn to_push(&self) -> PendingChange {
@@ -166,6 +175,17 @@ mod tests {
             at_ms: at,
             created_at: 1,
         }
+    }
+
+    #[test]
+    fn a_change_counts_the_text_of_its_content_and_base() {
+        let mut with_tags = draft("body!");
+        with_tags.tags = vec!["ab".into(), "c".into()];
+        let upsert = coalesce(None, edit(1, 1, PendingOp::Upsert(with_tags), 10));
+        // "t" + "body!" + "ab" + "c", and the base's "t" + "base".
+        assert_eq!(upsert.text_bytes(), 9 + 5);
+        let delete = coalesce(None, edit(1, 1, PendingOp::Delete, 10));
+        assert_eq!(delete.text_bytes(), 5);
     }
 
     #[test]
