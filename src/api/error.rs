@@ -5,6 +5,7 @@ use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::AccountInputError;
+use crate::sync::driver::PortError;
 use crate::sync::protocol::ProtocolError;
 
 /// What a client is told when a server function fails. Messages are written
@@ -58,7 +59,23 @@ impl AppError {
             _ => None,
         }
     }
+}
 
+/// A failed server call as the sync driver needs to know it. A push refused
+/// for its count is retryable: sent again in smaller pushes, it is taken.
+impl From<AppError> for PortError {
+    fn from(e: AppError) -> Self {
+        let push_limit = e.push_limit();
+        PortError {
+            offline: matches!(e, AppError::Unreachable(_)),
+            retryable: e.is_retryable() || push_limit.is_some(),
+            message: e.to_string(),
+            push_limit,
+        }
+    }
+}
+
+impl AppError {
     /// The HTTP status the server answers this error with.
     pub fn status(&self) -> u16 {
         match self {

@@ -67,14 +67,7 @@ fn port_error(e: AppError) -> PortError {
     if e == AppError::Unauthorized {
         post(&FromWorker::SignedOut);
     }
-    // Sent again in smaller pushes: the server names its limit.
-    let push_limit = e.push_limit();
-    PortError {
-        offline: matches!(e, AppError::Unreachable(_)),
-        retryable: e.is_retryable() || push_limit.is_some(),
-        message: e.to_string(),
-        push_limit,
-    }
+    PortError::from(e)
 }
 
 #[async_trait(?Send)]

@@ -182,7 +182,7 @@ impl PageBuilder {
 }
 
 /// The note text of `entry` that counts against [`PAGE_TEXT_BUDGET`].
-pub fn entry_text_bytes(entry: &FeedEntry) -> usize {
+fn entry_text_bytes(entry: &FeedEntry) -> usize {
     let note = &entry.note;
     let conflict = entry.conflict.as_ref().map_or(0, |c| {
         c.server.as_ref().map_or(0, NoteDraft::text_bytes)

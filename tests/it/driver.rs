@@ -76,6 +76,18 @@ fn edit_mine(replica: &MemoryReplica, host: &Quiet) -> NoteId {
     mine
 }
 
+/// An edit saved to this replica's outbox of its own note numbered `n`.
+fn edit_own(replica: &MemoryReplica, host: &Quiet, n: u8, draft: NoteDraft) {
+    replica
+        .edit(
+            NoteId::new(NOW + 1, [n; 10]),
+            draft,
+            NOW,
+            host.fresh_mutation_id(),
+        )
+        .expect("edit");
+}
+
 /// Time moves only when the driver waits (to the end of the wait); events
 /// come only from the test; every change the driver reports is kept.
 #[derive(Default)]
@@ -434,7 +446,8 @@ async fn the_pending_count_follows_edits_offline_and_is_taken_after_the_push_onl
 }
 
 /// The server functions over the real router, as the browser calls them
-/// (JSON in the server's request limit); counts the pushes.
+/// (JSON in the server's request limit, errors as the worker takes them);
+/// counts the pushes.
 struct OverHttp {
     browser: Browser,
     pushes: RefCell<usize>,
@@ -450,12 +463,7 @@ impl OverHttp {
         browser
             .call(path, &serde_json::json!({ "req": req }))
             .await
-            .map_err(|(status, e)| PortError {
-                message: format!("{status}: {e}"),
-                retryable: true,
-                offline: false,
-                push_limit: e.push_limit(),
-            })
+            .map_err(|(_, e)| PortError::from(e))
     }
 }
 
@@ -486,14 +494,7 @@ async fn an_outbox_of_large_notes_goes_out_in_requests_the_server_takes() {
     for n in 0..12u8 {
         let draft =
             NoteDraft::validated(format!("long {n}"), body(n.into()), vec![]).expect("draft");
-        replica
-            .edit(
-                NoteId::new(NOW + 1, [n; 10]),
-                draft,
-                NOW,
-                host.fresh_mutation_id(),
-            )
-            .expect("edit");
+        edit_own(&replica, &host, n, draft);
     }
     let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
     settle(&mut driver).await;
@@ -530,16 +531,12 @@ impl Transport for OlderServer {
     async fn push(&self, request: PushRequest) -> Result<PushResponse, PortError> {
         if request.changes.len() > 3 {
             *self.refused.borrow_mut() += 1;
-            let e = AppError::Protocol(ProtocolError::BatchTooLarge {
-                got: request.changes.len(),
-                max: 3,
-            });
-            return Err(PortError {
-                message: e.to_string(),
-                retryable: e.is_retryable() || e.push_limit().is_some(),
-                offline: false,
-                push_limit: e.push_limit(),
-            });
+            return Err(PortError::from(AppError::Protocol(
+                ProtocolError::BatchTooLarge {
+                    got: request.changes.len(),
+                    max: 3,
+                },
+            )));
         }
         self.current.push(request).await
     }
@@ -557,14 +554,7 @@ async fn a_server_that_takes_fewer_changes_per_push_gets_them_in_smaller_pushes(
     };
     let (replica, host) = (MemoryReplica::new(), Quiet::default());
     for n in 0..10u8 {
-        replica
-            .edit(
-                NoteId::new(NOW + 1, [n; 10]),
-                draft(&format!("mine {n}")),
-                NOW,
-                host.fresh_mutation_id(),
-            )
-            .expect("edit");
+        edit_own(&replica, &host, n, draft(&format!("mine {n}")));
     }
     let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
     settle(&mut driver).await;

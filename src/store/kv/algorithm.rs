@@ -47,9 +47,7 @@ use super::model::{
 use super::port::{Cas, Expiry, KvError, KvPort, Versioned};
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
-use crate::store::{
-    entry_text_bytes, PageBuilder, StoreError, SyncStore, UserHead, PAGE_TEXT_BUDGET,
-};
+use crate::store::{PageBuilder, StoreError, SyncStore, UserHead};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
@@ -901,18 +899,21 @@ impl<P: KvPort> KvSyncStore<P> {
         }
     }
 
-    /// Scans the log slots after `from` up to `committed` for `want` entries;
-    /// `None` when a slot or note is missing (purged or expired meanwhile).
+    /// Scans the log slots after `from` up to `committed` for a page of at
+    /// most `limit` entries; `None` when a slot or note is missing (purged or
+    /// expired meanwhile). The scan stops at the first entry the page cannot
+    /// take, which says there is more: nothing after it is read (a page of
+    /// 1 MiB notes would otherwise load 5,001 of them to return 7).
     async fn scan_log(
         &self,
         user: &UserId,
         from: u64,
         committed: u64,
-        want: usize,
-    ) -> Result<Option<Vec<FeedEntry>>, StoreError> {
-        let mut found = Found::new(want);
+        limit: u32,
+    ) -> Result<Option<ScannedPage>, StoreError> {
+        let mut page = PageBuilder::new(limit);
         let mut next = from + 1;
-        while next <= committed && !found.is_done() {
+        while next <= committed {
             let end = committed.min(next.saturating_add(self.window() - 1));
             let keys: Vec<String> = (next..=end).map(|seq| slot_key(user, seq)).collect();
             let mut slots = Vec::with_capacity(keys.len());
@@ -940,17 +941,18 @@ impl<P: KvPort> KvSyncStore<P> {
                     .resolve(user, slot.note.seq, committed, doc, Some(slot.note))
                     .await?
                 {
-                    Resolved::Emit(note) => found.push(*note),
+                    Resolved::Emit(note) => {
+                        if !page.take(feed_entry(*note)) {
+                            return Ok(Some((page, true)));
+                        }
+                    }
                     Resolved::Skip => {}
                     Resolved::Missing => return Ok(None),
-                }
-                if found.is_done() {
-                    break;
                 }
             }
             next = end + 1;
         }
-        Ok(Some(found.entries))
+        Ok(Some((page, false)))
     }
 
     /// Reads the whole note index: note id → entry.
@@ -969,16 +971,17 @@ impl<P: KvPort> KvSyncStore<P> {
     }
 
     /// The feed after `from` from the note index: for a full resync, and for
-    /// checkpoints below the log floor. `None`: a note the replica may need
-    /// (one changed after `needed_after`) is gone, so it must resync.
+    /// checkpoints below the log floor, stopping as [`Self::scan_log`] does.
+    /// `None`: a note the replica may need (one changed after `needed_after`)
+    /// is gone, so it must resync.
     async fn scan_index(
         &self,
         user: &UserId,
         from: u64,
         needed_after: Option<u64>,
         committed: u64,
-        want: usize,
-    ) -> Result<Option<Vec<FeedEntry>>, StoreError> {
+        limit: u32,
+    ) -> Result<Option<ScannedPage>, StoreError> {
         let mut candidates = Vec::new();
         for (id, entry) in self.read_index(user).await? {
             let seq = if entry.seq <= committed {
@@ -994,7 +997,7 @@ impl<P: KvPort> KvSyncStore<P> {
             }
         }
         candidates.sort_unstable();
-        let mut found = Found::new(want);
+        let mut page = PageBuilder::new(limit);
         for chunk in candidates.chunks(self.config.window.max(1)) {
             let keys: Vec<String> = chunk.iter().map(|&(_, id)| note_key(user, id)).collect();
             let docs = self.get_many_json::<StoredNote>(&keys).await?;
@@ -1003,7 +1006,11 @@ impl<P: KvPort> KvSyncStore<P> {
                     .resolve(user, seq, committed, doc.map(|(d, _)| d), None)
                     .await?
                 {
-                    Resolved::Emit(note) => found.push(*note),
+                    Resolved::Emit(note) => {
+                        if !page.take(feed_entry(*note)) {
+                            return Ok(Some((page, true)));
+                        }
+                    }
                     Resolved::Skip => {}
                     // A tombstone past the checkpoint expired without the
                     // purge: the replica cannot learn of that delete.
@@ -1012,12 +1019,9 @@ impl<P: KvPort> KvSyncStore<P> {
                     }
                     Resolved::Missing => {}
                 }
-                if found.is_done() {
-                    return Ok(Some(found.entries));
-                }
             }
         }
-        Ok(Some(found.entries))
+        Ok(Some((page, false)))
     }
 
     // ---- purging ----
@@ -1129,35 +1133,8 @@ impl Session {
     }
 }
 
-/// What a feed scan found so far. A scan stops at `want` entries, or at the
-/// first entry that takes their text past [`PAGE_TEXT_BUDGET`]: that entry is
-/// kept to tell the page there is more, and nothing after it is read (a page
-/// of 1 MiB notes would otherwise load 5,001 of them to return 8).
-struct Found {
-    entries: Vec<FeedEntry>,
-    text_bytes: usize,
-    want: usize,
-}
-
-impl Found {
-    fn new(want: usize) -> Self {
-        Self {
-            entries: Vec::new(),
-            text_bytes: 0,
-            want,
-        }
-    }
-
-    fn push(&mut self, stored: StoredNote) {
-        let entry = feed_entry(stored);
-        self.text_bytes = self.text_bytes.saturating_add(entry_text_bytes(&entry));
-        self.entries.push(entry);
-    }
-
-    fn is_done(&self) -> bool {
-        self.entries.len() >= self.want || self.text_bytes > PAGE_TEXT_BUDGET
-    }
-}
+/// A page a feed scan built, and whether entries after it exist.
+type ScannedPage = (PageBuilder, bool);
 
 fn feed_entry(stored: StoredNote) -> FeedEntry {
     FeedEntry {
@@ -1199,20 +1176,17 @@ impl<P: KvPort> SyncStore for KvSyncStore<P> {
         // What a replica at this position already holds: nothing at 0; notes
         // as of the download's first page, or of its checkpoint.
         let needed_after = (from > 0).then(|| download_head.unwrap_or(from));
-        let want = usize::try_from(limit.max(1))
-            .unwrap_or(usize::MAX)
-            .saturating_add(1);
-        let mut entries = None;
+        let mut scanned = None;
         if from > 0 && from >= head.log_floor {
-            entries = self.scan_log(user, from, head.committed, want).await?;
+            scanned = self.scan_log(user, from, head.committed, limit).await?;
         }
-        let entries = match entries {
-            Some(entries) => entries,
+        let (page, has_more) = match scanned {
+            Some(scanned) => scanned,
             None => match self
-                .scan_index(user, from, needed_after, head.committed, want)
+                .scan_index(user, from, needed_after, head.committed, limit)
                 .await?
             {
-                Some(entries) => entries,
+                Some(scanned) => scanned,
                 None => return Ok(PullResponse::ResyncRequired),
             },
         };
@@ -1221,16 +1195,6 @@ impl<P: KvPort> SyncStore for KvSyncStore<P> {
         let after = self.head(user).await?;
         if after.user_head().needs_resync(checkpoint, download_head) {
             return Ok(PullResponse::ResyncRequired);
-        }
-        // One entry more than the limit was read: a page that cannot take
-        // it (nor one before it, over the text budget) has more after it.
-        let mut page = PageBuilder::new(limit);
-        let mut has_more = false;
-        for entry in entries {
-            if !page.take(entry) {
-                has_more = true;
-                break;
-            }
         }
         Ok(page.finish(has_more, head.committed))
     }
