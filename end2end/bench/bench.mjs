@@ -681,6 +681,10 @@ async function scenarioD(dev, note, rep) {
     idb.push(record.end - inputAt);
     write.push(record.end - record.start);
     ui.push(shownAt - inputAt);
+    if (TIMINGS) {
+      const at = (inputAt - scenarioStart).toFixed(1).padStart(9);
+      console.log(`    ${at} ms  D edit ${k + 1}: idb ${(record.end - inputAt).toFixed(1)} ms, its transaction ${(record.end - record.start).toFixed(1)} ms from ${(record.start - scenarioStart).toFixed(1)}, ui ${(shownAt - inputAt).toFixed(1)} ms`);
+    }
   }
   return {
     'D-idb-p50': percentile(idb, 50),

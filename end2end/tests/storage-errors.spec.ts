@@ -12,7 +12,7 @@ function installFaults() {
   g.__notesyncNoteWrites = 0;
   const put = IDBObjectStore.prototype.put;
   IDBObjectStore.prototype.put = function (this: IDBObjectStore, ...args: any[]) {
-    if (g.__notesyncFailPut) {
+    if (g.__notesyncFailPut || g.__notesyncFailPutOn === this.name) {
       throw new DOMException('Simulated: the quota has been exceeded.', 'QuotaExceededError');
     }
     return (put as any).apply(this, args);
@@ -46,10 +46,29 @@ async function worker(page: Page) {
 }
 
 /** Sets a fault flag in the page and in its worker. */
-async function fault(page: Page, name: string, on: boolean) {
-  const set = ([name, on]: [string, boolean]) => { (globalThis as any)[name] = on; };
+async function fault(page: Page, name: string, on: boolean | string) {
+  const set = ([name, on]: [string, boolean | string]) => { (globalThis as any)[name] = on; };
   await page.evaluate(set, [name, on]);
   await (await worker(page)).evaluate(set, [name, on]);
+}
+
+/** A note's record in this page's database, and its pending change. */
+async function stored(page: Page, id: string) {
+  return page.evaluate(async (id) => {
+    const request = <T>(r: IDBRequest<T>) => new Promise<T>((resolve, reject) => {
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const info = (await indexedDB.databases()).find((d) => d.name?.startsWith('notesync-'));
+    const db = await request(indexedDB.open(info!.name!));
+    const tx = db.transaction(['notes', 'outbox'], 'readonly');
+    const [note, pending] = await Promise.all([
+      request(tx.objectStore('notes').get(id)),
+      request(tx.objectStore('outbox').get(id)),
+    ]);
+    db.close();
+    return { body: note?.body as string | undefined, pending: pending !== undefined };
+  }, id);
 }
 
 test('a full disk is shown clearly, the text is kept, and retry saves it', async ({ page }) => {
@@ -73,6 +92,28 @@ test('a full disk is shown clearly, the text is kept, and retry saves it', async
   await app.reload();
   await app.item('Trip').click();
   await expect(app.body).toHaveValue('passport, tickets');
+});
+
+test('a save refused half-way commits none of it, and retry saves all of it', async ({ page }) => {
+  const app = new NotesApp(page);
+  await app.open();
+  await app.create('Half', 'kept');
+  await app.expectSaved();
+  const id = (await app.item('Half').getAttribute('data-note-id'))!;
+
+  // The note's own write is made, then its pending change is refused: were
+  // the first committed alone, the edit would be stored but never synced.
+  await fault(page, '__notesyncFailPutOn', 'outbox');
+  await app.body.pressSequentially(' more');
+  await expect(app.storageError).toBeVisible();
+  await expect(app.body).toHaveValue('kept more');
+  expect((await stored(page, id)).body).toBe('kept');
+
+  await fault(page, '__notesyncFailPutOn', false);
+  await page.getByRole('button', { name: 'Retry saving' }).click();
+  await expect(app.storageError).toBeHidden();
+  await app.expectSaved();
+  await expect.poll(async () => (await stored(page, id)).body).toBe('kept more');
 });
 
 test('text typed while storage is full survives a reload through the recovery copy', async ({ page }) => {
