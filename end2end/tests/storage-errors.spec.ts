@@ -140,6 +140,16 @@ test('a database closed by the browser is reopened and the edit saved', async ({
   await app.open();
   await app.create('Reopen', 'before');
   const saver = await worker(page);
+  // The page hands its saves to the worker once the worker is ready: until
+  // the worker has saved an edit, the fault below could meet nothing.
+  const workerWrites = () => saver.evaluate(() => (globalThis as any).__notesyncNoteWrites);
+  await expect.poll(async () => {
+    await app.body.press('End');
+    await app.body.pressSequentially('x');
+    await app.body.press('Backspace');
+    await app.expectSaved();
+    return workerWrites();
+  }).toBeGreaterThan(0);
   await saver.evaluate(() => ((globalThis as any).__notesyncCloseOnce = true));
   await app.body.pressSequentially(' after');
   await app.expectSaved();
