@@ -1,8 +1,27 @@
-import { test, expect } from '@playwright/test';
+import { test, expect, type Browser } from '@playwright/test';
 import { NotesApp, device } from '../fixtures/app';
 
 function notesFile(notes: unknown) {
   return { name: 'notes.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(notes)) };
+}
+
+/**
+ * Imports `notes` on a new device and waits until all are stored and synced,
+ * then opens a second device and waits until it has them all.
+ */
+async function importThenReachAnother(browser: Browser, notes: { title: string; body: string }[]) {
+  const stored = `${notes.length} notes stored · 0 changes waiting to sync`;
+  const a = await device(browser);
+  await a.app.expectSynced();
+  await a.app.page.locator('#import-file').setInputFiles(notesFile(notes));
+  await expect(a.app.importStatus).toHaveText(`Imported ${notes.length} notes`);
+  await a.app.expectSynced();
+  await expect(a.app.workerStatus).toContainText(stored);
+
+  const b = await device(browser);
+  await b.app.expectSynced();
+  await expect(b.app.workerStatus).toContainText(stored);
+  return { a, b };
 }
 
 test('importing a notes file stores every note, keeps them over a reload and syncs them', async ({ page }) => {
@@ -48,17 +67,8 @@ test('a large import is pushed in batches and every note reaches another device'
   // whole lets the next read four times more), each settled with one range
   // delete of the outbox, and a download of more than one page on the other
   // device.
-  const a = await device(browser);
-  await a.app.expectSynced();
   const notes = Array.from({ length: 1200 }, (_, i) => ({ title: `Bulk ${i}`, body: `body of note ${i}` }));
-  await a.app.page.locator('#import-file').setInputFiles(notesFile(notes));
-  await expect(a.app.importStatus).toHaveText('Imported 1200 notes');
-  await a.app.expectSynced();
-  await expect(a.app.workerStatus).toContainText('1200 notes stored · 0 changes waiting to sync');
-
-  const b = await device(browser);
-  await b.app.expectSynced();
-  await expect(b.app.workerStatus).toContainText('1200 notes stored · 0 changes waiting to sync');
+  const { a, b } = await importThenReachAnother(browser, notes);
   await b.app.search.fill('Bulk 1199');
   await expect(b.app.item('Bulk 1199')).toContainText('body of note 1199');
   await a.context.close();
@@ -72,16 +82,7 @@ test('an import of large notes is pushed in requests the server takes and arrive
   const line = 'a line of a long note\n';
   const body = (i: number) => `${i}\n${line.repeat(41_000)}end of note ${i}`;
   const notes = Array.from({ length: 12 }, (_, i) => ({ title: `Long ${i}`, body: body(i) }));
-  const a = await device(browser);
-  await a.app.expectSynced();
-  await a.app.page.locator('#import-file').setInputFiles(notesFile(notes));
-  await expect(a.app.importStatus).toHaveText('Imported 12 notes');
-  await a.app.expectSynced();
-  await expect(a.app.workerStatus).toContainText('12 notes stored · 0 changes waiting to sync');
-
-  const b = await device(browser);
-  await b.app.expectSynced();
-  await expect(b.app.workerStatus).toContainText('12 notes stored · 0 changes waiting to sync');
+  const { a, b } = await importThenReachAnother(browser, notes);
   await b.app.item('Long 11').click();
   const shown = await b.app.body.inputValue();
   expect(shown.length).toBe(body(11).length);

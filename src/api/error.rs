@@ -59,23 +59,7 @@ impl AppError {
             _ => None,
         }
     }
-}
 
-/// A failed server call as the sync driver needs to know it. A push refused
-/// for its count is retryable: sent again in smaller pushes, it is taken.
-impl From<AppError> for PortError {
-    fn from(e: AppError) -> Self {
-        let push_limit = e.push_limit();
-        PortError {
-            offline: matches!(e, AppError::Unreachable(_)),
-            retryable: e.is_retryable() || push_limit.is_some(),
-            message: e.to_string(),
-            push_limit,
-        }
-    }
-}
-
-impl AppError {
     /// The HTTP status the server answers this error with.
     pub fn status(&self) -> u16 {
         match self {
@@ -88,6 +72,20 @@ impl AppError {
             AppError::TooManyAttempts(_) => 429,
             AppError::Internal => 500,
             AppError::Unreachable(_) => 503,
+        }
+    }
+}
+
+/// A failed server call as the sync driver needs to know it. A push refused
+/// for its count is retryable: sent again in smaller pushes, it is taken.
+impl From<AppError> for PortError {
+    fn from(e: AppError) -> Self {
+        let push_limit = e.push_limit();
+        PortError {
+            offline: matches!(e, AppError::Unreachable(_)),
+            retryable: e.is_retryable() || push_limit.is_some(),
+            message: e.to_string(),
+            push_limit,
         }
     }
 }

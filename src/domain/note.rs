@@ -20,7 +20,7 @@ pub struct NoteDraft {
 impl NoteDraft {
     /// Bytes of text: title, body and tags.
     pub fn text_bytes(&self) -> usize {
-        self.title.len() + self.body.len() + self.tags.iter().map(String::len).sum::<usize>()
+        text_bytes(&self.title, &self.body, &self.tags)
     }
 
     /// Checks the draft against the limits, normalising tags (trimmed, empty
@@ -111,7 +111,16 @@ pub struct Note {
     pub pinned: bool,
 }
 
+fn text_bytes(title: &str, body: &str, tags: &[String]) -> usize {
+    title.len() + body.len() + tags.iter().map(String::len).sum::<usize>()
+}
+
 impl Note {
+    /// Bytes of text: title, body and tags.
+    pub fn text_bytes(&self) -> usize {
+        text_bytes(&self.title, &self.body, &self.tags)
+    }
+
     /// A fresh, empty note made at `now_ms`.
     pub fn new(id: NoteId, now_ms: u64) -> Self {
         Self {

@@ -158,12 +158,12 @@ impl PageBuilder {
     /// Takes `entry` if the page has room for it; `false` when it has not:
     /// the entry is then the first of the next page, and there is more.
     pub fn take(&mut self, entry: FeedEntry) -> bool {
-        let text = entry_text_bytes(&entry);
-        let over_budget = self.text_bytes.saturating_add(text) > PAGE_TEXT_BUDGET;
+        let text_bytes = self.text_bytes.saturating_add(entry_text_bytes(&entry));
+        let over_budget = text_bytes > PAGE_TEXT_BUDGET;
         if self.is_full() || (!self.entries.is_empty() && over_budget) {
             return false;
         }
-        self.text_bytes = self.text_bytes.saturating_add(text);
+        self.text_bytes = text_bytes;
         self.entries.push(entry);
         true
     }
@@ -183,12 +183,11 @@ impl PageBuilder {
 
 /// The note text of `entry` that counts against [`PAGE_TEXT_BUDGET`].
 fn entry_text_bytes(entry: &FeedEntry) -> usize {
-    let note = &entry.note;
     let conflict = entry.conflict.as_ref().map_or(0, |c| {
         c.server.as_ref().map_or(0, NoteDraft::text_bytes)
             + c.client.as_ref().map_or(0, NoteDraft::text_bytes)
     });
-    note.title.len() + note.body.len() + note.tags.iter().map(String::len).sum::<usize>() + conflict
+    entry.note.text_bytes() + conflict
 }
 
 /// Where the next pull starts after a page read at `head`: after its last

@@ -23,8 +23,8 @@ use notesync::sync::hlc::Hlc;
 use notesync::sync::memory_replica::MemoryReplica;
 use notesync::sync::merge::Strategy;
 use notesync::sync::protocol::{
-    Change, ChangeOp, Checkpoint, PokedChanges, ProtocolError, PullRequest, PullResponse,
-    PushRequest, PushResponse, PROTOCOL_VERSION,
+    Change, ChangeOp, Checkpoint, FeedEntry, PokedChanges, ProtocolError, PullRequest,
+    PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION,
 };
 
 const NOW: u64 = 1_700_000_000_000;
@@ -145,6 +145,31 @@ async fn server_with(count: u8) -> SyncService {
     );
     create_elsewhere(&service, 0..count).await;
     service
+}
+
+/// What the server holds for the user: one page from the start (the tests
+/// keep it under the page limit).
+async fn everything_on(service: &SyncService) -> Vec<FeedEntry> {
+    let page = service
+        .pull(
+            &user(),
+            PullRequest {
+                protocol: PROTOCOL_VERSION,
+                checkpoint: Checkpoint(0),
+                limit: 100,
+                download_head: None,
+            },
+        )
+        .await
+        .expect("pull");
+    let PullResponse::Page {
+        entries, has_more, ..
+    } = page
+    else {
+        panic!("a page");
+    };
+    assert!(!has_more, "everything in one page");
+    entries
 }
 
 /// Another device creates the notes numbered `numbers`.
@@ -404,22 +429,7 @@ async fn a_poke_read_before_a_push_and_arriving_after_it_is_not_used() {
     );
     // The server merged the two edits; the replica has that, not the other
     // device's text from before the merge.
-    let PullResponse::Page { entries, .. } = transport
-        .service
-        .pull(
-            &user(),
-            PullRequest {
-                protocol: PROTOCOL_VERSION,
-                checkpoint: Checkpoint(0),
-                limit: 10,
-                download_head: None,
-            },
-        )
-        .await
-        .expect("pull")
-    else {
-        panic!("a page");
-    };
+    let entries = everything_on(&transport.service).await;
     assert_eq!(replica.note(note.id), Some(entries[0].note.clone()));
 }
 
@@ -568,23 +578,7 @@ async fn a_server_that_takes_fewer_changes_per_push_gets_them_in_smaller_pushes(
     assert_eq!(*host.errors_shown.borrow(), 0);
     // 10 changes in pushes of at most 3.
     assert_eq!(*transport.current.pushes.borrow(), 4);
-    let on_server = transport
-        .current
-        .service
-        .pull(
-            &user(),
-            PullRequest {
-                protocol: PROTOCOL_VERSION,
-                checkpoint: Checkpoint(0),
-                limit: 100,
-                download_head: None,
-            },
-        )
-        .await
-        .expect("pull");
-    let PullResponse::Page { entries, .. } = on_server else {
-        panic!("a page");
-    };
+    let entries = everything_on(&transport.current.service).await;
     // Another device's note, and the 10.
     assert_eq!(entries.len(), 11);
 }
