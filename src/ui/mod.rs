@@ -26,9 +26,9 @@ use crate::search::{query_terms, SearchIndex, Segment};
 use crate::sync::engine::SyncStatus;
 use crate::sync::protocol::ConflictSides;
 use model::{
-    all_tags, caret_after_replace, list_item, list_order, live_label, refresh_index,
-    scroll_to_reveal, sync_label, trash_items, visible_rows, ListFilter, SaveState, SortOrder,
-    StorageUse, Trashed, WorkerView,
+    caret_after_replace, list_item, live_label, refresh_index, scroll_to_reveal, sync_label,
+    trash_items, visible_rows, ListFilter, ListOrder, SaveState, SortOrder, StorageUse, TagCounts,
+    Trashed, WorkerView,
 };
 
 /// Rows built beyond each edge of the visible part of the notes list.
@@ -168,14 +168,23 @@ impl NotesState {
                 .collect();
             Some(found)
         });
+        // Kept from bump to bump, so that typing moves one note instead of
+        // sorting them all (`ListOrder`).
+        let kept_order = StoredValue::new(ListOrder::default());
         let order = Memo::new(move |_| {
             let mut order = Vec::new();
             listed_notes(&mut |ns| {
-                order = filter
-                    .with(|f| hits.with(|h| list_order(ns, f, h.as_ref())))
-                    .into_iter()
-                    .map(|i| (i, ns[i].id))
-                    .collect();
+                filter.with(|f| {
+                    hits.with(|h| {
+                        kept_order.update_value(|kept| {
+                            order = kept
+                                .update(ns, f, h.as_ref())
+                                .iter()
+                                .map(|&i| (i, ns[i].id))
+                                .collect();
+                        })
+                    })
+                });
             });
             order
         });
@@ -436,7 +445,12 @@ fn SearchBox(state: NotesState) -> impl IntoView {
 /// Sorting, the tag filter and the way to the recently deleted notes.
 #[component]
 fn ListControls(state: NotesState) -> impl IntoView {
-    let tags = Memo::new(move |_| state.with_listed(all_tags));
+    let kept_tags = StoredValue::new(TagCounts::default());
+    let tags = Memo::new(move |_| {
+        let mut tags = Vec::new();
+        state.with_listed(|ns| kept_tags.update_value(|kept| tags = kept.update(ns)));
+        tags
+    });
     let deleted_count = Memo::new(move |_| {
         state
             .trash

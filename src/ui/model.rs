@@ -75,52 +75,123 @@ pub struct ListItem {
 /// carrying `filter.tag` if set, among `hits` (the search index's answer)
 /// when the query has words, pinned first and then in `filter.sort` order.
 ///
-/// This is the only per-note work a change to the notes costs the list:
-/// the rows themselves are built for the visible part only ([`list_item`]).
+/// This is the order made from nothing; the page keeps it with
+/// [`ListOrder`], which moves only the notes that changed.
 pub fn list_order(
     notes: &[Note],
     filter: &ListFilter,
     hits: Option<&HashSet<NoteId>>,
 ) -> Vec<usize> {
-    let searching = !query_terms(&filter.query).is_empty();
-    let shown = notes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| !n.deleted)
-        .filter(|(_, n)| filter.tag.as_ref().is_none_or(|t| n.tags.contains(t)))
-        .filter(|(_, n)| !searching || hits.is_some_and(|h| h.contains(&n.id)))
-        .map(|(i, _)| i);
-    // Sorted as compact keys (the comparison never leaves the key array,
-    // and the id makes every key unique, so an unstable sort is exact);
-    // it runs on every change to the notes.
-    // Pinned first, then the order's own key, then newest first.
-    let by = |primary: &dyn Fn(&Note) -> SortKey| {
-        let mut keyed: Vec<_> = shown
-            .clone()
-            .map(|i| {
-                let n = &notes[i];
-                let key = (
-                    Reverse(n.pinned),
-                    primary(n),
-                    Reverse(n.updated_at),
-                    Reverse(n.id),
-                );
-                (key, i)
-            })
+    ListOrder::default().update(notes, filter, hits).to_vec()
+}
+
+/// Where a shown note goes in the list: pinned first, then the order's own
+/// key, then newest first. The id makes every key unique, so the order of
+/// a set of keys is exact, whatever sort made it.
+type PlaceKey = (Reverse<bool>, SortKey, Reverse<u64>, Reverse<NoteId>);
+
+/// Note `note`'s place key under `filter`, or `None` if the list leaves it
+/// out (deleted, without the tag, or not among the search's hits).
+fn place_key(
+    note: &Note,
+    filter: &ListFilter,
+    searching: bool,
+    hits: Option<&HashSet<NoteId>>,
+) -> Option<PlaceKey> {
+    let shown = !note.deleted
+        && filter.tag.as_ref().is_none_or(|t| note.tags.contains(t))
+        && (!searching || hits.is_some_and(|h| h.contains(&note.id)));
+    shown.then(|| {
+        let primary = match filter.sort {
+            SortOrder::Updated => SortKey::Later(Reverse(note.updated_at)),
+            SortOrder::Created => SortKey::Later(Reverse(note.created_at)),
+            SortOrder::Title => SortKey::Title(title_key(note)),
+        };
+        (
+            Reverse(note.pinned),
+            primary,
+            Reverse(note.updated_at),
+            Reverse(note.id),
+        )
+    })
+}
+
+/// The list's order kept from one change of the notes to the next: the
+/// same as [`list_order`], at a fraction of the cost when few notes
+/// changed. This runs at every change of the notes (each frame of typing),
+/// and sorting 10,000 notes then took about 1.5 ms of the frame.
+///
+/// Each note's place depends on its own key alone, so the notes whose key
+/// did not change keep their order among themselves; a change to a few
+/// notes removes those and inserts them again where their new keys go.
+/// Which keys changed is found by comparing every note's key with the one
+/// it was placed with, so nothing has to report its changes, and a change
+/// of filter or order simply changes many keys. More than
+/// [`ListOrder::MOVE_AT_MOST`] changed keys sort everything again.
+#[derive(Debug, Default)]
+pub struct ListOrder {
+    /// The key each note was placed with, by its index in the notes;
+    /// `None` for a note the list leaves out.
+    keys: Vec<Option<PlaceKey>>,
+    /// The shown notes' indices, in order.
+    order: Vec<usize>,
+}
+
+impl ListOrder {
+    /// Most changed notes moved one by one: each move is a binary search
+    /// and a shift of the order, so beyond a few dozen a sort is cheaper.
+    pub const MOVE_AT_MOST: usize = 64;
+
+    /// The order for `notes` as they are now (see [`list_order`]).
+    pub fn update(
+        &mut self,
+        notes: &[Note],
+        filter: &ListFilter,
+        hits: Option<&HashSet<NoteId>>,
+    ) -> &[usize] {
+        let searching = !query_terms(&filter.query).is_empty();
+        // Indices to take out of the order and place again: notes gone
+        // from the end, then every note whose key changed.
+        let mut moved: Vec<usize> = (notes.len()..self.keys.len())
+            .filter(|&i| self.keys[i].is_some())
             .collect();
-        keyed.sort_unstable();
-        keyed.into_iter().map(|(_, i)| i).collect()
-    };
-    match filter.sort {
-        SortOrder::Updated => by(&|n| SortKey::Later(Reverse(n.updated_at))),
-        SortOrder::Created => by(&|n| SortKey::Later(Reverse(n.created_at))),
-        SortOrder::Title => by(&|n| SortKey::Title(title_key(n))),
+        self.keys.truncate(notes.len());
+        self.keys.resize(notes.len(), None);
+        for (i, note) in notes.iter().enumerate() {
+            let key = place_key(note, filter, searching, hits);
+            if self.keys[i] != key {
+                self.keys[i] = key;
+                moved.push(i);
+            }
+        }
+        let keys = &self.keys;
+        if moved.len() > Self::MOVE_AT_MOST {
+            let mut keyed: Vec<(&PlaceKey, usize)> = keys
+                .iter()
+                .enumerate()
+                .filter_map(|(i, key)| key.as_ref().map(|key| (key, i)))
+                .collect();
+            keyed.sort_unstable();
+            self.order = keyed.into_iter().map(|(_, i)| i).collect();
+        } else if !moved.is_empty() {
+            moved.sort_unstable();
+            self.order.retain(|i| moved.binary_search(i).is_err());
+            for &i in &moved {
+                if let Some(key) = keys.get(i).and_then(Option::as_ref) {
+                    let at = self
+                        .order
+                        .partition_point(|&j| keys[j].as_ref().is_some_and(|placed| placed < key));
+                    self.order.insert(at, i);
+                }
+            }
+        }
+        &self.order
     }
 }
 
 /// The first sort key of a list order: a date, later first, or a title.
 /// One order uses one kind, so the kinds are never compared.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum SortKey {
     Later(Reverse<u64>),
     Title(String),
@@ -217,21 +288,62 @@ pub fn refresh_index(index: &mut SearchIndex<NoteId>, notes: &[Note]) {
 }
 
 /// Every tag on a live note with how many notes carry it, by name (case
-/// ignored, then as written).
+/// ignored, then as written). Made from nothing; the page keeps the counts
+/// with [`TagCounts`].
 pub fn all_tags(notes: &[Note]) -> Vec<(String, usize)> {
-    // Counted by borrowed name: this runs on every change to the notes.
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for note in notes.iter().filter(|n| !n.deleted) {
-        for tag in &note.tags {
-            *counts.entry(tag.as_str()).or_default() += 1;
+    TagCounts::default().update(notes)
+}
+
+/// The tag counts kept from one change of the notes to the next: the same
+/// as [`all_tags`], but only a note whose tags changed, or that was deleted
+/// or restored, is counted again. Counting every tag of 10,000 notes at
+/// each frame of typing took about 1.5 ms, nearly all of it hashing.
+#[derive(Debug, Default)]
+pub struct TagCounts {
+    /// The tags each note was counted with, by its index in the notes
+    /// (none for a deleted note).
+    counted: Vec<Vec<String>>,
+    /// Notes carrying each tag; a tag no note carries is not kept.
+    counts: HashMap<String, usize>,
+}
+
+impl TagCounts {
+    /// The counts for `notes` as they are now (see [`all_tags`]).
+    pub fn update(&mut self, notes: &[Note]) -> Vec<(String, usize)> {
+        let gone = self.counted.split_off(notes.len().min(self.counted.len()));
+        for tags in &gone {
+            self.uncount(tags);
+        }
+        self.counted.resize_with(notes.len(), Vec::new);
+        for (i, note) in notes.iter().enumerate() {
+            let tags: &[String] = if note.deleted { &[] } else { &note.tags };
+            if self.counted[i] != tags {
+                let before = std::mem::replace(&mut self.counted[i], tags.to_vec());
+                self.uncount(&before);
+                for tag in tags {
+                    *self.counts.entry(tag.clone()).or_default() += 1;
+                }
+            }
+        }
+        let mut tags: Vec<(String, usize)> = self
+            .counts
+            .iter()
+            .map(|(tag, &n)| (tag.clone(), n))
+            .collect();
+        tags.sort_by_cached_key(|(tag, _)| (tag.to_lowercase(), tag.clone()));
+        tags
+    }
+
+    fn uncount(&mut self, tags: &[String]) {
+        for tag in tags {
+            if let Some(n) = self.counts.get_mut(tag) {
+                *n -= 1;
+                if *n == 0 {
+                    self.counts.remove(tag);
+                }
+            }
         }
     }
-    let mut tags: Vec<(String, usize)> = counts
-        .into_iter()
-        .map(|(tag, n)| (tag.to_string(), n))
-        .collect();
-    tags.sort_by_cached_key(|(tag, _)| (tag.to_lowercase(), tag.clone()));
-    tags
 }
 
 /// A note's text kept on this device when it was deleted (here, or by
@@ -808,6 +920,195 @@ mod tests {
             let got: Vec<NoteId> = order.iter().map(|&i| notes[i].id).collect();
             let want: Vec<NoteId> = naive.iter().map(|n| n.id).collect();
             proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    /// One change to the notes or to the list's filter, as the page sees
+    /// between two frames.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Edit {
+            at: usize,
+            updated: u64,
+        },
+        Pin {
+            at: usize,
+        },
+        Delete {
+            at: usize,
+        },
+        Retag {
+            at: usize,
+            tags: u8,
+        },
+        Retitle {
+            at: usize,
+            title: u8,
+        },
+        Create {
+            updated: u64,
+        },
+        Remove {
+            at: usize,
+        },
+        EditMany {
+            from: usize,
+            count: usize,
+            updated: u64,
+        },
+        Sort {
+            sort: usize,
+        },
+        Tag {
+            tag: Option<u8>,
+        },
+        Search {
+            hits: Option<u64>,
+        },
+    }
+
+    const TAGS: [&str; 3] = ["home", "Work", "work"];
+    const TITLES: [&str; 4] = ["b", "A", "a", ""];
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        let at = 0usize..200;
+        prop_oneof![
+            4 => (at.clone(), 0u64..60).prop_map(|(at, updated)| Step::Edit { at, updated }),
+            1 => at.clone().prop_map(|at| Step::Pin { at }),
+            1 => at.clone().prop_map(|at| Step::Delete { at }),
+            1 => (at.clone(), 0u8..8).prop_map(|(at, tags)| Step::Retag { at, tags }),
+            1 => (at.clone(), 0u8..4).prop_map(|(at, title)| Step::Retitle { at, title }),
+            1 => (0u64..60).prop_map(|updated| Step::Create { updated }),
+            1 => at.clone().prop_map(|at| Step::Remove { at }),
+            1 => (at, 0usize..100, 0u64..60)
+                .prop_map(|(from, count, updated)| Step::EditMany { from, count, updated }),
+            1 => (0usize..3).prop_map(|sort| Step::Sort { sort }),
+            1 => proptest::option::of(0u8..3).prop_map(|tag| Step::Tag { tag }),
+            1 => proptest::option::of(any::<u64>()).prop_map(|hits| Step::Search { hits }),
+        ]
+    }
+
+    /// The tags of bit set `bits`, in the vocabulary's order.
+    fn tags_of(bits: u8) -> Vec<String> {
+        (0..TAGS.len())
+            .filter(|b| bits & (1 << b) != 0)
+            .map(|b| TAGS[b].to_string())
+            .collect()
+    }
+
+    /// Tag counts written plainly: what [`TagCounts`] must agree with.
+    fn reference_tags(notes: &[Note]) -> Vec<(String, usize)> {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for tag in notes.iter().filter(|n| !n.deleted).flat_map(|n| &n.tags) {
+            match counts.iter_mut().find(|(t, _)| t == tag) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((tag.clone(), 1)),
+            }
+        }
+        counts.sort_by(|(a, _), (b, _)| a.to_lowercase().cmp(&b.to_lowercase()).then(a.cmp(b)));
+        counts
+    }
+
+    proptest::proptest! {
+        /// The kept order and tag counts equal those made from nothing
+        /// after every change: edits, pins, deletes, new and removed notes
+        /// (which move every index after them), many notes at once, and
+        /// changes of order, tag filter and search.
+        #[test]
+        fn the_kept_order_and_counts_follow_every_change(
+            start in proptest::collection::vec((0u64..60, 0u8..8, 0u8..4), 0..90),
+            steps in proptest::collection::vec(step(), 1..40),
+        ) {
+            let mut next_id = 0u64;
+            let mut make = |updated: u64| {
+                next_id += 1;
+                note(next_id, updated)
+            };
+            let mut notes: Vec<Note> = start
+                .iter()
+                .map(|&(updated, tags, title)| {
+                    let mut n = make(updated);
+                    n.created_at = updated / 2;
+                    n.tags = tags_of(tags);
+                    n.title = TITLES[usize::from(title)].to_string();
+                    n
+                })
+                .collect();
+            let mut filter = ListFilter::default();
+            let mut hits: Option<HashSet<NoteId>> = None;
+            let mut kept_order = ListOrder::default();
+            let mut kept_tags = TagCounts::default();
+            for step in steps {
+                let len = notes.len().max(1);
+                match step {
+                    Step::Edit { at, updated } => {
+                        if let Some(n) = notes.get_mut(at % len) {
+                            n.updated_at = updated;
+                        }
+                    }
+                    Step::Pin { at } => {
+                        if let Some(n) = notes.get_mut(at % len) {
+                            n.pinned = !n.pinned;
+                        }
+                    }
+                    Step::Delete { at } => {
+                        if let Some(n) = notes.get_mut(at % len) {
+                            n.deleted = !n.deleted;
+                        }
+                    }
+                    Step::Retag { at, tags } => {
+                        if let Some(n) = notes.get_mut(at % len) {
+                            n.tags = tags_of(tags);
+                        }
+                    }
+                    Step::Retitle { at, title } => {
+                        if let Some(n) = notes.get_mut(at % len) {
+                            n.title = TITLES[usize::from(title)].to_string();
+                        }
+                    }
+                    Step::Create { updated } => notes.push(make(updated)),
+                    Step::Remove { at } => {
+                        if !notes.is_empty() {
+                            notes.remove(at % len);
+                        }
+                    }
+                    Step::EditMany { from, count, updated } => {
+                        for n in notes.iter_mut().skip(from % len).take(count) {
+                            n.updated_at = updated;
+                        }
+                    }
+                    Step::Sort { sort } => filter.sort = SortOrder::ALL[sort],
+                    Step::Tag { tag } => filter.tag = tag.map(|t| TAGS[usize::from(t)].to_string()),
+                    Step::Search { hits: mask } => {
+                        filter.query = if mask.is_some() { "words".into() } else { String::new() };
+                        hits = mask.map(|mask| {
+                            notes
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, _)| mask & (1 << (i % 64)) != 0)
+                                .map(|(_, n)| n.id)
+                                .collect()
+                        });
+                    }
+                }
+                let got: Vec<NoteId> = kept_order
+                    .update(&notes, &filter, hits.as_ref())
+                    .iter()
+                    .map(|&i| notes[i].id)
+                    .collect();
+                let searching = !filter.query.is_empty();
+                let mut naive: Vec<&Note> = notes
+                    .iter()
+                    .filter(|n| !n.deleted)
+                    .filter(|n| filter.tag.as_ref().is_none_or(|t| n.tags.contains(t)))
+                    .filter(|n| !searching || hits.as_ref().is_some_and(|h| h.contains(&n.id)))
+                    .collect();
+                naive.sort_by(|a, b| reference_order(filter.sort, a, b));
+                let want: Vec<NoteId> = naive.iter().map(|n| n.id).collect();
+                proptest::prop_assert_eq!(got, want);
+                proptest::prop_assert_eq!(kept_tags.update(&notes), reference_tags(&notes));
+            }
         }
     }
 
