@@ -37,6 +37,14 @@ const PROFILE = process.env.PROFILE ?? 'release';
  * (src/client/timings.rs), printed as they come, in ms since the start of
  * the scenario that is running. */
 const TIMINGS = process.env.TIMINGS === '1';
+/** TRACE=file: a Chromium trace of D and D-key (the first size's first
+ * repetition: a trace is ~1 MB an edit) with the JavaScript and wasm
+ * sampling profiler, for end2end/bench/trace-summary.mjs, DevTools'
+ * Performance panel or Perfetto. Tracing slows the browser: its figures
+ * are not comparable with an untraced run's. */
+const TRACE = process.env.TRACE;
+const TRACE_CATEGORIES = ['__metadata', 'toplevel', 'devtools.timeline', 'disabled-by-default-devtools.timeline',
+  'v8', 'disabled-by-default-v8.cpu_profiler', 'IndexedDB'];
 /** SCENARIOS=B,D: run only these (A runs whenever C, D or E does: they use its device). */
 const SCENARIOS = new Set((process.env.SCENARIOS ?? 'A,B,C,D,E').split(','));
 const wanted = (...ids) => ids.some((id) => SCENARIOS.has(id));
@@ -920,10 +928,16 @@ async function main() {
             // The note at the top of the list (the last edited: one of C's),
             // like the note a person is writing.
             if (wanted('D')) {
+              const tracing = TRACE && n === SIZES[0] && rep === 1;
+              if (tracing) await browser.startTracing(dev.page, { path: TRACE, categories: TRACE_CATEGORIES });
               await attempt(n, ['D-idb-p50', 'D-idb-p95', 'D-idb-write-p50', 'D-idb-write-p95', 'D-ui-p95'],
                 async () => scenarioD(dev, await topNote(dev, seeded), rep));
               await attempt(n, ['D-key-idb-p50', 'D-key-idb-p95', 'D-key-ui-p95'],
                 async () => scenarioDKey(dev, await topNote(dev, seeded), rep));
+              if (tracing) {
+                await browser.stopTracing();
+                console.log(`  trace of D and D-key written to ${TRACE}`);
+              }
             }
             if (wanted('E')) await attempt(n, ['E-p50', 'E-p95'], () => scenarioE(api, dev, n, rep));
           }
