@@ -321,15 +321,23 @@ pub fn highlight(text: &str, terms: &[String]) -> Vec<Segment> {
 /// the excerpt is its start.
 pub fn snippet(body: &str, terms: &[String], max_chars: usize) -> Vec<Segment> {
     const LEAD_CHARS: usize = 30;
-    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    let first = word_spans(&flat)
-        .find(|&(s, e)| {
-            terms
-                .iter()
-                .any(|t| matched_prefix(&flat[s..e], t).is_some())
-        })
-        .map(|(s, _)| flat[..s].chars().count())
-        .unwrap_or(0);
+    // Without search words the snippet is the text's start, so only that
+    // much is flattened (one char more tells whether it was cut): every row
+    // of the list makes one at each change of the notes, and flattening
+    // each whole body was most of a row's cost.
+    let flat = flatten_whitespace(body, terms.is_empty().then_some(max_chars + 1));
+    let first = if terms.is_empty() {
+        0
+    } else {
+        word_spans(&flat)
+            .find(|&(s, e)| {
+                terms
+                    .iter()
+                    .any(|t| matched_prefix(&flat[s..e], t).is_some())
+            })
+            .map(|(s, _)| flat[..s].chars().count())
+            .unwrap_or(0)
+    };
     let total = flat.chars().count();
     let start = first.saturating_sub(LEAD_CHARS);
     // Start at a word boundary when cutting into the text.
@@ -354,6 +362,26 @@ pub fn snippet(body: &str, terms: &[String], max_chars: usize) -> Vec<Segment> {
         text.push('…');
     }
     highlight(&text, terms)
+}
+
+/// `text` with its whitespace runs made single spaces and its ends
+/// trimmed; with a `limit`, it stops after the word that brings it to at
+/// least `limit` chars.
+fn flatten_whitespace(text: &str, limit: Option<usize>) -> String {
+    let mut flat = String::new();
+    let mut chars = 0;
+    for word in text.split_whitespace() {
+        if limit.is_some_and(|limit| chars >= limit) {
+            break;
+        }
+        if !flat.is_empty() {
+            flat.push(' ');
+            chars += 1;
+        }
+        flat.push_str(word);
+        chars += word.chars().count();
+    }
+    flat
 }
 
 #[cfg(test)]
@@ -487,6 +515,22 @@ mod tests {
             let mut index = SearchIndex::new();
             index.upsert(1u32, "", &text);
             prop_assert_eq!(any_mark, !index.search(&query).is_empty());
+        }
+
+        /// Without search words, the snippet made from the text's start
+        /// alone is the one made from the whole text flattened.
+        #[test]
+        fn a_plain_snippet_reads_only_the_start_and_loses_nothing(
+            body in "[ab é\n\t]{0,60}", max_chars in 0usize..40,
+        ) {
+            let flat = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut text: String = flat.chars().take(max_chars).collect();
+            if max_chars < flat.chars().count() {
+                let trimmed = text.trim_end().len();
+                text.truncate(trimmed);
+                text.push('…');
+            }
+            prop_assert_eq!(snippet(&body, &[], max_chars), highlight(&text, &[]));
         }
     }
 }
