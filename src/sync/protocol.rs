@@ -205,8 +205,16 @@ impl PokedChanges {
     /// or after it, there is nothing new). Entries at or before `from` are
     /// left out: the replica applied them already, as their seq is their
     /// note's latest.
+    ///
+    /// Changes read from 0 cover only a replica at 0. A read from 0 is a
+    /// snapshot and never needs a resync, but a pull from a later `from`
+    /// does once the server purged tombstones after it: the snapshot no
+    /// longer holds those deletes, and a replica that took it as its pull
+    /// would keep the deleted notes forever (found by the purge simulation).
+    /// A read from a later `since` needs the same tombstones as a pull from
+    /// any `from` at or after it, so it was refused too if they were gone.
     pub fn page_from(&self, from: Checkpoint) -> Option<PullResponse> {
-        if from < self.since || from >= self.checkpoint {
+        if from < self.since || from >= self.checkpoint || (self.since.0 == 0 && from.0 != 0) {
             return None;
         }
         Some(PullResponse::Page {
@@ -340,6 +348,21 @@ impl PullRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_read_from_zero_stand_in_only_for_a_pull_from_zero() {
+        let read_from = |since| PokedChanges {
+            since: Checkpoint(since),
+            entries: Vec::new(),
+            checkpoint: Checkpoint(9),
+            head: 9,
+        };
+        assert!(read_from(0).page_from(Checkpoint(0)).is_some());
+        assert_eq!(read_from(0).page_from(Checkpoint(4)), None);
+        assert!(read_from(3).page_from(Checkpoint(4)).is_some());
+        assert_eq!(read_from(3).page_from(Checkpoint(2)), None);
+        assert_eq!(read_from(3).page_from(Checkpoint(9)), None);
+    }
 
     fn client() -> ClientId {
         ClientId::new(1, [1; 10])
