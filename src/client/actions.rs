@@ -39,6 +39,7 @@ use crate::bridge::{decode, encode, Broadcast, FromWorker, ToWorker};
 use crate::domain::{newest_first, MutationId, Note, NoteDraft, NoteId, UserId};
 use crate::transfer::{export_json, export_zip, parse_import, plan_import};
 use crate::ui::model::{restored, stale_trash, step_in, SaveState, Trashed, WorkerView};
+use crate::ui::notes::Notes;
 use crate::ui::{ExportFormat, NotesState};
 
 /// What another context changed in IndexedDB, for the page to take in.
@@ -287,7 +288,7 @@ impl Page {
                     // The stored copy moved under this page and took the
                     // page's edit in: show the merge.
                     self.state.notes.update(|ns| {
-                        if let Some(n) = ns.iter_mut().find(|n| n.id == id) {
+                        if let Some(n) = ns.find_mut(|n| n.id == id) {
                             *n = stored.clone();
                         }
                     });
@@ -300,7 +301,7 @@ impl Page {
                     // this page holds by that revision (`take_pulled`), and
                     // one at the revision this text was saved over is older.
                     self.state.notes.maybe_update(|ns| {
-                        match ns.iter_mut().find(|n| n.id == id) {
+                        match ns.find_mut(|n| n.id == id) {
                             Some(n) if n.rev < stored.rev => {
                                 n.rev = stored.rev;
                                 n.created_at = stored.created_at;
@@ -418,7 +419,7 @@ impl Page {
                 });
                 stored.retain(|n| !dirty.contains(&n.id));
                 stored.extend(mine);
-                self.state.notes.set(stored);
+                self.state.notes.set(Notes::from(stored));
                 if open_changed {
                     self.state.editor_epoch.update(|e| *e += 1);
                 }
@@ -503,7 +504,9 @@ impl Page {
                         (Some(note), Some(i)) => {
                             if ns[i] != note {
                                 open_changed |= open == Some(id);
-                                ns[i] = note;
+                                if let Some(held) = ns.get_mut(i) {
+                                    *held = note;
+                                }
                             }
                         }
                         (Some(note), None) => {
@@ -664,7 +667,7 @@ async fn load(page: Rc<Page>, refreshes: mpsc::UnboundedReceiver<Refresh>) {
     }
     notes.sort_by(newest_first);
     let first = notes.iter().find(|n| !n.deleted).map(|n| n.id);
-    state.notes.set(notes);
+    state.notes.set(Notes::from(notes));
     for id in recovered {
         page.mark_dirty(id);
         page.enqueue(id);
@@ -1137,7 +1140,7 @@ pub fn delete_note(state: NotesState, id: NoteId) {
     });
     let mut kept = None;
     state.notes.update(|ns| {
-        if let Some(n) = ns.iter_mut().find(|n| n.id == id && !n.deleted) {
+        if let Some(n) = ns.find_mut(|n| n.id == id && !n.deleted) {
             kept = Some(Trashed {
                 id,
                 note: n.clone(),
@@ -1183,7 +1186,7 @@ pub fn restore_note(state: NotesState, id: NoteId) {
     let now = now_ms();
     let mut done = false;
     state.notes.update(|ns| {
-        if let Some(n) = ns.iter_mut().find(|n| n.id == id && n.deleted) {
+        if let Some(n) = ns.find_mut(|n| n.id == id && n.deleted) {
             *n = restored(n, &kept.note, now);
             done = true;
         }
@@ -1327,7 +1330,7 @@ async fn import_notes(state: NotesState, file: &[u8]) {
     let updated = plan.update.len();
     for (id, draft) in plan.update {
         state.notes.update(|ns| {
-            if let Some(n) = ns.iter_mut().find(|n| n.id == id) {
+            if let Some(n) = ns.find_mut(|n| n.id == id) {
                 *n = Note {
                     deleted: false,
                     ..n.with_draft(draft, now)
@@ -1367,7 +1370,7 @@ pub fn sync_now(_state: NotesState) {
 pub fn resolve_conflict(state: NotesState, id: NoteId, content: Option<NoteDraft>) {
     let now = now_ms();
     state.notes.update(|ns| {
-        if let Some(n) = ns.iter_mut().find(|n| n.id == id) {
+        if let Some(n) = ns.find_mut(|n| n.id == id) {
             *n = match content {
                 Some(draft) => n.with_draft(draft, now),
                 None => n.tombstone(now),

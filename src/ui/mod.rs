@@ -7,6 +7,7 @@
 
 mod auth;
 pub mod model;
+pub mod notes;
 
 #[cfg_attr(feature = "hydrate", path = "platform_browser.rs")]
 #[cfg_attr(not(feature = "hydrate"), path = "platform_server.rs")]
@@ -22,14 +23,15 @@ use crate::api::Account;
 use crate::bridge::LiveState;
 use crate::domain::{Note, NoteDraft, NoteId};
 use crate::markdown::to_safe_html;
-use crate::search::{query_terms, SearchIndex, Segment};
+use crate::search::{query_terms, Segment};
 use crate::sync::engine::SyncStatus;
 use crate::sync::protocol::ConflictSides;
 use model::{
-    caret_after_replace, list_item, live_label, refresh_index, scroll_to_reveal, sync_label,
-    trash_items, visible_rows, ListFilter, ListOrder, SaveState, SortOrder, StorageUse, TagCounts,
+    caret_after_replace, list_item, live_label, scroll_to_reveal, sync_label, trash_items,
+    visible_rows, ListFilter, ListOrder, NoteSearch, SaveState, SortOrder, StorageUse, TagCounts,
     Trashed, WorkerView,
 };
+use notes::Notes;
 
 /// Rows built beyond each edge of the visible part of the notes list.
 pub const LIST_OVERSCAN: usize = 60;
@@ -49,7 +51,7 @@ pub enum ExportFormat {
 #[derive(Clone, Copy)]
 pub struct NotesState {
     /// Every note the page holds, tombstones included.
-    pub notes: RwSignal<Vec<Note>>,
+    pub notes: RwSignal<Notes>,
     /// Whether the notes have been read from IndexedDB yet.
     pub loaded: RwSignal<bool>,
     pub selected: RwSignal<Option<NoteId>>,
@@ -115,7 +117,7 @@ pub struct NotesState {
 
 impl NotesState {
     fn new() -> Self {
-        let notes = RwSignal::new(Vec::<Note>::new());
+        let notes = RwSignal::new(Notes::default());
         let filter = RwSignal::new(ListFilter::default());
         let now_ms = RwSignal::new(0);
         let listed = RwSignal::new(0u64);
@@ -148,20 +150,20 @@ impl NotesState {
             notes.with(|ns| position_of(ns, id, hint).map(|i| ns[i].clone()))
         });
         // Every note, as of the last bump.
-        let listed_notes = move |f: &mut dyn FnMut(&[Note])| {
+        let listed_notes = move |f: &mut dyn FnMut(&Notes)| {
             listed.track();
             notes.with_untracked(|ns| f(ns));
         };
         // The search index lives as long as the page and follows the notes
-        // note by note (see `refresh_index`); it is only brought up to date
+        // note by note (see `NoteSearch`); it is only brought up to date
         // while there is something to search for.
-        let index = StoredValue::new(SearchIndex::<NoteId>::new());
+        let index = StoredValue::new(NoteSearch::default());
         let hits = Memo::new(move |_| {
             let query = filter.with(|f| f.query.clone());
             if query_terms(&query).is_empty() {
                 return None;
             }
-            listed_notes(&mut |ns| index.update_value(|ix| refresh_index(ix, ns)));
+            listed_notes(&mut |ns| index.update_value(|ix| ix.refresh(ns)));
             let found: HashSet<NoteId> = index
                 .with_value(|ix| ix.search(&query))
                 .into_iter()
@@ -230,7 +232,7 @@ impl NotesState {
 
     /// Runs `f` over every note as of the last [`NotesState::listed`] bump,
     /// tracking the bump rather than every change.
-    pub fn with_listed<T>(&self, f: impl FnOnce(&[Note]) -> T) -> T {
+    pub fn with_listed<T>(&self, f: impl FnOnce(&Notes) -> T) -> T {
         self.listed.track();
         self.notes.with_untracked(|ns| f(ns))
     }
@@ -258,8 +260,7 @@ impl NotesState {
         let now = platform::now();
         let hint = self.hint;
         self.notes.update(|ns| {
-            if let Some(i) = position_of(ns, id, hint) {
-                let note = &mut ns[i];
+            if let Some(note) = position_of(ns, id, hint).and_then(|i| ns.get_mut(i)) {
                 change(note);
                 note.updated_at = now.max(note.updated_at);
             }

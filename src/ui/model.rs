@@ -10,6 +10,8 @@ use crate::domain::{Note, NoteId};
 use crate::search::{highlight, query_terms, snippet, SearchIndex, Segment};
 use crate::sync::engine::{SyncState, SyncStatus};
 
+use super::notes::Notes;
+
 /// How the list is ordered (pinned notes always come first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SortOrder {
@@ -82,7 +84,9 @@ pub fn list_order(
     filter: &ListFilter,
     hits: Option<&HashSet<NoteId>>,
 ) -> Vec<usize> {
-    ListOrder::default().update(notes, filter, hits).to_vec()
+    let mut order = ListOrder::default();
+    order.place(notes, filter, hits, |_| true);
+    order.order
 }
 
 /// Where a shown note goes in the list: pinned first, then the order's own
@@ -124,10 +128,10 @@ fn place_key(
 /// Each note's place depends on its own key alone, so the notes whose key
 /// did not change keep their order among themselves; a change to a few
 /// notes removes those and inserts them again where their new keys go.
-/// Which keys changed is found by comparing every note's key with the one
-/// it was placed with, so nothing has to report its changes, and a change
-/// of filter or order simply changes many keys. More than
-/// [`ListOrder::MOVE_AT_MOST`] changed keys sort everything again.
+/// Only the notes whose [`Notes`] version changed are looked at; a new
+/// filter, or a search (whose hits change with the notes), looks at every
+/// note's key again. More than [`ListOrder::MOVE_AT_MOST`] changed keys
+/// sort everything again.
 #[derive(Debug, Default)]
 pub struct ListOrder {
     /// The key each note was placed with, by its index in the notes;
@@ -135,6 +139,9 @@ pub struct ListOrder {
     keys: Vec<Option<PlaceKey>>,
     /// The shown notes' indices, in order.
     order: Vec<usize>,
+    /// The notes' versions when they were placed, and the filter.
+    seen: Vec<u64>,
+    made_for: Option<ListFilter>,
 }
 
 impl ListOrder {
@@ -145,10 +152,30 @@ impl ListOrder {
     /// The order for `notes` as they are now (see [`list_order`]).
     pub fn update(
         &mut self,
-        notes: &[Note],
+        notes: &Notes,
         filter: &ListFilter,
         hits: Option<&HashSet<NoteId>>,
     ) -> &[usize] {
+        let every =
+            self.made_for.as_ref() != Some(filter) || !query_terms(&filter.query).is_empty();
+        let seen = std::mem::take(&mut self.seen);
+        let versions = notes.versions();
+        self.place(notes, filter, hits, |i| {
+            every || seen.get(i) != Some(&versions[i])
+        });
+        self.seen = versions.to_vec();
+        self.made_for = Some(filter.clone());
+        &self.order
+    }
+
+    /// Places again the notes for which `may_differ` holds, and those gone.
+    fn place(
+        &mut self,
+        notes: &[Note],
+        filter: &ListFilter,
+        hits: Option<&HashSet<NoteId>>,
+        may_differ: impl Fn(usize) -> bool,
+    ) {
         let searching = !query_terms(&filter.query).is_empty();
         // Indices to take out of the order and place again: notes gone
         // from the end, then every note whose key changed.
@@ -158,6 +185,9 @@ impl ListOrder {
         self.keys.truncate(notes.len());
         self.keys.resize(notes.len(), None);
         for (i, note) in notes.iter().enumerate() {
+            if !may_differ(i) {
+                continue;
+            }
             let key = place_key(note, filter, searching, hits);
             if self.keys[i] != key {
                 self.keys[i] = key;
@@ -185,7 +215,6 @@ impl ListOrder {
                 }
             }
         }
-        &self.order
     }
 }
 
@@ -277,12 +306,62 @@ pub fn scroll_to_reveal(
 /// Brings `index` up to date with `notes`: live notes indexed (unchanged
 /// ones cost a hash), deleted and vanished ones removed.
 pub fn refresh_index(index: &mut SearchIndex<NoteId>, notes: &[Note]) {
-    let mut live = HashSet::with_capacity(notes.len());
-    for note in notes.iter().filter(|n| !n.deleted) {
-        index.upsert(note.id, &note.title, &note.body);
-        live.insert(note.id);
+    index_notes(index, notes, |_| true);
+}
+
+/// The search index kept up to date with the notes: only the notes whose
+/// [`Notes`] version changed are indexed again ([`refresh_index`] hashes
+/// every note's text to find the changed ones: 10 MB at 10,000 notes, at
+/// every frame of typing while a search is shown).
+#[derive(Default)]
+pub struct NoteSearch {
+    index: SearchIndex<NoteId>,
+    /// The notes' versions when they were indexed.
+    seen: Vec<u64>,
+}
+
+impl NoteSearch {
+    pub fn refresh(&mut self, notes: &Notes) {
+        let seen = std::mem::take(&mut self.seen);
+        let versions = notes.versions();
+        index_notes(&mut self.index, notes, |i| {
+            seen.get(i) != Some(&versions[i])
+        });
+        self.seen = versions.to_vec();
     }
-    if index.len() > live.len() {
+
+    /// The live notes matching every word of `query` (see
+    /// [`SearchIndex::search`]), as of the last [`NoteSearch::refresh`].
+    pub fn search(&self, query: &str) -> Vec<NoteId> {
+        self.index.search(query)
+    }
+}
+
+/// Indexes again the notes for which `may_differ` holds (removing them if
+/// deleted), then drops what no live note holds any more.
+fn index_notes(
+    index: &mut SearchIndex<NoteId>,
+    notes: &[Note],
+    may_differ: impl Fn(usize) -> bool,
+) {
+    let mut live = 0;
+    for (i, note) in notes.iter().enumerate() {
+        if !note.deleted {
+            live += 1;
+        }
+        if !may_differ(i) {
+            continue;
+        }
+        if note.deleted {
+            index.remove(note.id);
+        } else {
+            index.upsert(note.id, &note.title, &note.body);
+        }
+    }
+    // Every live note is indexed, so more entries than live notes means
+    // some note is gone from the notes (or changed its id in place).
+    if index.len() > live {
+        let live: HashSet<NoteId> = notes.iter().filter(|n| !n.deleted).map(|n| n.id).collect();
         index.retain(|id| live.contains(id));
     }
 }
@@ -291,13 +370,17 @@ pub fn refresh_index(index: &mut SearchIndex<NoteId>, notes: &[Note]) {
 /// ignored, then as written). Made from nothing; the page keeps the counts
 /// with [`TagCounts`].
 pub fn all_tags(notes: &[Note]) -> Vec<(String, usize)> {
-    TagCounts::default().update(notes)
+    let mut counts = TagCounts::default();
+    counts.count(notes, |_| true);
+    counts.sorted()
 }
 
 /// The tag counts kept from one change of the notes to the next: the same
-/// as [`all_tags`], but only a note whose tags changed, or that was deleted
-/// or restored, is counted again. Counting every tag of 10,000 notes at
-/// each frame of typing took about 1.5 ms, nearly all of it hashing.
+/// as [`all_tags`], but only a note whose [`Notes`] version changed is
+/// looked at, and counted again if its tags changed or it was deleted or
+/// restored. Counting every tag of 10,000 notes at each frame of typing
+/// took about 1.5 ms, nearly all of it hashing; comparing every note's tags
+/// with those it was counted with still took 1 ms.
 #[derive(Debug, Default)]
 pub struct TagCounts {
     /// The tags each note was counted with, by its index in the notes
@@ -305,17 +388,32 @@ pub struct TagCounts {
     counted: Vec<Vec<String>>,
     /// Notes carrying each tag; a tag no note carries is not kept.
     counts: HashMap<String, usize>,
+    /// The notes' versions when they were counted.
+    seen: Vec<u64>,
 }
 
 impl TagCounts {
     /// The counts for `notes` as they are now (see [`all_tags`]).
-    pub fn update(&mut self, notes: &[Note]) -> Vec<(String, usize)> {
+    pub fn update(&mut self, notes: &Notes) -> Vec<(String, usize)> {
+        let seen = std::mem::take(&mut self.seen);
+        let versions = notes.versions();
+        self.count(notes, |i| seen.get(i) != Some(&versions[i]));
+        self.seen = versions.to_vec();
+        self.sorted()
+    }
+
+    /// Counts again the notes for which `may_differ` holds, and drops
+    /// those gone.
+    fn count(&mut self, notes: &[Note], may_differ: impl Fn(usize) -> bool) {
         let gone = self.counted.split_off(notes.len().min(self.counted.len()));
         for tags in &gone {
             self.uncount(tags);
         }
         self.counted.resize_with(notes.len(), Vec::new);
         for (i, note) in notes.iter().enumerate() {
+            if !may_differ(i) {
+                continue;
+            }
             let tags: &[String] = if note.deleted { &[] } else { &note.tags };
             if self.counted[i] != tags {
                 let before = std::mem::replace(&mut self.counted[i], tags.to_vec());
@@ -325,6 +423,9 @@ impl TagCounts {
                 }
             }
         }
+    }
+
+    fn sorted(&self) -> Vec<(String, usize)> {
         let mut tags: Vec<(String, usize)> = self
             .counts
             .iter()
@@ -956,6 +1057,13 @@ mod tests {
             count: usize,
             updated: u64,
         },
+        /// Every note handed out to change (`Notes::iter_mut`), one edited.
+        TouchAll {
+            at: usize,
+            updated: u64,
+        },
+        /// A whole new value, as a signal's `set` gives.
+        Replace,
         Sort {
             sort: usize,
         },
@@ -981,8 +1089,10 @@ mod tests {
             1 => (at.clone(), 0u8..4).prop_map(|(at, title)| Step::Retitle { at, title }),
             1 => (0u64..60).prop_map(|updated| Step::Create { updated }),
             1 => at.clone().prop_map(|at| Step::Remove { at }),
-            1 => (at, 0usize..100, 0u64..60)
+            1 => (at.clone(), 0usize..100, 0u64..60)
                 .prop_map(|(from, count, updated)| Step::EditMany { from, count, updated }),
+            1 => (at, 0u64..60).prop_map(|(at, updated)| Step::TouchAll { at, updated }),
+            1 => Just(Step::Replace),
             1 => (0usize..3).prop_map(|sort| Step::Sort { sort }),
             1 => proptest::option::of(0u8..3).prop_map(|tag| Step::Tag { tag }),
             1 => proptest::option::of(any::<u64>()).prop_map(|hits| Step::Search { hits }),
@@ -1011,12 +1121,13 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The kept order and tag counts equal those made from nothing
-        /// after every change: edits, pins, deletes, new and removed notes
-        /// (which move every index after them), many notes at once, and
-        /// changes of order, tag filter and search.
+        /// The kept order, tag counts and search index equal those made
+        /// from nothing after every change: edits, pins, deletes, new and
+        /// removed notes (which move every index after them), many notes at
+        /// once, a whole new value, and changes of order, tag filter and
+        /// search.
         #[test]
-        fn the_kept_order_and_counts_follow_every_change(
+        fn the_kept_order_counts_and_index_follow_every_change(
             start in proptest::collection::vec((0u64..60, 0u8..8, 0u8..4), 0..90),
             steps in proptest::collection::vec(step(), 1..40),
         ) {
@@ -1025,7 +1136,7 @@ mod tests {
                 next_id += 1;
                 note(next_id, updated)
             };
-            let mut notes: Vec<Note> = start
+            let mut notes = Notes::new(start
                 .iter()
                 .map(|&(updated, tags, title)| {
                     let mut n = make(updated);
@@ -1034,11 +1145,12 @@ mod tests {
                     n.title = TITLES[usize::from(title)].to_string();
                     n
                 })
-                .collect();
+                .collect());
             let mut filter = ListFilter::default();
             let mut hits: Option<HashSet<NoteId>> = None;
             let mut kept_order = ListOrder::default();
             let mut kept_tags = TagCounts::default();
+            let mut kept_search = NoteSearch::default();
             for step in steps {
                 let len = notes.len().max(1);
                 match step {
@@ -1069,15 +1181,23 @@ mod tests {
                     }
                     Step::Create { updated } => notes.push(make(updated)),
                     Step::Remove { at } => {
-                        if !notes.is_empty() {
-                            notes.remove(at % len);
+                        if let Some(gone) = notes.get(at % len).map(|n| n.id) {
+                            notes.retain(|n| n.id != gone);
                         }
                     }
                     Step::EditMany { from, count, updated } => {
-                        for n in notes.iter_mut().skip(from % len).take(count) {
+                        for i in (from % len..notes.len()).take(count) {
+                            if let Some(n) = notes.get_mut(i) {
+                                n.updated_at = updated;
+                            }
+                        }
+                    }
+                    Step::TouchAll { at, updated } => {
+                        if let Some(n) = notes.iter_mut().nth(at % len) {
                             n.updated_at = updated;
                         }
                     }
+                    Step::Replace => notes = Notes::from(notes.to_vec()),
                     Step::Sort { sort } => filter.sort = SortOrder::ALL[sort],
                     Step::Tag { tag } => filter.tag = tag.map(|t| TAGS[usize::from(t)].to_string()),
                     Step::Search { hits: mask } => {
@@ -1108,6 +1228,16 @@ mod tests {
                 let want: Vec<NoteId> = naive.iter().map(|n| n.id).collect();
                 proptest::prop_assert_eq!(got, want);
                 proptest::prop_assert_eq!(kept_tags.update(&notes), reference_tags(&notes));
+                kept_search.refresh(&notes);
+                let mut fresh = SearchIndex::new();
+                refresh_index(&mut fresh, &notes);
+                for query in ["a", "b", "note"] {
+                    let mut got = kept_search.search(query);
+                    let mut want = fresh.search(query);
+                    got.sort();
+                    want.sort();
+                    proptest::prop_assert_eq!(got, want, "searching {}", query);
+                }
             }
         }
     }
