@@ -1,4 +1,4 @@
-import { test, expect, type Page } from '@playwright/test';
+import { test, expect, type Page, type Worker } from '@playwright/test';
 import { NotesApp } from '../fixtures/app';
 
 // Fault injection: IndexedDB calls fail on demand, exactly as the browser
@@ -43,6 +43,21 @@ async function worker(page: Page) {
   const w = page.workers()[0];
   await expect.poll(() => w.evaluate(() => (globalThis as any).__notesyncFaults === true)).toBe(true);
   return w;
+}
+
+/**
+ * Types and undoes a letter until the worker (`saver`) has saved an edit:
+ * the page hands its saves to the worker only once the worker is ready.
+ * The note's text is as before.
+ */
+async function untilTheWorkerSaves(app: NotesApp, saver: Worker) {
+  await expect.poll(async () => {
+    await app.body.press('End');
+    await app.body.pressSequentially('x');
+    await app.body.press('Backspace');
+    await app.expectSaved();
+    return saver.evaluate(() => (globalThis as any).__notesyncNoteWrites);
+  }).toBeGreaterThan(0);
 }
 
 /** Sets a fault flag in the page and in its worker. */
@@ -140,16 +155,8 @@ test('a database closed by the browser is reopened and the edit saved', async ({
   await app.open();
   await app.create('Reopen', 'before');
   const saver = await worker(page);
-  // The page hands its saves to the worker once the worker is ready: until
-  // the worker has saved an edit, the fault below could meet nothing.
-  const workerWrites = () => saver.evaluate(() => (globalThis as any).__notesyncNoteWrites);
-  await expect.poll(async () => {
-    await app.body.press('End');
-    await app.body.pressSequentially('x');
-    await app.body.press('Backspace');
-    await app.expectSaved();
-    return workerWrites();
-  }).toBeGreaterThan(0);
+  // Until the worker has saved an edit, the fault below could meet nothing.
+  await untilTheWorkerSaves(app, saver);
   await saver.evaluate(() => ((globalThis as any).__notesyncCloseOnce = true));
   await app.body.pressSequentially(' after');
   await app.expectSaved();
@@ -168,6 +175,10 @@ test('edits are saved by the worker while it runs, and by the page once it stopp
   await app.create('Where', 'one');
   await app.expectSaved();
   const saver = await worker(page);
+  // Counted from when the worker saves: the page saves its edits itself
+  // until its worker is ready, which on a busy machine can outlast the
+  // note's creation.
+  await untilTheWorkerSaves(app, saver);
   const writes = async () => ({
     page: await page.evaluate(() => (globalThis as any).__notesyncNoteWrites),
     worker: await saver.evaluate(() => (globalThis as any).__notesyncNoteWrites),
