@@ -158,12 +158,14 @@ impl ListOrder {
     ) -> &[usize] {
         let every =
             self.made_for.as_ref() != Some(filter) || !query_terms(&filter.query).is_empty();
-        let seen = std::mem::take(&mut self.seen);
+        let mut seen = std::mem::take(&mut self.seen);
         let versions = notes.versions();
         self.place(notes, filter, hits, |i| {
             every || seen.get(i) != Some(&versions[i])
         });
-        self.seen = versions.to_vec();
+        seen.clear();
+        seen.extend_from_slice(versions);
+        self.seen = seen;
         self.made_for = Some(filter.clone());
         &self.order
     }
@@ -322,12 +324,14 @@ pub struct NoteSearch {
 
 impl NoteSearch {
     pub fn refresh(&mut self, notes: &Notes) {
-        let seen = std::mem::take(&mut self.seen);
+        let mut seen = std::mem::take(&mut self.seen);
         let versions = notes.versions();
         index_notes(&mut self.index, notes, |i| {
             seen.get(i) != Some(&versions[i])
         });
-        self.seen = versions.to_vec();
+        seen.clear();
+        seen.extend_from_slice(versions);
+        self.seen = seen;
     }
 
     /// The live notes matching every word of `query` (see
@@ -337,8 +341,9 @@ impl NoteSearch {
     }
 }
 
-/// Indexes again the notes for which `may_differ` holds (removing them if
-/// deleted), then drops what no live note holds any more.
+/// Indexes again the notes for which `may_differ` holds (removing the
+/// deleted ones, which spares the scan below when a note is deleted), then
+/// drops what no live note holds any more.
 fn index_notes(
     index: &mut SearchIndex<NoteId>,
     notes: &[Note],
@@ -395,10 +400,12 @@ pub struct TagCounts {
 impl TagCounts {
     /// The counts for `notes` as they are now (see [`all_tags`]).
     pub fn update(&mut self, notes: &Notes) -> Vec<(String, usize)> {
-        let seen = std::mem::take(&mut self.seen);
+        let mut seen = std::mem::take(&mut self.seen);
         let versions = notes.versions();
         self.count(notes, |i| seen.get(i) != Some(&versions[i]));
-        self.seen = versions.to_vec();
+        seen.clear();
+        seen.extend_from_slice(versions);
+        self.seen = seen;
         self.sorted()
     }
 
@@ -1024,8 +1031,9 @@ mod tests {
         }
     }
 
-    /// One change to the notes or to the list's filter, as the page sees
-    /// between two frames.
+    /// One change to the notes or to the list's filter, or a frame: the
+    /// page takes the changes in only at its next frame, and the search
+    /// index only while a search is shown.
     #[derive(Debug, Clone)]
     enum Step {
         Edit {
@@ -1046,11 +1054,18 @@ mod tests {
             at: usize,
             title: u8,
         },
+        Rebody {
+            at: usize,
+            body: u8,
+        },
         Create {
             updated: u64,
         },
+        /// `count` notes from `at` removed at once, moving every index
+        /// after them.
         Remove {
             at: usize,
+            count: usize,
         },
         EditMany {
             from: usize,
@@ -1070,13 +1085,21 @@ mod tests {
         Tag {
             tag: Option<u8>,
         },
+        /// A query (one with words, or only spaces) with these hits, or none.
         Search {
-            hits: Option<u64>,
+            hits: Option<(u64, bool)>,
+        },
+        /// The page's frame: the list and the tags take the notes in, and
+        /// the search index too if `searching`.
+        Frame {
+            searching: bool,
         },
     }
 
     const TAGS: [&str; 3] = ["home", "Work", "work"];
     const TITLES: [&str; 4] = ["b", "A", "a", ""];
+    const BODIES: [&str; 4] = ["", "alpha Beta", "beta gamma\nnote", "Note taking"];
+    const QUERIES: [&str; 7] = ["a", "b", "al", "beta", "note", "gam", "beta no"];
 
     fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         use proptest::prelude::*;
@@ -1087,15 +1110,18 @@ mod tests {
             1 => at.clone().prop_map(|at| Step::Delete { at }),
             1 => (at.clone(), 0u8..8).prop_map(|(at, tags)| Step::Retag { at, tags }),
             1 => (at.clone(), 0u8..4).prop_map(|(at, title)| Step::Retitle { at, title }),
+            2 => (at.clone(), 0u8..4).prop_map(|(at, body)| Step::Rebody { at, body }),
             1 => (0u64..60).prop_map(|updated| Step::Create { updated }),
-            1 => at.clone().prop_map(|at| Step::Remove { at }),
+            1 => (at.clone(), 1usize..4).prop_map(|(at, count)| Step::Remove { at, count }),
             1 => (at.clone(), 0usize..100, 0u64..60)
                 .prop_map(|(from, count, updated)| Step::EditMany { from, count, updated }),
             1 => (at, 0u64..60).prop_map(|(at, updated)| Step::TouchAll { at, updated }),
             1 => Just(Step::Replace),
             1 => (0usize..3).prop_map(|sort| Step::Sort { sort }),
             1 => proptest::option::of(0u8..3).prop_map(|tag| Step::Tag { tag }),
-            1 => proptest::option::of(any::<u64>()).prop_map(|hits| Step::Search { hits }),
+            1 => proptest::option::of((any::<u64>(), any::<bool>()))
+                .prop_map(|hits| Step::Search { hits }),
+            4 => any::<bool>().prop_map(|searching| Step::Frame { searching }),
         ]
     }
 
@@ -1120,16 +1146,80 @@ mod tests {
         counts
     }
 
+    /// A search written plainly, as a scan: the live notes where every
+    /// word of `query` starts a word of the title or the body.
+    fn reference_search(notes: &[Note], query: &str) -> Vec<NoteId> {
+        let terms = query_terms(query);
+        let mut found: Vec<NoteId> = notes
+            .iter()
+            .filter(|n| !n.deleted && !terms.is_empty())
+            .filter(|n| {
+                terms.iter().all(|t| {
+                    crate::search::words(&n.title)
+                        .chain(crate::search::words(&n.body))
+                        .any(|w| w.starts_with(t.as_str()))
+                })
+            })
+            .map(|n| n.id)
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// What the kept views must show at a frame, checked against plain
+    /// versions made from nothing.
+    fn check_frame(
+        notes: &Notes,
+        filter: &ListFilter,
+        hits: Option<&HashSet<NoteId>>,
+        kept: (&mut ListOrder, &mut TagCounts, &mut NoteSearch),
+        searching: bool,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let (order, tags, search) = kept;
+        let got: Vec<NoteId> = order
+            .update(notes, filter, hits)
+            .iter()
+            .map(|&i| notes[i].id)
+            .collect();
+        let has_words = !query_terms(&filter.query).is_empty();
+        let mut naive: Vec<&Note> = notes
+            .iter()
+            .filter(|n| !n.deleted)
+            .filter(|n| filter.tag.as_ref().is_none_or(|t| n.tags.contains(t)))
+            .filter(|n| !has_words || hits.is_some_and(|h| h.contains(&n.id)))
+            .collect();
+        naive.sort_by(|a, b| reference_order(filter.sort, a, b));
+        let want: Vec<NoteId> = naive.iter().map(|n| n.id).collect();
+        proptest::prop_assert_eq!(got, want);
+        proptest::prop_assert_eq!(tags.update(notes), reference_tags(notes));
+        if searching {
+            search.refresh(notes);
+            for query in QUERIES {
+                let mut got = search.search(query);
+                got.sort();
+                proptest::prop_assert_eq!(
+                    got,
+                    reference_search(notes, query),
+                    "searching {}",
+                    query
+                );
+            }
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
-        /// The kept order, tag counts and search index equal those made
-        /// from nothing after every change: edits, pins, deletes, new and
-        /// removed notes (which move every index after them), many notes at
+        /// The kept order, tag counts and search index equal plain ones
+        /// made from nothing at every frame, whatever came between: edits
+        /// of dates, pins, deletes, tags, titles and bodies, new notes,
+        /// removals (which move every index after them), many notes at
         /// once, a whole new value, and changes of order, tag filter and
-        /// search.
+        /// search; the search index only at some frames, as the page
+        /// refreshes it only while a search is shown.
         #[test]
         fn the_kept_order_counts_and_index_follow_every_change(
-            start in proptest::collection::vec((0u64..60, 0u8..8, 0u8..4), 0..90),
-            steps in proptest::collection::vec(step(), 1..40),
+            start in proptest::collection::vec((0u64..60, 0u8..8, 0u8..4, 0u8..4), 0..90),
+            steps in proptest::collection::vec(step(), 1..60),
         ) {
             let mut next_id = 0u64;
             let mut make = |updated: u64| {
@@ -1138,11 +1228,12 @@ mod tests {
             };
             let mut notes = Notes::new(start
                 .iter()
-                .map(|&(updated, tags, title)| {
+                .map(|&(updated, tags, title, body)| {
                     let mut n = make(updated);
                     n.created_at = updated / 2;
                     n.tags = tags_of(tags);
                     n.title = TITLES[usize::from(title)].to_string();
+                    n.body = BODIES[usize::from(body)].to_string();
                     n
                 })
                 .collect());
@@ -1151,7 +1242,7 @@ mod tests {
             let mut kept_order = ListOrder::default();
             let mut kept_tags = TagCounts::default();
             let mut kept_search = NoteSearch::default();
-            for step in steps {
+            for step in steps.into_iter().chain([Step::Frame { searching: true }]) {
                 let len = notes.len().max(1);
                 match step {
                     Step::Edit { at, updated } => {
@@ -1179,11 +1270,16 @@ mod tests {
                             n.title = TITLES[usize::from(title)].to_string();
                         }
                     }
-                    Step::Create { updated } => notes.push(make(updated)),
-                    Step::Remove { at } => {
-                        if let Some(gone) = notes.get(at % len).map(|n| n.id) {
-                            notes.retain(|n| n.id != gone);
+                    Step::Rebody { at, body } => {
+                        if let Some(n) = notes.get_mut(at % len) {
+                            n.body = BODIES[usize::from(body)].to_string();
                         }
+                    }
+                    Step::Create { updated } => notes.push(make(updated)),
+                    Step::Remove { at, count } => {
+                        let gone: HashSet<NoteId> =
+                            notes.iter().skip(at % len).take(count).map(|n| n.id).collect();
+                        notes.retain(|n| !gone.contains(&n.id));
                     }
                     Step::EditMany { from, count, updated } => {
                         for i in (from % len..notes.len()).take(count) {
@@ -1201,8 +1297,12 @@ mod tests {
                     Step::Sort { sort } => filter.sort = SortOrder::ALL[sort],
                     Step::Tag { tag } => filter.tag = tag.map(|t| TAGS[usize::from(t)].to_string()),
                     Step::Search { hits: mask } => {
-                        filter.query = if mask.is_some() { "words".into() } else { String::new() };
-                        hits = mask.map(|mask| {
+                        filter.query = match mask {
+                            Some((_, true)) => "words".into(),
+                            Some((_, false)) => "  ".into(),
+                            None => String::new(),
+                        };
+                        hits = mask.map(|(mask, _)| {
                             notes
                                 .iter()
                                 .enumerate()
@@ -1211,32 +1311,13 @@ mod tests {
                                 .collect()
                         });
                     }
-                }
-                let got: Vec<NoteId> = kept_order
-                    .update(&notes, &filter, hits.as_ref())
-                    .iter()
-                    .map(|&i| notes[i].id)
-                    .collect();
-                let searching = !filter.query.is_empty();
-                let mut naive: Vec<&Note> = notes
-                    .iter()
-                    .filter(|n| !n.deleted)
-                    .filter(|n| filter.tag.as_ref().is_none_or(|t| n.tags.contains(t)))
-                    .filter(|n| !searching || hits.as_ref().is_some_and(|h| h.contains(&n.id)))
-                    .collect();
-                naive.sort_by(|a, b| reference_order(filter.sort, a, b));
-                let want: Vec<NoteId> = naive.iter().map(|n| n.id).collect();
-                proptest::prop_assert_eq!(got, want);
-                proptest::prop_assert_eq!(kept_tags.update(&notes), reference_tags(&notes));
-                kept_search.refresh(&notes);
-                let mut fresh = SearchIndex::new();
-                refresh_index(&mut fresh, &notes);
-                for query in ["a", "b", "note"] {
-                    let mut got = kept_search.search(query);
-                    let mut want = fresh.search(query);
-                    got.sort();
-                    want.sort();
-                    proptest::prop_assert_eq!(got, want, "searching {}", query);
+                    Step::Frame { searching } => check_frame(
+                        &notes,
+                        &filter,
+                        hits.as_ref(),
+                        (&mut kept_order, &mut kept_tags, &mut kept_search),
+                        searching,
+                    )?,
                 }
             }
         }
