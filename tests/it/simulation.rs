@@ -875,8 +875,14 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                 // the window, and a note id used again after its tombstone
                 // was purged (ids are UUIDv7: only the simulation's fixed
                 // ids repeat).
+                // An edit waiting to land during a push is typed already:
+                // unsent, like a pending one (run after the purge, it would
+                // also use a note id of before it).
                 let quiet = world.delayed.borrow().is_empty()
-                    && parts.iter().all(|p| p.replica.pending().is_empty());
+                    && parts.iter().all(|p| {
+                        p.replica.pending().is_empty()
+                            && p.transport.in_flight_edits.borrow().is_empty()
+                    });
                 if quiet {
                     world.advance(u64::try_from(RETENTION.as_millis()).expect("fits") + 1);
                     rt.block_on(world.service.purge_expired()).expect("purge");
