@@ -10,7 +10,7 @@ use crate::domain::{Note, NoteId};
 use crate::search::{highlight, query_terms, snippet, SearchIndex, Segment};
 use crate::sync::engine::{SyncState, SyncStatus};
 
-use super::notes::Notes;
+use super::notes::{Notes, Seen};
 
 /// How the list is ordered (pinned notes always come first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -85,7 +85,8 @@ pub fn list_order(
     hits: Option<&HashSet<NoteId>>,
 ) -> Vec<usize> {
     let mut order = ListOrder::default();
-    order.place(notes, filter, hits, |_| true);
+    let searching = !query_terms(&filter.query).is_empty();
+    order.place(notes, filter, searching, hits, |_| true);
     order.order
 }
 
@@ -140,7 +141,7 @@ pub struct ListOrder {
     /// The shown notes' indices, in order.
     order: Vec<usize>,
     /// The notes' versions when they were placed, and the filter.
-    seen: Vec<u64>,
+    seen: Seen,
     made_for: Option<ListFilter>,
 }
 
@@ -156,16 +157,13 @@ impl ListOrder {
         filter: &ListFilter,
         hits: Option<&HashSet<NoteId>>,
     ) -> &[usize] {
-        let every =
-            self.made_for.as_ref() != Some(filter) || !query_terms(&filter.query).is_empty();
-        let mut seen = std::mem::take(&mut self.seen);
-        let versions = notes.versions();
-        self.place(notes, filter, hits, |i| {
-            every || seen.get(i) != Some(&versions[i])
+        let searching = !query_terms(&filter.query).is_empty();
+        let every = searching || self.made_for.as_ref() != Some(filter);
+        let seen = std::mem::take(&mut self.seen);
+        self.place(notes, filter, searching, hits, |i| {
+            every || seen.may_differ(notes, i)
         });
-        seen.clear();
-        seen.extend_from_slice(versions);
-        self.seen = seen;
+        self.seen = seen.saw(notes);
         self.made_for = Some(filter.clone());
         &self.order
     }
@@ -175,10 +173,10 @@ impl ListOrder {
         &mut self,
         notes: &[Note],
         filter: &ListFilter,
+        searching: bool,
         hits: Option<&HashSet<NoteId>>,
         may_differ: impl Fn(usize) -> bool,
     ) {
-        let searching = !query_terms(&filter.query).is_empty();
         // Indices to take out of the order and place again: notes gone
         // from the end, then every note whose key changed.
         let mut moved: Vec<usize> = (notes.len()..self.keys.len())
@@ -319,19 +317,14 @@ pub fn refresh_index(index: &mut SearchIndex<NoteId>, notes: &[Note]) {
 pub struct NoteSearch {
     index: SearchIndex<NoteId>,
     /// The notes' versions when they were indexed.
-    seen: Vec<u64>,
+    seen: Seen,
 }
 
 impl NoteSearch {
     pub fn refresh(&mut self, notes: &Notes) {
-        let mut seen = std::mem::take(&mut self.seen);
-        let versions = notes.versions();
-        index_notes(&mut self.index, notes, |i| {
-            seen.get(i) != Some(&versions[i])
-        });
-        seen.clear();
-        seen.extend_from_slice(versions);
-        self.seen = seen;
+        let seen = std::mem::take(&mut self.seen);
+        index_notes(&mut self.index, notes, |i| seen.may_differ(notes, i));
+        self.seen = seen.saw(notes);
     }
 
     /// The live notes matching every word of `query` (see
@@ -394,18 +387,15 @@ pub struct TagCounts {
     /// Notes carrying each tag; a tag no note carries is not kept.
     counts: HashMap<String, usize>,
     /// The notes' versions when they were counted.
-    seen: Vec<u64>,
+    seen: Seen,
 }
 
 impl TagCounts {
     /// The counts for `notes` as they are now (see [`all_tags`]).
     pub fn update(&mut self, notes: &Notes) -> Vec<(String, usize)> {
-        let mut seen = std::mem::take(&mut self.seen);
-        let versions = notes.versions();
-        self.count(notes, |i| seen.get(i) != Some(&versions[i]));
-        seen.clear();
-        seen.extend_from_slice(versions);
-        self.seen = seen;
+        let seen = std::mem::take(&mut self.seen);
+        self.count(notes, |i| seen.may_differ(notes, i));
+        self.seen = seen.saw(notes);
         self.sorted()
     }
 

@@ -86,6 +86,26 @@ impl Notes {
     }
 }
 
+/// The versions a reader of [`Notes`] saw, by index: which notes it must
+/// look at again.
+#[derive(Debug, Default)]
+pub struct Seen(Vec<u64>);
+
+impl Seen {
+    /// Whether the note at `index` may not be the one seen there (a new
+    /// index counts as changed).
+    pub fn may_differ(&self, notes: &Notes, index: usize) -> bool {
+        self.0.get(index) != notes.versions.get(index)
+    }
+
+    /// `notes` as seen now (reusing this one's buffer).
+    pub fn saw(mut self, notes: &Notes) -> Self {
+        self.0.clear();
+        self.0.extend_from_slice(&notes.versions);
+        self
+    }
+}
+
 impl Deref for Notes {
     type Target = [Note];
 
