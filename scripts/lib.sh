@@ -92,6 +92,17 @@ ensure_wasm_bindgen() {
   export PATH="$HOME/.cargo/bin:$PATH"
 }
 
+WASM_SPLIT_VERSION="0.2.4" # the splitter of wasm_split_helpers 0.2, which leptos uses
+ensure_wasm_split() {
+  if command -v wasm-split-cli >/dev/null &&
+    cargo install --list | grep -qx "wasm_split_cli_support v$WASM_SPLIT_VERSION:"; then
+    return 0
+  fi
+  log "installing wasm-split-cli $WASM_SPLIT_VERSION (about a minute, once)"
+  cargo install --locked wasm_split_cli_support --version "$WASM_SPLIT_VERSION" --features build-binary
+  export PATH="$HOME/.cargo/bin:$PATH"
+}
+
 ensure_node_tools() {
   command -v npm >/dev/null || apt_install nodejs npm
   if [ ! -x "$ROOT/node_modules/.bin/playwright" ] || [ ! -x "$ROOT/node_modules/.bin/wasm-opt" ] ||

@@ -90,3 +90,41 @@ test('an import of large notes is pushed in requests the server takes and arrive
   await a.context.close();
   await b.context.close();
 });
+
+test.describe('the import and export code, loaded on first use', () => {
+  // page.route does not see requests a service worker answers.
+  test.use({ serviceWorkers: 'block' });
+
+  test('is not fetched to open the app, and a failed fetch is a message that loses nothing', async ({ page }) => {
+    const chunks: string[] = [];
+    page.on('request', (r) => {
+      if (/\/pkg\/split_/.test(r.url())) chunks.push(r.url());
+    });
+    const app = new NotesApp(page);
+    await app.open();
+    await app.create('Kept', 'typed before the failed import');
+    await app.expectSaved();
+    expect(chunks, 'opening the app and typing fetch no split chunk').toEqual([]);
+
+    await page.route('**/pkg/split_*.wasm', (route) => route.abort('internetdisconnected'));
+    const file = notesFile([{ title: 'Imported', body: 'from the file' }]);
+    await page.locator('#import-file').setInputFiles(file);
+    await expect(app.importStatus).toContainText('The import and export code could not be loaded');
+    await page.locator('#export-zip').click();
+    await expect(app.importStatus).toContainText('Nothing was exported: The import and export code could not be loaded');
+    expect(await app.titles()).toEqual(['Kept']);
+    // The page still works: typing is saved as before.
+    await app.body.pressSequentially(', still here');
+    await app.expectSaved();
+
+    // The next use fetches again, and this time it loads.
+    await page.unroute('**/pkg/split_*.wasm');
+    await page.locator('#import-file').setInputFiles(file);
+    await expect(app.importStatus).toHaveText('Imported 1 note');
+    expect(chunks.length, 'the chunk was fetched once the route was gone').toBeGreaterThan(0);
+    expect((await app.titles()).sort()).toEqual(['Imported', 'Kept']);
+    await app.reload();
+    await app.item('Kept').click();
+    await expect(app.body).toHaveValue('typed before the failed import, still here');
+  });
+});

@@ -71,9 +71,11 @@ test('the service worker is active, controls the page and precaches the shell', 
     const cache = await caches.open(name);
     return (await cache.keys()).map((r) => new URL(r.url).pathname);
   }, shell[0]);
-  for (const file of ['/', '/signin', '/pkg/notesync.js', '/pkg/notesync.wasm', '/pkg/notesync.css', '/worker.js']) {
+  for (const file of ['/', '/signin', '/pkg/notesync.js', '/pkg/notesync.wasm', '/pkg/notesync.css', '/pkg/__wasm_split.js', '/worker.js']) {
     expect(cached).toContain(file);
   }
+  // The import and export chunk, so that both work offline.
+  expect(cached.filter((p) => /^\/pkg\/split_transfer\.[0-9a-f]{16}\.wasm$/.test(p))).toHaveLength(1);
   expect(cached.filter((p) => p.startsWith('/api/'))).toEqual([]);
 
   // The script is served fresh, never from an HTTP cache.
@@ -103,6 +105,14 @@ test('offline cold start: the notes show, an edit is kept and syncs once back on
     await a.app.expectSaved();
     await expect(a.app.syncStatus).toHaveAttribute('data-state', 'offline');
     await expect(a.app.syncStatus).toContainText('1 change waiting');
+    // The import's code, loaded on first use, comes from the precache.
+    await a.app.page.locator('#import-file').setInputFiles({
+      name: 'notes.json',
+      mimeType: 'application/json',
+      buffer: Buffer.from(JSON.stringify([{ title: 'Packing', body: 'passport' }])),
+    });
+    await expect(a.app.importStatus).toHaveText('Imported 1 note');
+    await expect(a.app.syncStatus).toContainText('2 changes waiting');
 
     await server.start();
     await a.context.setOffline(false);
@@ -110,6 +120,7 @@ test('offline cold start: the notes show, an edit is kept and syncs once back on
     const b = await device(browser, { baseURL: server.baseURL });
     await b.app.item('Plane').click();
     await expect(b.app.body).toHaveValue('window seat, aisle later');
+    await expect(b.app.item('Packing')).toContainText('passport');
     await a.context.close();
     await b.context.close();
   } finally {

@@ -36,8 +36,9 @@ use super::worker::CHANNEL_NAME;
 use super::{now_ms, random10, session, timings};
 use crate::api::Account;
 use crate::bridge::{decode, encode, Broadcast, FromWorker, ToWorker};
+use crate::client::split;
 use crate::domain::{newest_first, MutationId, Note, NoteDraft, NoteId, UserId};
-use crate::transfer::{export_json, export_zip, parse_import, plan_import};
+use crate::transfer::{export_json, plan_import};
 use crate::ui::model::{restored, stale_trash, step_in, SaveState, Trashed, WorkerView};
 use crate::ui::notes::Notes;
 use crate::ui::{ExportFormat, NotesState};
@@ -1214,25 +1215,38 @@ pub fn restore_note(state: NotesState, id: NoteId) {
 /// (see [`crate::transfer`]). The page's copy is exported, so text typed a
 /// moment ago and not yet in IndexedDB is included.
 pub fn export_notes(state: NotesState, format: ExportFormat) {
-    let (bytes, name, mime) = state.notes.with_untracked(|ns| match format {
-        ExportFormat::Json => (
-            Ok(export_json(ns).into_bytes()),
-            "notesync-export.json",
-            "application/json",
-        ),
-        ExportFormat::Zip => (export_zip(ns), "notesync-export.zip", "application/zip"),
-    });
     let count = state
         .notes
         .with_untracked(|ns| ns.iter().filter(|n| !n.deleted).count());
-    let message = match bytes.and_then(|bytes| download(&bytes, name, mime)) {
-        Ok(()) => format!(
-            "Exported {count} {} to {name}",
-            if count == 1 { "note" } else { "notes" }
-        ),
-        Err(e) => format!("Nothing was exported: {e}"),
+    let report = move |bytes: Result<Vec<u8>, String>, name: &str, mime: &str| {
+        let message = match bytes.and_then(|bytes| download(&bytes, name, mime)) {
+            Ok(()) => format!(
+                "Exported {count} {} to {name}",
+                if count == 1 { "note" } else { "notes" }
+            ),
+            Err(e) => format!("Nothing was exported: {e}"),
+        };
+        state.import_message.set(Some(message));
     };
-    state.import_message.set(Some(message));
+    match format {
+        ExportFormat::Json => {
+            let json = state.notes.with_untracked(|ns| export_json(ns));
+            report(
+                Ok(json.into_bytes()),
+                "notesync-export.json",
+                "application/json",
+            );
+        }
+        ExportFormat::Zip => {
+            // Taken now, so the export is the notes as they were when asked
+            // for, whatever is typed while the zip code loads.
+            let notes = state.notes.with_untracked(|ns| ns.to_vec());
+            wasm_bindgen_futures::spawn_local(async move {
+                let bytes = split::zip_of(notes).await.map_err(|split::Failed(e)| e);
+                report(bytes, "notesync-export.zip", "application/zip");
+            });
+        }
+    }
 }
 
 /// Hands `bytes` to the browser as a file download named `name`.
@@ -1264,7 +1278,7 @@ fn download(bytes: &[u8], name: &str, mime: &str) -> Result<(), String> {
 }
 
 /// Imports the notes file chosen in the file input `event` came from (see
-/// [`parse_import`] for the format): every note is stored as a new note with
+/// [`crate::transfer::parse_import`] for the format): every note is stored as a new note with
 /// its pending change, like one typed here, and then synced.
 pub fn import_file(state: NotesState, event: web_sys::Event) {
     let Some(input) = event
@@ -1281,7 +1295,7 @@ pub fn import_file(state: NotesState, event: web_sys::Event) {
     state.import_message.set(Some("Importing…".to_string()));
     wasm_bindgen_futures::spawn_local(async move {
         match wasm_bindgen_futures::JsFuture::from(file.array_buffer()).await {
-            Ok(buffer) => import_notes(state, &js_sys::Uint8Array::new(&buffer).to_vec()).await,
+            Ok(buffer) => import_notes(state, js_sys::Uint8Array::new(&buffer).to_vec()).await,
             Err(e) => state
                 .import_message
                 .set(Some(format!("The file could not be read: {e:?}"))),
@@ -1289,10 +1303,10 @@ pub fn import_file(state: NotesState, event: web_sys::Event) {
     });
 }
 
-async fn import_notes(state: NotesState, file: &[u8]) {
-    let imported = match parse_import(file) {
+async fn import_notes(state: NotesState, file: Vec<u8>) {
+    let imported = match split::notes_in_file(file).await {
         Ok(imported) => imported,
-        Err(message) => {
+        Err(split::Failed(message)) => {
             state.import_message.set(Some(message));
             return;
         }

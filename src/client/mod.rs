@@ -6,6 +6,7 @@ pub mod db;
 pub mod live;
 pub mod pwa;
 pub mod session;
+pub mod split;
 pub mod timings;
 pub mod worker;
 

@@ -27,7 +27,8 @@ use sha2::{Digest, Sha256};
 /// The pages the worker keeps for offline starts.
 const PAGES: [&str; 3] = ["/", "/signin", "/signup"];
 /// Static files of the shell, relative to the site root; the pkg files are
-/// added from the site options.
+/// added from the site options, and the lazily loaded chunks from the pkg
+/// directory (see [`is_split_part`]).
 const ASSETS: [&str; 7] = [
     "worker.js",
     "manifest.webmanifest",
@@ -43,13 +44,31 @@ const TEMPLATE: &str = include_str!("sw.js");
 /// time. Unchanged metadata means unchanged files, so the hash is reused.
 type Fingerprint = Vec<(u64, Option<SystemTime>)>;
 
+/// Whether `name`, a file of the pkg directory, is a part of the split
+/// bundle (`scripts/build`, `src/client/split.rs`): a chunk loaded on first
+/// use, or the loader the main module imports. Both are precached, so an
+/// offline page can start (the loader) and export or import (the chunks).
+fn is_split_part(name: &str) -> bool {
+    (name.starts_with("split_") && name.ends_with(".wasm"))
+        || (name.starts_with("__wasm_split") && name.ends_with(".js"))
+}
+
+/// What a version was computed from, and the files it covers.
+#[derive(Debug)]
+struct Shell {
+    fingerprint: Fingerprint,
+    files: Vec<String>,
+    version: String,
+}
+
 /// The service worker of one site directory.
 #[derive(Debug)]
 pub struct ServiceWorker {
     site_root: PathBuf,
-    /// Site-relative paths of the precached files.
+    pkg_dir: String,
+    /// Site-relative paths of the files every build has.
     files: Vec<String>,
-    last: Mutex<Option<(Fingerprint, String)>>,
+    last: Mutex<Option<Shell>>,
 }
 
 impl ServiceWorker {
@@ -63,24 +82,46 @@ impl ServiceWorker {
         files.extend(ASSETS.iter().map(|a| (*a).to_string()));
         Self {
             site_root: site_root.to_path_buf(),
+            pkg_dir: pkg_dir.to_string(),
             files,
             last: Mutex::new(None),
         }
     }
 
-    /// Every URL path the worker precaches.
+    fn last(&self) -> std::sync::MutexGuard<'_, Option<Shell>> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every URL path the worker precaches: the pages, the shell's files and
+    /// the split chunks found by the last [`Self::version`].
     pub fn precache(&self) -> Vec<String> {
+        let last = self.last();
+        let files = last.as_ref().map_or(&self.files, |shell| &shell.files);
         PAGES
             .iter()
             .map(|p| (*p).to_string())
-            .chain(self.files.iter().map(|f| format!("/{f}")))
+            .chain(files.iter().map(|f| format!("/{f}")))
             .collect()
+    }
+
+    /// The shell's files with the split chunks the pkg directory holds now.
+    fn files(&self) -> std::io::Result<Vec<String>> {
+        let mut parts: Vec<String> = std::fs::read_dir(self.site_root.join(&self.pkg_dir))?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| is_split_part(name))
+            .map(|name| format!("{}/{name}", self.pkg_dir))
+            .collect();
+        parts.sort();
+        Ok(self.files.iter().cloned().chain(parts).collect())
     }
 
     /// The current version: a hash of the app's version and every precached
     /// file. Blocks on file reads; call it off the async threads.
     pub fn version(&self) -> std::io::Result<String> {
-        let paths: Vec<PathBuf> = self.files.iter().map(|f| self.site_root.join(f)).collect();
+        let files = self.files()?;
+        let paths: Vec<PathBuf> = files.iter().map(|f| self.site_root.join(f)).collect();
         let fingerprint: Fingerprint = paths
             .iter()
             .map(|p| {
@@ -88,28 +129,29 @@ impl ServiceWorker {
                 Ok((meta.len(), meta.modified().ok()))
             })
             .collect::<std::io::Result<_>>()?;
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((seen, version)) = last.as_ref() {
-            if *seen == fingerprint {
-                return Ok(version.clone());
+        let mut last = self.last();
+        if let Some(shell) = last.as_ref() {
+            if shell.fingerprint == fingerprint && shell.files == files {
+                return Ok(shell.version.clone());
             }
         }
         let mut hasher = Sha256::new();
         hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
-        for (path, name) in paths.iter().zip(&self.files) {
+        for (path, name) in paths.iter().zip(&files) {
             hasher.update(name.as_bytes());
             hasher.update(std::fs::read(path)?);
         }
         let digest = hasher.finalize();
         let version: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        *last = Some((fingerprint, version.clone()));
+        *last = Some(Shell {
+            fingerprint,
+            files,
+            version: version.clone(),
+        });
         Ok(version)
     }
 
-    /// The script for `version`.
+    /// The script for `version`, precaching what [`Self::precache`] lists.
     pub fn script(&self, version: &str) -> String {
         let precache = serde_json::to_string(&self.precache()).unwrap_or_else(|_| "[]".into());
         TEMPLATE
@@ -206,5 +248,28 @@ mod tests {
                 "{path} is precached"
             );
         }
+    }
+
+    #[test]
+    fn split_chunks_are_precached_and_part_of_the_version() {
+        let dir = site();
+        let worker = ServiceWorker::new(dir.path(), "pkg", "app");
+        let unsplit = worker.version().expect("version");
+        assert!(!worker.precache().iter().any(|p| p.contains("split")));
+        std::fs::write(dir.path().join("pkg/__wasm_split.js"), "loader").expect("write");
+        std::fs::write(dir.path().join("pkg/split_transfer.0123.wasm"), "chunk").expect("write");
+        std::fs::write(dir.path().join("pkg/notes.txt"), "not a chunk").expect("write");
+        let split = worker.version().expect("version");
+        assert_ne!(split, unsplit);
+        let precache = worker.precache();
+        assert!(precache.contains(&"/pkg/__wasm_split.js".to_string()));
+        assert!(precache.contains(&"/pkg/split_transfer.0123.wasm".to_string()));
+        assert!(!precache.iter().any(|p| p.ends_with("notes.txt")));
+        assert!(worker
+            .script(&split)
+            .contains("\"/pkg/split_transfer.0123.wasm\""));
+        std::fs::write(dir.path().join("pkg/split_transfer.0123.wasm"), "new chunk")
+            .expect("write");
+        assert_ne!(worker.version().expect("version"), split);
     }
 }
