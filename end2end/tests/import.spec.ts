@@ -91,7 +91,7 @@ test('an import of large notes is pushed in requests the server takes and arrive
   await b.context.close();
 });
 
-test.describe('the import and export code, loaded on first use', () => {
+test.describe('code loaded on first use', () => {
   // page.route does not see requests a service worker answers.
   test.use({ serviceWorkers: 'block' });
 
@@ -126,5 +126,31 @@ test.describe('the import and export code, loaded on first use', () => {
     await app.reload();
     await app.item('Kept').click();
     await expect(app.body).toHaveValue('typed before the failed import, still here');
+  });
+
+  test('the markdown preview renders once its code loads, and says so when it cannot', async ({ page }) => {
+    const chunks: string[] = [];
+    page.on('request', (r) => {
+      if (/\/pkg\/split_markdown/.test(r.url())) chunks.push(r.url());
+    });
+    const app = new NotesApp(page);
+    await app.open();
+    await app.create('Preview me', '# Title\n\nSome *text*');
+    await app.expectSaved();
+    expect(chunks, 'no preview code before the preview opens').toEqual([]);
+
+    await page.route('**/pkg/split_markdown*.wasm', (route) => route.abort('internetdisconnected'));
+    await app.previewToggle.click();
+    await expect(page.locator('.preview-error')).toContainText('The preview could not be loaded');
+    await expect(app.preview.locator('h1')).toHaveCount(0);
+    await app.previewToggle.click();
+    await expect(app.body).toHaveValue('# Title\n\nSome *text*');
+
+    await page.unroute('**/pkg/split_markdown*.wasm');
+    await app.previewToggle.click();
+    await expect(app.preview.locator('h1')).toHaveText('Title');
+    await expect(app.preview.locator('em')).toHaveText('text');
+    await expect(page.locator('.preview-error')).toHaveCount(0);
+    await expect(app.preview).toHaveAttribute('aria-busy', 'false');
   });
 });

@@ -113,6 +113,11 @@ test('offline cold start: the notes show, an edit is kept and syncs once back on
     });
     await expect(a.app.importStatus).toHaveText('Imported 1 note');
     await expect(a.app.syncStatus).toContainText('2 changes waiting');
+    // So does the preview's.
+    await a.app.item('Plane').click();
+    await a.app.previewToggle.click();
+    await expect(a.app.preview).toContainText('window seat, aisle later');
+    await a.app.previewToggle.click();
 
     await server.start();
     await a.context.setOffline(false);

@@ -1242,11 +1242,29 @@ pub fn export_notes(state: NotesState, format: ExportFormat) {
             // for, whatever is typed while the zip code loads.
             let notes = state.notes.with_untracked(|ns| ns.to_vec());
             wasm_bindgen_futures::spawn_local(async move {
-                let bytes = split::zip_of(notes).await.map_err(|split::Failed(e)| e);
+                let bytes = split::zip_of(notes)
+                    .await
+                    .map_err(|e| e.message(TRANSFER_CODE));
                 report(bytes, "notesync-export.zip", "application/zip");
             });
         }
     }
+}
+
+/// What the person is told could not be loaded when the transfer chunk fails.
+const TRANSFER_CODE: &str = "The import and export code";
+
+/// Renders `body` as the preview's HTML (see [`crate::markdown`]) with the
+/// renderer loaded on first use, and hands the HTML, or a message saying why
+/// there is none, to `done`.
+pub fn render_markdown(body: String, done: impl FnOnce(Result<String, String>) + 'static) {
+    wasm_bindgen_futures::spawn_local(async move {
+        done(
+            split::html_of(body)
+                .await
+                .map_err(|e| e.message("The preview")),
+        );
+    });
 }
 
 /// Hands `bytes` to the browser as a file download named `name`.
@@ -1306,7 +1324,8 @@ pub fn import_file(state: NotesState, event: web_sys::Event) {
 async fn import_notes(state: NotesState, file: Vec<u8>) {
     let imported = match split::notes_in_file(file).await {
         Ok(imported) => imported,
-        Err(split::Failed(message)) => {
+        Err(failed) => {
+            let message = failed.message(TRANSFER_CODE);
             state.import_message.set(Some(message));
             return;
         }

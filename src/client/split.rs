@@ -1,11 +1,13 @@
-//! Code the page fetches only when it is first used: writing a zip export and
-//! reading an import file. The zip reader and writer, with the checksum
-//! tables they need, are a module of their own (`scripts/build` splits it off
-//! with `wasm-split`), so opening the app does not download them.
+//! Code the page fetches only when it is first used, in chunks that
+//! `scripts/build` splits off with `wasm-split`, so that opening the app does
+//! not download them:
+//! - `transfer`: writing a zip export and reading an import file (the zip
+//!   reader and writer, with the checksum tables they need);
+//! - `markdown`: the preview's renderer (pulldown-cmark, with its table of
+//!   HTML entity names).
 //!
 //! Promises:
-//! - each function gives the same result as the [`crate::transfer`] function
-//!   it stands for;
+//! - each function gives the same result as the function it stands for;
 //! - a chunk that cannot be fetched (offline before the service worker ever
 //!   cached it, or a server gone) is an error message for the person, never
 //!   a panic: the page and its unsaved text stay as they are, and the next
@@ -18,30 +20,51 @@
 use leptos::wasm_split::{wasm_split, SplitLoaderError};
 
 use crate::domain::Note;
+use crate::markdown::to_safe_html;
 use crate::transfer::{export_zip, parse_import, ImportedNote};
 
-/// Why a split-off step gave no result: a message for the person.
+/// Why a split-off step gave no result.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failed(pub String);
+pub enum Failed {
+    /// Its chunk could not be fetched or instantiated (the browser's console
+    /// has the reason).
+    NotLoaded,
+    /// The step ran and refused, with a message for the person.
+    Refused(String),
+}
+
+impl Failed {
+    /// The message for the person; `code` names what could not be loaded.
+    pub fn message(self, code: &str) -> String {
+        match self {
+            Failed::NotLoaded => format!(
+                "{code} could not be loaded. Connect once with the app open, then try again."
+            ),
+            Failed::Refused(message) => message,
+        }
+    }
+}
 
 impl From<SplitLoaderError> for Failed {
     fn from(_: SplitLoaderError) -> Self {
-        Failed(
-            "The import and export code could not be loaded. \
-             Connect once with the app open, then try again."
-                .to_string(),
-        )
+        Failed::NotLoaded
     }
 }
 
 /// [`export_zip`], loaded on first use.
 #[wasm_split(transfer, wasm_split_path = ::leptos::wasm_split, fallible)]
 pub fn zip_of(notes: Vec<Note>) -> Result<Vec<u8>, Failed> {
-    export_zip(&notes).map_err(Failed)
+    export_zip(&notes).map_err(Failed::Refused)
 }
 
 /// [`parse_import`], loaded on first use.
 #[wasm_split(transfer, wasm_split_path = ::leptos::wasm_split, fallible)]
 pub fn notes_in_file(bytes: Vec<u8>) -> Result<Vec<ImportedNote>, Failed> {
-    parse_import(&bytes).map_err(Failed)
+    parse_import(&bytes).map_err(Failed::Refused)
+}
+
+/// [`to_safe_html`], loaded on first use.
+#[wasm_split(markdown, wasm_split_path = ::leptos::wasm_split, fallible)]
+pub fn html_of(body: String) -> Result<String, Failed> {
+    Ok(to_safe_html(&body))
 }

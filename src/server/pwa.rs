@@ -47,9 +47,11 @@ type Fingerprint = Vec<(u64, Option<SystemTime>)>;
 /// Whether `name`, a file of the pkg directory, is a part of the split
 /// bundle (`scripts/build`, `src/client/split.rs`): a chunk loaded on first
 /// use, or the loader the main module imports. Both are precached, so an
-/// offline page can start (the loader) and export or import (the chunks).
+/// offline page can start (the loader) and use every feature (the chunks).
+/// `scripts/build` names every chunk `split_*`; cargo-leptos's split build
+/// keeps the splitter's `chunk_*` for the code several chunks share.
 fn is_split_part(name: &str) -> bool {
-    (name.starts_with("split_") && name.ends_with(".wasm"))
+    ((name.starts_with("split_") || name.starts_with("chunk_")) && name.ends_with(".wasm"))
         || (name.starts_with("__wasm_split") && name.ends_with(".js"))
 }
 
@@ -258,12 +260,14 @@ mod tests {
         assert!(!worker.precache().iter().any(|p| p.contains("split")));
         std::fs::write(dir.path().join("pkg/__wasm_split.js"), "loader").expect("write");
         std::fs::write(dir.path().join("pkg/split_transfer.0123.wasm"), "chunk").expect("write");
+        std::fs::write(dir.path().join("pkg/chunk_3.wasm"), "shared").expect("write");
         std::fs::write(dir.path().join("pkg/notes.txt"), "not a chunk").expect("write");
         let split = worker.version().expect("version");
         assert_ne!(split, unsplit);
         let precache = worker.precache();
         assert!(precache.contains(&"/pkg/__wasm_split.js".to_string()));
         assert!(precache.contains(&"/pkg/split_transfer.0123.wasm".to_string()));
+        assert!(precache.contains(&"/pkg/chunk_3.wasm".to_string()));
         assert!(!precache.iter().any(|p| p.ends_with("notes.txt")));
         assert!(worker
             .script(&split)

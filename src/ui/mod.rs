@@ -22,7 +22,6 @@ use std::collections::HashSet;
 use crate::api::Account;
 use crate::bridge::LiveState;
 use crate::domain::{Note, NoteDraft, NoteId};
-use crate::markdown::to_safe_html;
 use crate::search::{query_terms, Segment};
 use crate::sync::engine::SyncStatus;
 use crate::sync::protocol::ConflictSides;
@@ -960,18 +959,7 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
             }
         ></textarea>
         <Show when=move || state.preview.get()>
-            <div
-                class="preview markdown"
-                data-testid="preview"
-                role="region"
-                aria-label="Preview"
-                inner_html=move || {
-                    state
-                        .open_note
-                        .with(|n| n.as_ref().filter(|n| n.id == id).map(|n| to_safe_html(&n.body)))
-                        .unwrap_or_default()
-                }
-            ></div>
+            <Preview state id />
         </Show>
         <TagEditor state id />
         <div class="editor-tools" role="toolbar" aria-label="Note">
@@ -1016,6 +1004,53 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
 
 /// The open note's tags, each removable, and a field adding one on Enter or
 /// a comma. A tag over the limits is refused with the reason.
+/// The open note's body rendered as markdown. The renderer is loaded on
+/// first use (`src/client/split.rs`), so the HTML can arrive a moment after
+/// the preview opens; until then the region says it is busy.
+#[component]
+fn Preview(state: NotesState, id: NoteId) -> impl IntoView {
+    let rendered = RwSignal::new(None::<Result<String, String>>);
+    // Renders run one after another but may finish out of order (the first
+    // waits for the chunk): only the latest request's result is shown.
+    let requested = StoredValue::new(0u64);
+    Effect::new(move |_| {
+        let body = state
+            .open_note
+            .with(|n| n.as_ref().filter(|n| n.id == id).map(|n| n.body.clone()));
+        let Some(body) = body else { return };
+        requested.update_value(|r| *r += 1);
+        let this = requested.get_value();
+        platform::render_markdown(body, move |result| {
+            if requested.try_get_value() == Some(this) {
+                rendered.try_set(Some(result));
+            }
+        });
+    });
+    view! {
+        <div
+            class="preview markdown"
+            data-testid="preview"
+            role="region"
+            aria-label="Preview"
+            aria-busy=move || rendered.with(Option::is_none).to_string()
+            inner_html=move || {
+                rendered.with(|r| match r {
+                    Some(Ok(html)) => html.clone(),
+                    _ => String::new(),
+                })
+            }
+        ></div>
+        {move || {
+            rendered
+                .with(|r| match r {
+                    Some(Err(message)) => Some(message.clone()),
+                    _ => None,
+                })
+                .map(|message| view! { <p class="alert preview-error" role="alert">{message}</p> })
+        }}
+    }
+}
+
 #[component]
 fn TagEditor(state: NotesState, id: NoteId) -> impl IntoView {
     let error = RwSignal::new(None::<String>);

@@ -2,6 +2,7 @@
 
 pub use crate::client::actions::{
     auth_page_opened, create_note, delete_note, edited, export_notes, import_file, now,
-    resolve_conflict, restore_note, retry_saves, sign_out, start, submit_account, sync_now,
+    render_markdown, resolve_conflict, restore_note, retry_saves, sign_out, start, submit_account,
+    sync_now,
 };
 pub use crate::client::pwa::apply_update;
