@@ -8,12 +8,16 @@
 // page's main thread and the sync worker, the functions where the sampling
 // profiler found them most often: by self time (the function itself) and by
 // inclusive time (with what it called). A release wasm has no function
-// names; for names, build it with them kept:
-//   wasm-bindgen --target web --no-typescript --out-dir D --out-name notesync \
-//     target/wasm32-unknown-unknown/wasm-release/notesync.wasm
+// names; for names, build it with them kept, after scripts/build --release:
+//   wasm-split-cli target/wasm32-unknown-unknown/wasm-release/notesync.wasm D/split \
+//     --out-name notesync
+//   wasm-bindgen --target web --no-typescript --keep-lld-exports --out-dir D \
+//     --out-name notesync D/split/notesync.wasm
 //   node_modules/.bin/wasm-opt -Oz -g <the scripts/build flags> D/notesync_bg.wasm \
 //     -o target/site/pkg/notesync.wasm
-// (same code, same optimiser; only the name section is kept).
+// (same code, same optimiser; only the name section is kept; the chunks
+// loaded on first use keep the names scripts/build gave them, so leave
+// import, export and the preview out of a traced run).
 
 import { readFileSync } from 'node:fs';
 
