@@ -1296,8 +1296,9 @@ fn download(bytes: &[u8], name: &str, mime: &str) -> Result<(), String> {
 }
 
 /// Imports the notes file chosen in the file input `event` came from (see
-/// [`crate::transfer::parse_import`] for the format): every note is stored as a new note with
-/// its pending change, like one typed here, and then synced.
+/// [`crate::transfer::parse_import`] for the format): every note is stored
+/// as a new note with its pending change, like one typed here, and then
+/// synced.
 pub fn import_file(state: NotesState, event: web_sys::Event) {
     let Some(input) = event
         .target()

@@ -1002,8 +1002,6 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
     }
 }
 
-/// The open note's tags, each removable, and a field adding one on Enter or
-/// a comma. A tag over the limits is refused with the reason.
 /// The open note's body rendered as markdown. The renderer is loaded on
 /// first use (`src/client/split.rs`), so the HTML can arrive a moment after
 /// the preview opens; until then the region says it is busy.
@@ -1051,6 +1049,8 @@ fn Preview(state: NotesState, id: NoteId) -> impl IntoView {
     }
 }
 
+/// The open note's tags, each removable, and a field adding one on Enter or
+/// a comma. A tag over the limits is refused with the reason.
 #[component]
 fn TagEditor(state: NotesState, id: NoteId) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
