@@ -1,4 +1,4 @@
-import { test, expect, type Browser } from '@playwright/test';
+import { test, expect, type Browser, type Page } from '@playwright/test';
 import { NotesApp, device } from '../fixtures/app';
 
 function notesFile(notes: unknown) {
@@ -91,15 +91,21 @@ test('an import of large notes is pushed in requests the server takes and arrive
   await b.context.close();
 });
 
+/** The URLs of the page's requests under /pkg/ starting with `prefix`, as they are made. */
+function requestsFor(page: Page, prefix: string): string[] {
+  const urls: string[] = [];
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname.startsWith(`/pkg/${prefix}`)) urls.push(r.url());
+  });
+  return urls;
+}
+
 test.describe('code loaded on first use', () => {
   // page.route does not see requests a service worker answers.
   test.use({ serviceWorkers: 'block' });
 
   test('is not fetched to open the app, and a failed fetch is a message that loses nothing', async ({ page }) => {
-    const chunks: string[] = [];
-    page.on('request', (r) => {
-      if (/\/pkg\/split_/.test(r.url())) chunks.push(r.url());
-    });
+    const chunks = requestsFor(page, 'split_');
     const app = new NotesApp(page);
     await app.open();
     await app.create('Kept', 'typed before the failed import');
@@ -129,10 +135,7 @@ test.describe('code loaded on first use', () => {
   });
 
   test('the markdown preview renders once its code loads, and says so when it cannot', async ({ page }) => {
-    const chunks: string[] = [];
-    page.on('request', (r) => {
-      if (/\/pkg\/split_markdown/.test(r.url())) chunks.push(r.url());
-    });
+    const chunks = requestsFor(page, 'split_markdown');
     const app = new NotesApp(page);
     await app.open();
     await app.create('Preview me', '# Title\n\nSome *text*');
