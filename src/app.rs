@@ -1,12 +1,51 @@
 //! The HTML shell rendered by the server and the root component hydrated in
 //! the browser.
 
+use leptos::either::EitherOf4;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
-use leptos_router::components::{Route, Router, Routes};
-use leptos_router::StaticSegment;
 
-use crate::ui::{NotesPage, SignInPage, SignUpPage};
+use crate::ui::{current_route, NotesPage, SignInPage, SignUpPage};
+
+/// The app's pages, by path.
+///
+/// The page is picked once, from the path the document was loaded at, rather
+/// than by a client-side router: every move between these pages is a full
+/// navigation anyway (signing in or out starts the page afresh, and the
+/// service worker has each page cached). A router would type-erase each
+/// page's view, which keeps a second, never used, asynchronous hydration of
+/// the whole page in the bundle (docs/performance.md, The bundle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageRoute {
+    Notes,
+    SignIn,
+    SignUp,
+    /// Any other path: the server answers it with status 404.
+    NotFound,
+}
+
+impl PageRoute {
+    /// Every page the server renders, which the service worker also keeps.
+    pub const SERVED: [PageRoute; 3] = [PageRoute::Notes, PageRoute::SignIn, PageRoute::SignUp];
+
+    /// The page's path; `None` for [`PageRoute::NotFound`].
+    pub fn path(self) -> Option<&'static str> {
+        match self {
+            PageRoute::Notes => Some("/"),
+            PageRoute::SignIn => Some("/signin"),
+            PageRoute::SignUp => Some("/signup"),
+            PageRoute::NotFound => None,
+        }
+    }
+
+    /// The page at `path` (without its query).
+    pub fn of_path(path: &str) -> PageRoute {
+        Self::SERVED
+            .into_iter()
+            .find(|route| route.path() == Some(path))
+            .unwrap_or(PageRoute::NotFound)
+    }
+}
 
 /// The document around the app. Notes are never rendered here: the server has
 /// no copy of the browser's notes, and the page must hydrate identically from
@@ -41,12 +80,42 @@ pub fn App() -> impl IntoView {
         <Link rel="icon" href="/favicon.svg" type_="image/svg+xml" />
         <Link rel="manifest" href="/manifest.webmanifest" />
         <Link rel="apple-touch-icon" href="/icons/apple-touch-icon.png" />
-        <Router>
-            <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                <Route path=StaticSegment("") view=NotesPage />
-                <Route path=StaticSegment("signin") view=SignInPage />
-                <Route path=StaticSegment("signup") view=SignUpPage />
-            </Routes>
-        </Router>
+        {match current_route() {
+            PageRoute::Notes => EitherOf4::A(view! { <NotesPage /> }),
+            PageRoute::SignIn => EitherOf4::B(view! { <SignInPage /> }),
+            PageRoute::SignUp => EitherOf4::C(view! { <SignUpPage /> }),
+            PageRoute::NotFound => {
+                EitherOf4::D(
+                    view! {
+                        <main class="not-found">
+                            <p>"Page not found."</p>
+                            <p>
+                                <a href="/">"Open your notes"</a>
+                            </p>
+                        </main>
+                    },
+                )
+            }
+        }}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PageRoute;
+
+    #[test]
+    fn every_served_page_is_found_at_its_own_path() {
+        for route in PageRoute::SERVED {
+            let path = route.path().expect("served pages have a path");
+            assert_eq!(PageRoute::of_path(path), route);
+        }
+    }
+
+    #[test]
+    fn other_paths_are_not_found() {
+        for path in ["", "/signin/", "/SignIn", "/notes", "/signup/x", "//"] {
+            assert_eq!(PageRoute::of_path(path), PageRoute::NotFound, "{path}");
+        }
     }
 }

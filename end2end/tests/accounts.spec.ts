@@ -102,3 +102,24 @@ test('an ended session pauses sync visibly, edits are kept, and they sync after 
   await other.syncNow();
   await expect(other.item('Before')).toContainText('then edited after the session ended');
 });
+
+test('each page is its own document: the forms link to each other, and an unknown path says so', async ({ page }) => {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto('/signin');
+  await expect(page.locator('.auth-form[data-ready=true] h1')).toHaveText('Sign in to notesync');
+  await page.getByRole('link', { name: 'Create an account' }).click();
+  await page.waitForURL((url) => url.pathname === '/signup');
+  await expect(page.locator('.auth-form[data-ready=true] h1')).toHaveText('Create your notesync account');
+  await page.getByRole('link', { name: 'Sign in' }).click();
+  await page.waitForURL((url) => url.pathname === '/signin');
+  await expect(page.locator('.auth-form[data-ready=true]')).toBeVisible();
+
+  const missing = await page.goto('/no/such/page');
+  expect(missing?.status()).toBe(404);
+  await expect(page.locator('main.not-found')).toContainText('Page not found.');
+  await page.getByRole('link', { name: 'Open your notes' }).click();
+  // Signed out, the notes page sends the visitor on to sign in.
+  await page.waitForURL((url) => url.pathname === '/signin');
+  expect(errors).toEqual([]);
+});

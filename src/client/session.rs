@@ -7,6 +7,7 @@
 //! recovery journal) is removed only after their sign-out was accepted.
 
 use crate::api::Account;
+use crate::app::PageRoute;
 use crate::domain::UserId;
 
 use super::db::LocalDb;
@@ -73,4 +74,11 @@ pub fn go(path: &str) {
     if let Some(w) = web_sys::window() {
         let _ = w.location().set_href(path);
     }
+}
+
+/// The page this document was loaded as.
+pub fn current_route() -> PageRoute {
+    web_sys::window()
+        .and_then(|w| w.location().pathname().ok())
+        .map_or(PageRoute::NotFound, |path| PageRoute::of_path(&path))
 }

@@ -27,14 +27,14 @@ use axum::routing::get;
 use axum::Router;
 use leptos::config::get_configuration;
 use leptos::prelude::*;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{AxumRouteListing, LeptosRoutes};
 use tower_http::compression::CompressionLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use thiserror::Error;
 
-use crate::app::{shell, App};
+use crate::app::{shell, PageRoute};
 use crate::domain::LIMITS;
 use crate::store::kv::{KvConfig, KvSyncStore};
 use crate::store::{AccountStore, StoreError, SyncStore};
@@ -63,7 +63,18 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
         .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(
             state.session_days,
         ))));
-    let routes = generate_route_list(App);
+    let routes = PageRoute::SERVED
+        .into_iter()
+        .filter_map(PageRoute::path)
+        .map(|path| {
+            AxumRouteListing::new(
+                path.to_string(),
+                leptos_router::SsrMode::default(),
+                [leptos_router::Method::Get],
+                Vec::new(),
+            )
+        })
+        .collect();
     let service_worker = Arc::new(pwa::ServiceWorker::new(
         std::path::Path::new(&*options.site_root),
         &options.site_pkg_dir,
@@ -82,7 +93,7 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
                 .route("/api/events", get(pokes::events))
                 .with_state(pokes),
         )
-        .leptos_routes_with_context(&options, routes, move || provide_context(state.clone()), {
+        .leptos_routes_with_context(&options, routes, move || page_context(&state), {
             let options = options.clone();
             move || shell(options.clone())
         })
@@ -95,6 +106,16 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
         .layer(axum::middleware::from_fn(boundary::api_boundary))
         .layer(CompressionLayer::new())
         .with_state(options)
+}
+
+/// What a page render reads from context: the services, and which page the
+/// request's path names (leptos_axum has provided the request's parts).
+fn page_context(state: &AppState) {
+    provide_context(state.clone());
+    let route = use_context::<axum::http::request::Parts>().map_or(PageRoute::NotFound, |parts| {
+        PageRoute::of_path(parts.uri.path())
+    });
+    provide_context(route);
 }
 
 /// Why the server could not open its store.

@@ -24,8 +24,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-/// The pages the worker keeps for offline starts.
-const PAGES: [&str; 3] = ["/", "/signin", "/signup"];
+use crate::app::PageRoute;
+
 /// Static files of the shell, relative to the site root; the pkg files are
 /// added from the site options, and the lazily loaded chunks from the pkg
 /// directory (see [`is_split_part`]).
@@ -101,9 +101,10 @@ impl ServiceWorker {
     pub fn precache(&self) -> Vec<String> {
         let last = self.last();
         let files = last.as_ref().map_or(&self.files, |shell| &shell.files);
-        PAGES
-            .iter()
-            .map(|p| (*p).to_string())
+        PageRoute::SERVED
+            .into_iter()
+            .filter_map(PageRoute::path)
+            .map(str::to_string)
             .chain(files.iter().map(|f| format!("/{f}")))
             .collect()
     }

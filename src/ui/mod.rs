@@ -13,9 +13,11 @@ pub mod notes;
 #[cfg_attr(not(feature = "hydrate"), path = "platform_server.rs")]
 mod platform;
 
+use leptos::either::Either;
 use leptos::prelude::*;
 
 pub use auth::{SignInPage, SignUpPage};
+pub use platform::current_route;
 
 use std::collections::HashSet;
 
@@ -324,9 +326,9 @@ pub fn NotesPage() -> impl IntoView {
                     <ListControls state />
                     {move || {
                         if state.show_trash.get() {
-                            view! { <TrashList state /> }.into_any()
+                            Either::Left(view! { <TrashList state /> })
                         } else {
-                            view! { <NoteList state /> }.into_any()
+                            Either::Right(view! { <NoteList state /> })
                         }
                     }}
                 </aside>
@@ -602,9 +604,9 @@ fn marked(segments: Vec<Segment>) -> impl IntoView {
         .into_iter()
         .map(|s| {
             if s.mark {
-                view! { <mark>{s.text}</mark> }.into_any()
+                Either::Left(view! { <mark>{s.text}</mark> })
             } else {
-                s.text.into_any()
+                Either::Right(s.text)
             }
         })
         .collect_view()
@@ -783,14 +785,13 @@ fn NoteList(state: NotesState) -> impl IntoView {
                     when=move || !order.with(Vec::is_empty)
                     fallback=move || {
                         if searching() {
-                            view! {
+                            Either::Left(view! {
                                 <p class="muted empty" data-testid="no-results" role="status">
                                     "No notes match."
                                 </p>
-                            }
-                                .into_any()
+                            })
                         } else {
-                            view! { <EmptyState /> }.into_any()
+                            Either::Right(view! { <EmptyState /> })
                         }
                     }
                 >
@@ -880,11 +881,10 @@ fn Editor(state: NotesState) -> impl IntoView {
     view! {
         <section class="editor" aria-label="Editor">
             {move || match open() {
-                None => {
-                    view! { <p class="muted editor-placeholder">"Select a note, or create one."</p> }
-                        .into_any()
-                }
-                Some(note) => view! { <EditorFields state note /> }.into_any(),
+                None => Either::Left(view! {
+                    <p class="muted editor-placeholder">"Select a note, or create one."</p>
+                }),
+                Some(note) => Either::Right(view! { <EditorFields state note /> }),
             }}
         </section>
     }

@@ -6,3 +6,4 @@ pub use crate::client::actions::{
     sync_now,
 };
 pub use crate::client::pwa::apply_update;
+pub use crate::client::session::current_route;

@@ -2,6 +2,7 @@
 //! the server and no events fire there, so each action does nothing.
 
 use super::{ExportFormat, NotesState};
+use crate::app::PageRoute;
 use crate::domain::{NoteDraft, NoteId};
 
 pub fn start(_state: NotesState) {}
@@ -31,4 +32,9 @@ pub fn render_markdown(body: String, done: impl FnOnce(Result<String, String>) +
 pub fn apply_update() {}
 pub fn now() -> u64 {
     0
+}
+/// The page being rendered, which the server provides per request; a
+/// render without one (the 404 handler's) is the not-found page.
+pub fn current_route() -> PageRoute {
+    leptos::prelude::use_context::<PageRoute>().unwrap_or(PageRoute::NotFound)
 }

@@ -312,3 +312,38 @@ async fn other_routes_are_untouched() {
         .await;
     assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"ok"[..]));
 }
+
+async fn get_page(app: &mut Browser, path: &str) -> (StatusCode, String) {
+    let (status, body) = app
+        .send(
+            axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await;
+    (status, String::from_utf8(body).expect("the page is text"))
+}
+
+#[tokio::test]
+async fn each_path_renders_its_own_page_and_others_are_a_404() {
+    let mut app = app().await;
+    let (status, notes) = get_page(&mut app, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(notes.contains(r#"id="new-note""#), "{notes}");
+    let (status, sign_in) = get_page(&mut app, "/signin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(sign_in.contains("Sign in to notesync"), "{sign_in}");
+    assert!(!sign_in.contains(r#"id="new-note""#));
+    let (status, sign_up) = get_page(&mut app, "/signup?from=link").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        sign_up.contains("Create your notesync account"),
+        "{sign_up}"
+    );
+    for path in ["/nowhere", "/signin/extra"] {
+        let (status, missing) = get_page(&mut app, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(missing.contains("Page not found."), "{path}: {missing}");
+        assert!(!missing.contains("Sign in to notesync"));
+    }
+}
