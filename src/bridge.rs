@@ -162,7 +162,9 @@ pub fn encode<T: Serialize>(message: &T) -> String {
 
 /// Decodes a message received through `postMessage`.
 pub fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, BridgeError> {
-    serde_json::from_str(text).map_err(|e| BridgeError(e.to_string()))
+    // `from_slice`, as everything the browser parses: one deserialiser per
+    // type in the bundle (client::db says why).
+    serde_json::from_slice(text.as_bytes()).map_err(|e| BridgeError(e.to_string()))
 }
 
 #[cfg(test)]

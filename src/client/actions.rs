@@ -192,7 +192,7 @@ mod journal {
         keys.into_iter()
             .filter(|k| !prefix.is_empty() && k.starts_with(&prefix))
             .filter_map(|k| storage.get_item(&k).ok().flatten())
-            .filter_map(|json| serde_json::from_str::<Note>(&json).ok())
+            .filter_map(|json| serde_json::from_slice::<Note>(json.as_bytes()).ok())
             .collect()
     }
 }

@@ -161,6 +161,10 @@ impl From<rexie::Error> for DbError {
 // (serde-wasm-bindgen) costs a boundary call per field and measured several
 // times slower on 5,000-note pages. The stored shape is the same plain object
 // either way, so records written by either read back alike.
+//
+// Text is parsed with `from_slice`, as the server functions' responses are
+// (`server_fn`'s JSON codec): a type read both ways is then one deserialiser
+// in the bundle, not one per kind of reader.
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, DbError> {
     let text = serde_json::to_string(value)
@@ -171,7 +175,7 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, DbError> {
 
 fn from_js<T: DeserializeOwned>(value: JsValue) -> Result<T, DbError> {
     let text = js_text(&value)?;
-    serde_json::from_str(&text).map_err(unreadable)
+    serde_json::from_slice(text.as_bytes()).map_err(unreadable)
 }
 
 /// Many records read back at once: one `JSON.stringify` and one parse.
@@ -181,7 +185,7 @@ fn from_js_all<T: DeserializeOwned>(values: Vec<JsValue>) -> Result<Vec<T>, DbEr
     }
     let array: js_sys::Array = values.into_iter().collect();
     let text = js_text(&array)?;
-    serde_json::from_str(&text).map_err(unreadable)
+    serde_json::from_slice(text.as_bytes()).map_err(unreadable)
 }
 
 fn js_text(value: &JsValue) -> Result<String, DbError> {
@@ -265,7 +269,7 @@ async fn read_in_flight(meta: &rexie::Store) -> Result<Vec<PendingChange>, DbErr
         .ok()
         .and_then(|v| v.as_string())
         .ok_or_else(|| DbError::Other("a stored record is unreadable: in_flight".into()))?;
-    serde_json::from_str(&text).map_err(unreadable)
+    serde_json::from_slice(text.as_bytes()).map_err(unreadable)
 }
 
 async fn write_in_flight(meta: &rexie::Store, flying: Vec<PendingChange>) -> Result<(), DbError> {

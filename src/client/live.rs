@@ -123,7 +123,7 @@ pub async fn run(
                     }
                     Either::Left((Some(Signal::Poke(data)), _)) => {
                         let t = timings::start();
-                        let event = match serde_json::from_str::<Poke>(&data) {
+                        let event = match serde_json::from_slice::<Poke>(data.as_bytes()) {
                             Ok(Poke {
                                 changes: Some(changes),
                                 ..

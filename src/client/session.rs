@@ -22,7 +22,7 @@ fn storage() -> Option<web_sys::Storage> {
 /// The account last confirmed by the server on this browser.
 pub fn cached() -> Option<Account> {
     let json = storage()?.get_item(ACCOUNT_KEY).ok()??;
-    serde_json::from_str(&json).ok()
+    serde_json::from_slice(json.as_bytes()).ok()
 }
 
 /// Remembers `account` as the one signed in here.
