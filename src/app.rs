@@ -3,7 +3,6 @@
 
 use leptos::either::EitherOf4;
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
 
 use crate::ui::{current_route, NotesPage, SignInPage, SignUpPage};
 
@@ -57,9 +56,15 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <title>"notesync"</title>
+                <meta name="description" content="Offline-first notes that sync" />
+                <meta name="theme-color" content="#1f6feb" />
+                <link id="leptos" rel="stylesheet" href="/pkg/notesync.css" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <link rel="manifest" href="/manifest.webmanifest" />
+                <link rel="apple-touch-icon" href="/icons/apple-touch-icon.png" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
-                <MetaTags />
             </head>
             <body>
                 <App />
@@ -71,32 +76,18 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 /// The root component.
 #[component]
 pub fn App() -> impl IntoView {
-    provide_meta_context();
-    view! {
-        <Stylesheet id="leptos" href="/pkg/notesync.css" />
-        <Title text="notesync" />
-        <Meta name="description" content="Offline-first notes that sync" />
-        <Meta name="theme-color" content="#1f6feb" />
-        <Link rel="icon" href="/favicon.svg" type_="image/svg+xml" />
-        <Link rel="manifest" href="/manifest.webmanifest" />
-        <Link rel="apple-touch-icon" href="/icons/apple-touch-icon.png" />
-        {match current_route() {
-            PageRoute::Notes => EitherOf4::A(view! { <NotesPage /> }),
-            PageRoute::SignIn => EitherOf4::B(view! { <SignInPage /> }),
-            PageRoute::SignUp => EitherOf4::C(view! { <SignUpPage /> }),
-            PageRoute::NotFound => {
-                EitherOf4::D(
-                    view! {
-                        <main class="not-found">
-                            <p>"Page not found."</p>
-                            <p>
-                                <a href="/">"Open your notes"</a>
-                            </p>
-                        </main>
-                    },
-                )
-            }
-        }}
+    match current_route() {
+        PageRoute::Notes => EitherOf4::A(view! { <NotesPage /> }),
+        PageRoute::SignIn => EitherOf4::B(view! { <SignInPage /> }),
+        PageRoute::SignUp => EitherOf4::C(view! { <SignUpPage /> }),
+        PageRoute::NotFound => EitherOf4::D(view! {
+            <main class="not-found">
+                <p>"Page not found."</p>
+                <p>
+                    <a href="/">"Open your notes"</a>
+                </p>
+            </main>
+        }),
     }
 }
 

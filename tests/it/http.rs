@@ -330,6 +330,13 @@ async fn each_path_renders_its_own_page_and_others_are_a_404() {
     let (status, notes) = get_page(&mut app, "/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(notes.contains(r#"id="new-note""#), "{notes}");
+    for head in [
+        "<title>notesync</title>",
+        r#"<link rel="manifest" href="/manifest.webmanifest">"#,
+        r#"<link id="leptos" rel="stylesheet" href="/pkg/notesync.css">"#,
+    ] {
+        assert!(notes.contains(head), "{head} in {notes}");
+    }
     let (status, sign_in) = get_page(&mut app, "/signin").await;
     assert_eq!(status, StatusCode::OK);
     assert!(sign_in.contains("Sign in to notesync"), "{sign_in}");
