@@ -176,7 +176,7 @@ pub fn parse_import(bytes: &[u8]) -> Result<Vec<ImportedNote>, String> {
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| "This file is neither a notes file (JSON) nor a zip of notes.".to_string())?;
-    let notes: Vec<JsonNote> = serde_json::from_str(text).map_err(|e| {
+    let notes: Vec<JsonNote> = serde_json::from_slice(text.as_bytes()).map_err(|e| {
         format!(
             "This file is not a notes file (a JSON list of notes with a title and a body): {e}."
         )
@@ -282,11 +282,13 @@ pub fn parse_markdown(text: &str, stem: &str) -> Result<ImportedNote, String> {
         let value = value.trim();
         let field = |e: serde_json::Error| format!("the front matter's {key} is not valid: {e}.");
         match key.trim() {
-            "id" => note.id = Some(serde_json::from_str(value).map_err(field)?),
-            "title" => note.title = serde_json::from_str(value).map_err(field)?,
-            "tags" => note.tags = serde_json::from_str(value).map_err(field)?,
-            "pinned" => note.pinned = serde_json::from_str(value).map_err(field)?,
-            "created_at" => note.created_at = Some(serde_json::from_str(value).map_err(field)?),
+            "id" => note.id = Some(serde_json::from_slice(value.as_bytes()).map_err(field)?),
+            "title" => note.title = serde_json::from_slice(value.as_bytes()).map_err(field)?,
+            "tags" => note.tags = serde_json::from_slice(value.as_bytes()).map_err(field)?,
+            "pinned" => note.pinned = serde_json::from_slice(value.as_bytes()).map_err(field)?,
+            "created_at" => {
+                note.created_at = Some(serde_json::from_slice(value.as_bytes()).map_err(field)?)
+            }
             // Informational, and other tools' keys: ignored.
             _ => {}
         }
