@@ -66,7 +66,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
             </head>
-            <body>
+            // The page this document is, for the browser to hydrate the same
+            // one: a service worker answering offline for an address it does
+            // not have serves the notes page there (client::session).
+            <body data-page=current_route().path()>
                 <App />
             </body>
         </html>

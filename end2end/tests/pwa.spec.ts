@@ -118,6 +118,12 @@ test('offline cold start: the notes show, an edit is kept and syncs once back on
     await a.app.previewToggle.click();
     await expect(a.app.preview).toContainText('window seat, aisle later');
     await a.app.previewToggle.click();
+    // An address the cache has no copy of opens the notes page, which works.
+    await a.app.page.goto('/no/such/page');
+    await a.app.waitLoaded();
+    await expect(a.app.item('Plane')).toContainText('window seat, aisle later');
+    await a.app.page.goto('/');
+    await a.app.waitLoaded();
 
     await server.start();
     await a.context.setOffline(false);

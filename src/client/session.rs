@@ -76,9 +76,14 @@ pub fn go(path: &str) {
     }
 }
 
-/// The page this document was loaded as.
+/// The page this document is, as the server marked it on `<body>` (the
+/// path it rendered). It is not read from the address: offline, the service
+/// worker answers an address it has no copy of with the notes page, which
+/// must hydrate as the notes page.
 pub fn current_route() -> PageRoute {
     web_sys::window()
-        .and_then(|w| w.location().pathname().ok())
+        .and_then(|w| w.document())
+        .and_then(|d| d.body())
+        .and_then(|body| body.get_attribute("data-page"))
         .map_or(PageRoute::NotFound, |path| PageRoute::of_path(&path))
 }

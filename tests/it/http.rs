@@ -330,6 +330,7 @@ async fn each_path_renders_its_own_page_and_others_are_a_404() {
     let (status, notes) = get_page(&mut app, "/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(notes.contains(r#"id="new-note""#), "{notes}");
+    assert!(notes.contains(r#"<body data-page="/">"#), "{notes}");
     for head in [
         "<title>notesync</title>",
         r#"<link rel="manifest" href="/manifest.webmanifest">"#,
@@ -340,6 +341,7 @@ async fn each_path_renders_its_own_page_and_others_are_a_404() {
     let (status, sign_in) = get_page(&mut app, "/signin").await;
     assert_eq!(status, StatusCode::OK);
     assert!(sign_in.contains("Sign in to notesync"), "{sign_in}");
+    assert!(sign_in.contains(r#"<body data-page="/signin">"#));
     assert!(!sign_in.contains(r#"id="new-note""#));
     let (status, sign_up) = get_page(&mut app, "/signup?from=link").await;
     assert_eq!(status, StatusCode::OK);
@@ -352,5 +354,6 @@ async fn each_path_renders_its_own_page_and_others_are_a_404() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(missing.contains("Page not found."), "{path}: {missing}");
         assert!(!missing.contains("Sign in to notesync"));
+        assert!(missing.contains("<body>"), "{path}: no page named");
     }
 }
