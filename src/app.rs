@@ -8,8 +8,9 @@ use crate::ui::{current_route, NotesPage, SignInPage, SignUpPage};
 
 /// The app's pages, by path.
 ///
-/// The page is picked once, from the path the document was loaded at, rather
-/// than by a client-side router: every move between these pages is a full
+/// The page is picked once, from the path the server rendered (in the
+/// browser, as the server marked it on `<body>`), rather than by a
+/// client-side router: every move between these pages is a full
 /// navigation anyway (signing in or out starts the page afresh, and the
 /// service worker has each page cached). A router would type-erase each
 /// page's view, which keeps a second, never used, asynchronous hydration of
