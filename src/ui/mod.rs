@@ -539,34 +539,35 @@ fn TrashList(state: NotesState) -> impl IntoView {
             <p class="muted trash-help">
                 "Deleted notes can be restored here, on any of your devices, until the server forgets the delete."
             </p>
-            <Show
-                when=move || !items.with(Vec::is_empty)
-                fallback=|| view! { <p class="muted" data-testid="trash-empty">"Nothing deleted recently."</p> }
-            >
-                <ul data-testid="trash-list">
-                    <For
-                        each=move || items.get()
-                        key=|item| item.clone()
-                        children=move |item| {
-                            let id = item.id;
-                            view! {
-                                <li class="trash-item" data-note-id=id.to_string()>
-                                    <span class="note-title">{item.title.clone()}</span>
-                                    <span class="note-preview">{item.preview}</span>
-                                    <span class="note-when">{item.when}</span>
-                                    <button
-                                        class="restore"
-                                        aria-label=format!("Restore {}", item.title)
-                                        on:click=move |_| platform::restore_note(state, id)
-                                    >
-                                        "Restore"
-                                    </button>
-                                </li>
+            {shown_or(
+                move || !items.with(Vec::is_empty),
+                move || view! {
+                    <ul data-testid="trash-list">
+                        <For
+                            each=move || items.get()
+                            key=|item| item.clone()
+                            children=move |item| {
+                                let id = item.id;
+                                view! {
+                                    <li class="trash-item" data-note-id=id.to_string()>
+                                        <span class="note-title">{item.title.clone()}</span>
+                                        <span class="note-preview">{item.preview}</span>
+                                        <span class="note-when">{item.when}</span>
+                                        <button
+                                            class="restore"
+                                            aria-label=format!("Restore {}", item.title)
+                                            on:click=move |_| platform::restore_note(state, id)
+                                        >
+                                            "Restore"
+                                        </button>
+                                    </li>
+                                }
                             }
-                        }
-                    />
-                </ul>
-            </Show>
+                        />
+                    </ul>
+                },
+                || view! { <p class="muted" data-testid="trash-empty">"Nothing deleted recently."</p> },
+            )}
         </nav>
     }
 }
@@ -595,6 +596,30 @@ fn UndoToast(state: NotesState) -> impl IntoView {
                 </button>
             </div>
         </Show>
+    }
+}
+
+/// `<Show>` with a typed fallback. Leptos' `Show` takes its fallback as a
+/// type-erased view, and each erased view keeps an asynchronous hydration of
+/// its tree that this app never runs (docs/performance.md, The bundle). Like
+/// `Show`, the condition is memoised, so the shown branch is built again only
+/// when the condition flips.
+fn shown_or<C, F>(
+    when: impl Fn() -> bool + Send + Sync + 'static,
+    children: impl Fn() -> C + Send + Sync + 'static,
+    fallback: impl Fn() -> F + Send + Sync + 'static,
+) -> impl IntoView
+where
+    C: IntoView + 'static,
+    F: IntoView + 'static,
+{
+    let when = Memo::new(move |_| when());
+    move || {
+        if when.get() {
+            Either::Left(children())
+        } else {
+            Either::Right(fallback())
+        }
     }
 }
 
@@ -777,13 +802,64 @@ fn NoteList(state: NotesState) -> impl IntoView {
                 }
             }
         >
-            <Show
-                when=move || state.loaded.get()
-                fallback=|| view! { <p class="muted">"Loading your notes…"</p> }
-            >
-                <Show
-                    when=move || !order.with(Vec::is_empty)
-                    fallback=move || {
+            {shown_or(
+                move || state.loaded.get(),
+                move || shown_or(
+                    move || !order.with(Vec::is_empty),
+                    move || view! {
+                        <ul
+                            data-testid="note-list"
+                            id="note-list"
+                            aria-rowcount=move || order.with(Vec::len).to_string()
+                            style:padding-top=move || spacing(true)
+                            style:padding-bottom=move || spacing(false)
+                        >
+                            <For
+                                each=move || rows.get()
+                                // By id: a row whose note changed is updated in
+                                // place, so it keeps keyboard focus.
+                                key=|item| item.id
+                                children=move |item| {
+                                    let id = item.id;
+                                    let row = Memo::new(move |_| {
+                                        rows.with(|r| r.iter().find(|i| i.id == id).cloned())
+                                            .unwrap_or_else(|| item.clone())
+                                    });
+                                    let selected = move || state.selected.get() == Some(id);
+                                    let conflicted = move || {
+                                        state.conflicts.with(|cs| cs.iter().any(|(n, _)| *n == id))
+                                    };
+                                    let pinned = move || row.with(|r| r.pinned);
+                                    view! {
+                                        <li>
+                                            <button
+                                                class="note-item"
+                                                class:selected=selected
+                                                class:conflicted=conflicted
+                                                class:pinned=pinned
+                                                aria-current=move || selected().then_some("true")
+                                                data-note-id=id.to_string()
+                                                on:click=move |_| state.selected.set(Some(id))
+                                            >
+                                                <span class="note-title">{move || marked(row.with(|r| r.title.clone()))}</span>
+                                                <span class="note-preview">{move || marked(row.with(|r| r.preview.clone()))}</span>
+                                                <span class="note-when">
+                                                    {move || pinned().then(|| view! { <span class="pin-mark">"Pinned · "</span> })}
+                                                    {move || row.with(|r| r.when.clone())}
+                                                    {move || row.with(|r| (!r.tags.is_empty()).then(|| format!(" · {}", r.tags.join(", "))))
+                                                        .map(|tags| view! { <span class="note-tags">{tags}</span> })}
+                                                    <Show when=conflicted>
+                                                        <span class="badge">" · needs your choice"</span>
+                                                    </Show>
+                                                </span>
+                                            </button>
+                                        </li>
+                                    }
+                                }
+                            />
+                        </ul>
+                    },
+                    move || {
                         if searching() {
                             Either::Left(view! {
                                 <p class="muted empty" data-testid="no-results" role="status">
@@ -793,61 +869,10 @@ fn NoteList(state: NotesState) -> impl IntoView {
                         } else {
                             Either::Right(view! { <EmptyState /> })
                         }
-                    }
-                >
-                    <ul
-                        data-testid="note-list"
-                        id="note-list"
-                        aria-rowcount=move || order.with(Vec::len).to_string()
-                        style:padding-top=move || spacing(true)
-                        style:padding-bottom=move || spacing(false)
-                    >
-                        <For
-                            each=move || rows.get()
-                            // By id: a row whose note changed is updated in
-                            // place, so it keeps keyboard focus.
-                            key=|item| item.id
-                            children=move |item| {
-                                let id = item.id;
-                                let row = Memo::new(move |_| {
-                                    rows.with(|r| r.iter().find(|i| i.id == id).cloned())
-                                        .unwrap_or_else(|| item.clone())
-                                });
-                                let selected = move || state.selected.get() == Some(id);
-                                let conflicted = move || {
-                                    state.conflicts.with(|cs| cs.iter().any(|(n, _)| *n == id))
-                                };
-                                let pinned = move || row.with(|r| r.pinned);
-                                view! {
-                                    <li>
-                                        <button
-                                            class="note-item"
-                                            class:selected=selected
-                                            class:conflicted=conflicted
-                                            class:pinned=pinned
-                                            aria-current=move || selected().then_some("true")
-                                            data-note-id=id.to_string()
-                                            on:click=move |_| state.selected.set(Some(id))
-                                        >
-                                            <span class="note-title">{move || marked(row.with(|r| r.title.clone()))}</span>
-                                            <span class="note-preview">{move || marked(row.with(|r| r.preview.clone()))}</span>
-                                            <span class="note-when">
-                                                {move || pinned().then(|| view! { <span class="pin-mark">"Pinned · "</span> })}
-                                                {move || row.with(|r| r.when.clone())}
-                                                {move || row.with(|r| (!r.tags.is_empty()).then(|| format!(" · {}", r.tags.join(", "))))
-                                                    .map(|tags| view! { <span class="note-tags">{tags}</span> })}
-                                                <Show when=conflicted>
-                                                    <span class="badge">" · needs your choice"</span>
-                                                </Show>
-                                            </span>
-                                        </button>
-                                    </li>
-                                }
-                            }
-                        />
-                    </ul>
-                </Show>
-            </Show>
+                    },
+                ),
+                || view! { <p class="muted">"Loading your notes…"</p> },
+            )}
         </nav>
     }
 }
