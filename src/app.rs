@@ -28,6 +28,11 @@ impl PageRoute {
     /// Every page the server renders, which the service worker also keeps.
     pub const SERVED: [PageRoute; 3] = [PageRoute::Notes, PageRoute::SignIn, PageRoute::SignUp];
 
+    /// The paths of every served page.
+    pub fn served_paths() -> impl Iterator<Item = &'static str> {
+        Self::SERVED.into_iter().filter_map(PageRoute::path)
+    }
+
     /// The page's path; `None` for [`PageRoute::NotFound`].
     pub fn path(self) -> Option<&'static str> {
         match self {

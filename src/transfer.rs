@@ -174,9 +174,9 @@ pub fn parse_import(bytes: &[u8]) -> Result<Vec<ImportedNote>, String> {
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         return parse_zip(bytes);
     }
-    let text = std::str::from_utf8(bytes)
+    std::str::from_utf8(bytes)
         .map_err(|_| "This file is neither a notes file (JSON) nor a zip of notes.".to_string())?;
-    let notes: Vec<JsonNote> = serde_json::from_slice(text.as_bytes()).map_err(|e| {
+    let notes: Vec<JsonNote> = serde_json::from_slice(bytes).map_err(|e| {
         format!(
             "This file is not a notes file (a JSON list of notes with a title and a body): {e}."
         )

@@ -63,9 +63,7 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
         .with_expiry(Expiry::OnInactivity(time::Duration::days(i64::from(
             state.session_days,
         ))));
-    let routes = PageRoute::SERVED
-        .into_iter()
-        .filter_map(PageRoute::path)
+    let routes = PageRoute::served_paths()
         .map(|path| {
             AxumRouteListing::new(
                 path.to_string(),

@@ -101,9 +101,7 @@ impl ServiceWorker {
     pub fn precache(&self) -> Vec<String> {
         let last = self.last();
         let files = last.as_ref().map_or(&self.files, |shell| &shell.files);
-        PageRoute::SERVED
-            .into_iter()
-            .filter_map(PageRoute::path)
+        PageRoute::served_paths()
             .map(str::to_string)
             .chain(files.iter().map(|f| format!("/{f}")))
             .collect()
