@@ -83,15 +83,16 @@ cargo_wasm() {
   fi
 }
 
-# The release wasm rebuilds std for size: `optimize_for_size` picks std's
-# smaller algorithms (its sorts, formatting and searches), and
-# `-Zlocation-detail=none` drops the file, line and column from panic
-# messages, which keep their text. Together 21 KB less brotli to open the app
-# (docs/performance.md, The bundle). Both are unstable options: with
+# The release wasm rebuilds std with the `wasm-release` profile (`opt-level
+# = 'z'`) instead of linking rustup's prebuilt one, and builds with
+# `-Zlocation-detail=none`, which drops the file, line and column from
+# panic messages (their text stays). Together 13 KB less brotli to open the
+# app (docs/performance.md, The bundle). Both are unstable options: with
 # RUSTC_BOOTSTRAP they work on a stable toolchain, as `-Zbuild-std` already
-# does on Debian's.
+# does on Debian's. std's `optimize_for_size` feature would take 8 KB more,
+# but swaps std's sorts and text searches for slower ones; not used.
 NO_PANIC_LOCATIONS=(--config 'target.wasm32-unknown-unknown.rustflags=["-Zlocation-detail=none"]')
-STD_FOR_SIZE=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
+STD_REBUILT=(-Zbuild-std=std,panic_abort)
 
 # Whether std's source is there to rebuild it: Debian's rust-web-src, or
 # rustup's rust-src, added when missing. Fails, after a warning, where it
@@ -100,17 +101,17 @@ STD_FOR_SIZE=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 ensure_std_source() {
   [ "$TOOLCHAIN_KIND" = debian ] && return 0
   rustup component list --installed 2>/dev/null | grep -q '^rust-src' && return 0
-  log "adding rustup's rust-src (the release wasm rebuilds std for size)"
+  log "adding rustup's rust-src (the release wasm rebuilds std)"
   if ! timeout 300 rustup component add rust-src >&2; then
-    log "warning: no std source; the release wasm keeps the prebuilt std (about 13 KB larger)"
+    log "warning: no std source; the release wasm links the prebuilt std (about 5 KB larger)"
     return 1
   fi
 }
 
-# cargo build of the release wasm, with std rebuilt for size where it can be.
+# cargo build of the release wasm, with std rebuilt where it can be.
 cargo_wasm_release() {
   if ensure_std_source; then
-    RUSTC_BOOTSTRAP=1 cargo build --target "$WASM_TARGET" "${STD_FOR_SIZE[@]}" "${NO_PANIC_LOCATIONS[@]}" "$@"
+    RUSTC_BOOTSTRAP=1 cargo build --target "$WASM_TARGET" "${STD_REBUILT[@]}" "${NO_PANIC_LOCATIONS[@]}" "$@"
   else
     RUSTC_BOOTSTRAP=1 cargo build --target "$WASM_TARGET" "${NO_PANIC_LOCATIONS[@]}" "$@"
   fi

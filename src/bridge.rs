@@ -5,14 +5,16 @@
 //! [`decode`], which refuses unknown or malformed messages instead of guessing,
 //! so a UI and a worker from different builds fail loudly, not subtly.
 
+use serde::de::{self, Deserializer, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{MutationId, Note, NoteId};
-use crate::sync::engine::SyncStatus;
+use crate::sync::engine::{SyncState, SyncStatus};
+use crate::wire::{needed, WireError};
 
 /// From the UI to the worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "ToWorkerWire")]
 pub enum ToWorker {
     /// Asks for a [`FromWorker::Status`] answer carrying the same `id`.
     Ping { id: u32 },
@@ -41,7 +43,7 @@ pub enum ToWorker {
 
 /// From the worker to the UI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "FromWorkerWire")]
 pub enum FromWorker {
     /// The worker started and opened the local database; `worker` names it
     /// in the [`Broadcast::Changed`] of the edits it saves.
@@ -75,7 +77,12 @@ pub enum FromWorker {
 /// What went wrong with the local database, in terms a person can act on.
 /// It crosses the bridge: the worker saves the page's edits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "error", content = "detail", rename_all = "snake_case")]
+#[serde(
+    tag = "error",
+    content = "detail",
+    rename_all = "snake_case",
+    try_from = "DbErrorWire"
+)]
 pub enum DbError {
     #[error("This device has run out of storage space for notesync.")]
     QuotaExceeded,
@@ -98,7 +105,7 @@ impl DbError {
 /// BroadcastChannel: the one sync leader hears the pages, and every page
 /// hears the leader.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "BroadcastWire")]
 pub enum Broadcast {
     /// IndexedDB changed: pages re-read the notes named, or every note when
     /// `notes` is absent. `local` when a page saved an edit, which the
@@ -134,7 +141,7 @@ pub enum Broadcast {
 
 /// The live connection (the server's poke stream) as the leader sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(tag = "state", rename_all = "snake_case", try_from = "LiveStateWire")]
 pub enum LiveState {
     /// No leader has said anything yet.
     #[default]
@@ -146,6 +153,320 @@ pub enum LiveState {
     Retrying {
         at_ms: u64,
     },
+}
+
+// How each message is read: a flat struct of every variant's fields, then
+// the variant its tag names (crate::wire says why). The JSON is the one the
+// derived `Serialize` writes, so tabs of other builds still understand it.
+
+#[derive(Deserialize)]
+struct ToWorkerWire {
+    #[serde(rename = "type")]
+    kind: ToWorkerKind,
+    id: Option<u32>,
+    online: Option<bool>,
+    on: Option<bool>,
+    note: Option<Box<Note>>,
+    base: Option<Box<Note>>,
+    mutation_id: Option<MutationId>,
+    at_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ToWorkerKind {
+    Ping,
+    LocalChange,
+    Connectivity,
+    SyncNow,
+    Timings,
+    Save,
+}
+
+impl TryFrom<ToWorkerWire> for ToWorker {
+    type Error = WireError;
+
+    fn try_from(w: ToWorkerWire) -> Result<Self, WireError> {
+        const SAVE: &str = "save";
+        Ok(match w.kind {
+            ToWorkerKind::Ping => ToWorker::Ping {
+                id: needed(w.id, "ping", "id")?,
+            },
+            ToWorkerKind::LocalChange => ToWorker::LocalChange,
+            ToWorkerKind::Connectivity => ToWorker::Connectivity {
+                online: needed(w.online, "connectivity", "online")?,
+            },
+            ToWorkerKind::SyncNow => ToWorker::SyncNow,
+            ToWorkerKind::Timings => ToWorker::Timings {
+                on: needed(w.on, "timings", "on")?,
+            },
+            ToWorkerKind::Save => ToWorker::Save {
+                id: needed(w.id, SAVE, "id")?,
+                note: needed(w.note, SAVE, "note")?,
+                base: w.base,
+                mutation_id: needed(w.mutation_id, SAVE, "mutation_id")?,
+                at_ms: needed(w.at_ms, SAVE, "at_ms")?,
+            },
+        })
+    }
+}
+
+/// The fields of a [`SyncStatus`] sent as a message's own
+/// (`FromWorker::Sync`, `Broadcast::Sync`).
+fn sync_status(
+    state: Option<SyncState>,
+    pending: Option<u32>,
+    last_synced_at: Option<u64>,
+    downloaded: Option<u32>,
+    retry_at: Option<u64>,
+) -> Result<SyncStatus, WireError> {
+    const SYNC: &str = "sync";
+    Ok(SyncStatus {
+        state: needed(state, SYNC, "state")?,
+        pending: needed(pending, SYNC, "pending")?,
+        last_synced_at,
+        downloaded: needed(downloaded, SYNC, "downloaded")?,
+        retry_at,
+    })
+}
+
+#[derive(Deserialize)]
+struct FromWorkerWire {
+    #[serde(rename = "type")]
+    kind: FromWorkerKind,
+    schema_version: Option<u32>,
+    worker: Option<u32>,
+    reply_to: Option<u32>,
+    ticks: Option<u64>,
+    notes: Option<u32>,
+    pending: Option<u32>,
+    state: Option<SyncState>,
+    last_synced_at: Option<u64>,
+    downloaded: Option<u32>,
+    retry_at: Option<u64>,
+    message: Option<String>,
+    leader: Option<bool>,
+    id: Option<u32>,
+    result: Option<Result<Note, DbError>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FromWorkerKind {
+    Ready,
+    Status,
+    Sync,
+    Failed,
+    SignedOut,
+    Role,
+    Saved,
+}
+
+impl TryFrom<FromWorkerWire> for FromWorker {
+    type Error = WireError;
+
+    fn try_from(w: FromWorkerWire) -> Result<Self, WireError> {
+        const READY: &str = "ready";
+        const STATUS: &str = "status";
+        const SAVED: &str = "saved";
+        Ok(match w.kind {
+            FromWorkerKind::Ready => FromWorker::Ready {
+                schema_version: needed(w.schema_version, READY, "schema_version")?,
+                worker: needed(w.worker, READY, "worker")?,
+            },
+            FromWorkerKind::Status => FromWorker::Status {
+                reply_to: w.reply_to,
+                ticks: needed(w.ticks, STATUS, "ticks")?,
+                notes: needed(w.notes, STATUS, "notes")?,
+                pending: needed(w.pending, STATUS, "pending")?,
+            },
+            FromWorkerKind::Sync => FromWorker::Sync(sync_status(
+                w.state,
+                w.pending,
+                w.last_synced_at,
+                w.downloaded,
+                w.retry_at,
+            )?),
+            FromWorkerKind::Failed => FromWorker::Failed {
+                message: needed(w.message, "failed", "message")?,
+            },
+            FromWorkerKind::SignedOut => FromWorker::SignedOut,
+            FromWorkerKind::Role => FromWorker::Role {
+                leader: needed(w.leader, "role", "leader")?,
+            },
+            FromWorkerKind::Saved => FromWorker::Saved {
+                id: needed(w.id, SAVED, "id")?,
+                result: needed(w.result, SAVED, "result")?,
+            },
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct DbErrorWire {
+    error: DbErrorKind,
+    detail: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DbErrorKind {
+    QuotaExceeded,
+    Closed,
+    Unavailable,
+    Other,
+}
+
+impl TryFrom<DbErrorWire> for DbError {
+    type Error = WireError;
+
+    fn try_from(w: DbErrorWire) -> Result<Self, WireError> {
+        Ok(match w.error {
+            DbErrorKind::QuotaExceeded => DbError::QuotaExceeded,
+            DbErrorKind::Closed => DbError::Closed,
+            DbErrorKind::Unavailable => {
+                DbError::Unavailable(needed(w.detail, "unavailable", "detail")?)
+            }
+            DbErrorKind::Other => DbError::Other(needed(w.detail, "other", "detail")?),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct BroadcastWire {
+    #[serde(rename = "type")]
+    kind: BroadcastKind,
+    local: Option<bool>,
+    notes: Option<Vec<NoteId>>,
+    saved_by: Option<u32>,
+    stored: Option<Vec<Note>>,
+    dropped: Option<Vec<NoteId>>,
+    others: Option<bool>,
+    state: Option<StateField>,
+    pending: Option<u32>,
+    last_synced_at: Option<u64>,
+    downloaded: Option<u32>,
+    retry_at: Option<u64>,
+    at_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BroadcastKind {
+    Changed,
+    Pulled,
+    SyncNow,
+    StateWanted,
+    Sync,
+    Live,
+}
+
+/// A broadcast's `state`: the sync status's, an object, or the live
+/// connection's, a name. The JSON type tells them apart.
+enum StateField {
+    Sync(SyncState),
+    Live(LiveStateKind),
+}
+
+impl<'de> Deserialize<'de> for StateField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StateVisitor;
+        impl<'de> Visitor<'de> for StateVisitor {
+            type Value = StateField;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sync state (an object) or a live state (a name)")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<StateField, E> {
+                LiveStateKind::deserialize(name.into_deserializer()).map(StateField::Live)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StateField, A::Error> {
+                SyncState::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(StateField::Sync)
+            }
+        }
+        deserializer.deserialize_any(StateVisitor)
+    }
+}
+
+impl TryFrom<BroadcastWire> for Broadcast {
+    type Error = WireError;
+
+    fn try_from(w: BroadcastWire) -> Result<Self, WireError> {
+        const PULLED: &str = "pulled";
+        Ok(match w.kind {
+            BroadcastKind::Changed => Broadcast::Changed {
+                local: needed(w.local, "changed", "local")?,
+                notes: w.notes,
+                saved_by: w.saved_by,
+            },
+            BroadcastKind::Pulled => Broadcast::Pulled {
+                stored: needed(w.stored, PULLED, "stored")?,
+                dropped: needed(w.dropped, PULLED, "dropped")?,
+                others: needed(w.others, PULLED, "others")?,
+            },
+            BroadcastKind::SyncNow => Broadcast::SyncNow,
+            BroadcastKind::StateWanted => Broadcast::StateWanted,
+            BroadcastKind::Sync => {
+                let state = match w.state {
+                    Some(StateField::Sync(state)) => Some(state),
+                    _ => None,
+                };
+                Broadcast::Sync(sync_status(
+                    state,
+                    w.pending,
+                    w.last_synced_at,
+                    w.downloaded,
+                    w.retry_at,
+                )?)
+            }
+            BroadcastKind::Live => {
+                let Some(StateField::Live(kind)) = w.state else {
+                    return Err(WireError {
+                        variant: "live",
+                        field: "state",
+                    });
+                };
+                Broadcast::Live(live_state(kind, w.at_ms)?)
+            }
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct LiveStateWire {
+    state: LiveStateKind,
+    at_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum LiveStateKind {
+    Unknown,
+    Connecting,
+    Connected,
+    Retrying,
+}
+
+fn live_state(kind: LiveStateKind, at_ms: Option<u64>) -> Result<LiveState, WireError> {
+    Ok(match kind {
+        LiveStateKind::Unknown => LiveState::Unknown,
+        LiveStateKind::Connecting => LiveState::Connecting,
+        LiveStateKind::Connected => LiveState::Connected,
+        LiveStateKind::Retrying => LiveState::Retrying {
+            at_ms: needed(at_ms, "retrying", "at_ms")?,
+        },
+    })
+}
+
+impl TryFrom<LiveStateWire> for LiveState {
+    type Error = WireError;
+
+    fn try_from(w: LiveStateWire) -> Result<Self, WireError> {
+        live_state(w.state, w.at_ms)
+    }
 }
 
 /// Why a message could not be decoded.
@@ -279,5 +600,87 @@ mod tests {
         assert!(decode::<ToWorker>(r#"{"type":"format_disk"}"#).is_err());
         assert!(decode::<ToWorker>("not json").is_err());
         assert!(decode::<FromWorker>(r#"{"type":"status","ticks":"many"}"#).is_err());
+    }
+
+    /// The JSON other builds' tabs and workers read: what the derived
+    /// writers produce, read back by the flat readers (crate::wire).
+    #[test]
+    fn messages_keep_their_json() {
+        let broadcasts = [
+            (Broadcast::SyncNow, r#"{"type":"sync_now"}"#),
+            (
+                Broadcast::Live(LiveState::Retrying { at_ms: 9 }),
+                r#"{"type":"live","state":"retrying","at_ms":9}"#,
+            ),
+            (
+                Broadcast::Live(LiveState::Connected),
+                r#"{"type":"live","state":"connected"}"#,
+            ),
+            (
+                Broadcast::Sync(SyncStatus {
+                    state: SyncState::Error {
+                        message: "m".into(),
+                    },
+                    pending: 2,
+                    last_synced_at: None,
+                    downloaded: 0,
+                    retry_at: Some(4),
+                }),
+                r#"{"type":"sync","state":{"state":"error","message":"m"},"pending":2,"last_synced_at":null,"downloaded":0,"retry_at":4}"#,
+            ),
+        ];
+        for (message, json) in broadcasts {
+            assert_eq!(encode(&message), json);
+            assert_eq!(decode::<Broadcast>(json), Ok(message));
+        }
+        let saved = FromWorker::Saved {
+            id: 6,
+            result: Err(DbError::Unavailable("gone".into())),
+        };
+        let json =
+            r#"{"type":"saved","id":6,"result":{"Err":{"error":"unavailable","detail":"gone"}}}"#;
+        assert_eq!(encode(&saved), json);
+        assert_eq!(decode::<FromWorker>(json), Ok(saved));
+        let ping = r#"{"type":"ping","id":3}"#;
+        assert_eq!(encode(&ToWorker::Ping { id: 3 }), ping);
+        assert_eq!(decode::<ToWorker>(ping), Ok(ToWorker::Ping { id: 3 }));
+    }
+
+    #[test]
+    fn a_message_without_a_field_its_kind_needs_is_refused() {
+        for (result, missing) in [
+            (
+                decode::<ToWorker>(r#"{"type":"save","id":1,"at_ms":2}"#).err(),
+                "note",
+            ),
+            (decode::<FromWorker>(r#"{"type":"role"}"#).err(), "leader"),
+            (decode::<Broadcast>(r#"{"type":"live"}"#).err(), "state"),
+            (
+                decode::<Broadcast>(r#"{"type":"live","state":{"state":"synced"}}"#).err(),
+                "state",
+            ),
+            (
+                decode::<Broadcast>(r#"{"type":"live","state":"retrying"}"#).err(),
+                "at_ms",
+            ),
+            (
+                decode::<Broadcast>(
+                    r#"{"type":"sync","state":"connected","pending":0,"downloaded":0}"#,
+                )
+                .err(),
+                "state",
+            ),
+            (
+                decode::<FromWorker>(
+                    r#"{"type":"saved","id":1,"result":{"Err":{"error":"other"}}}"#,
+                )
+                .err(),
+                "detail",
+            ),
+        ] {
+            let error = result.map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains(missing), "{error:?} should name {missing}");
+        }
+        assert!(decode::<Broadcast>(r#"{"type":"live","state":"dancing"}"#).is_err());
     }
 }

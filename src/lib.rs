@@ -19,6 +19,7 @@ pub mod store;
 pub mod sync;
 pub mod transfer;
 pub mod ui;
+pub mod wire;
 
 #[cfg(feature = "hydrate")]
 pub mod client;

@@ -28,6 +28,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::protocol::PokedChanges;
+use crate::wire::{needed, WireError};
 
 /// Timing of the machine, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,12 +111,43 @@ pub enum Action {
 
 /// The status a person sees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(tag = "state", rename_all = "snake_case", try_from = "SyncStateWire")]
 pub enum SyncState {
     Offline,
     Syncing,
     Synced,
     Error { message: String },
+}
+
+/// [`SyncState`] as read (crate::wire says why).
+#[derive(Deserialize)]
+struct SyncStateWire {
+    state: SyncStateKind,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SyncStateKind {
+    Offline,
+    Syncing,
+    Synced,
+    Error,
+}
+
+impl TryFrom<SyncStateWire> for SyncState {
+    type Error = WireError;
+
+    fn try_from(wire: SyncStateWire) -> Result<Self, WireError> {
+        Ok(match wire.state {
+            SyncStateKind::Offline => SyncState::Offline,
+            SyncStateKind::Syncing => SyncState::Syncing,
+            SyncStateKind::Synced => SyncState::Synced,
+            SyncStateKind::Error => SyncState::Error {
+                message: needed(wire.message, "error", "message")?,
+            },
+        })
+    }
 }
 
 /// The full status line: state, pending changes, last full sync, progress.

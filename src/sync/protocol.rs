@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hlc::Hlc;
 use crate::domain::{ClientId, DomainError, MutationId, Note, NoteDraft, NoteId, Revision, LIMITS};
+use crate::wire::{needed, WireError};
 
 /// The version of the protocol this build speaks.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -51,12 +52,48 @@ pub struct Checkpoint(pub u64);
 
 /// What a change does to its note.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "ChangeOpWire")]
 pub enum ChangeOp {
     /// Create the note or replace its content.
     Upsert(NoteDraft),
     /// Delete the note (the server keeps a tombstone for the retention window).
     Delete,
+}
+
+/// [`ChangeOp`] as read (crate::wire says why): an upsert's draft fields sit
+/// beside the tag.
+#[derive(Deserialize)]
+struct ChangeOpWire {
+    kind: ChangeOpKind,
+    title: Option<String>,
+    body: Option<String>,
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    pinned: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ChangeOpKind {
+    Upsert,
+    Delete,
+}
+
+impl TryFrom<ChangeOpWire> for ChangeOp {
+    type Error = WireError;
+
+    fn try_from(wire: ChangeOpWire) -> Result<Self, WireError> {
+        const UPSERT: &str = "upsert";
+        Ok(match wire.kind {
+            ChangeOpKind::Upsert => ChangeOp::Upsert(NoteDraft {
+                title: needed(wire.title, UPSERT, "title")?,
+                body: needed(wire.body, UPSERT, "body")?,
+                tags: needed(wire.tags, UPSERT, "tags")?,
+                pinned: wire.pinned,
+            }),
+            ChangeOpKind::Delete => ChangeOp::Delete,
+        })
+    }
 }
 
 /// One local change, as pushed.
@@ -87,7 +124,11 @@ pub struct PushRequest {
 
 /// The server's answer to one change, in the order of the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
+#[serde(
+    tag = "result",
+    rename_all = "snake_case",
+    try_from = "ChangeResultWire"
+)]
 pub enum ChangeResult {
     /// Applied as sent: the base was current.
     Applied { rev: Revision, seq: u64 },
@@ -112,6 +153,49 @@ impl ChangeResult {
             Self::Applied { seq, .. } | Self::Merged { seq, .. } => Some(*seq),
             Self::Duplicate | Self::Rejected { .. } => None,
         }
+    }
+}
+
+/// [`ChangeResult`] as read (crate::wire says why).
+#[derive(Deserialize)]
+struct ChangeResultWire {
+    result: ChangeResultKind,
+    rev: Option<Revision>,
+    seq: Option<u64>,
+    conflicted: Option<bool>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ChangeResultKind {
+    Applied,
+    Merged,
+    Duplicate,
+    Rejected,
+}
+
+impl TryFrom<ChangeResultWire> for ChangeResult {
+    type Error = WireError;
+
+    fn try_from(wire: ChangeResultWire) -> Result<Self, WireError> {
+        const APPLIED: &str = "applied";
+        const MERGED: &str = "merged";
+        Ok(match wire.result {
+            ChangeResultKind::Applied => ChangeResult::Applied {
+                rev: needed(wire.rev, APPLIED, "rev")?,
+                seq: needed(wire.seq, APPLIED, "seq")?,
+            },
+            ChangeResultKind::Merged => ChangeResult::Merged {
+                rev: needed(wire.rev, MERGED, "rev")?,
+                seq: needed(wire.seq, MERGED, "seq")?,
+                conflicted: needed(wire.conflicted, MERGED, "conflicted")?,
+            },
+            ChangeResultKind::Duplicate => ChangeResult::Duplicate,
+            ChangeResultKind::Rejected => ChangeResult::Rejected {
+                reason: needed(wire.reason, "rejected", "reason")?,
+            },
+        })
     }
 }
 
@@ -158,7 +242,7 @@ pub struct FeedEntry {
 
 /// The server's answer to a pull.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "PullResponseWire")]
 pub enum PullResponse {
     /// Entries with `seq > checkpoint`, oldest first. `checkpoint` is where
     /// the next pull starts; `has_more` says whether to pull again at once.
@@ -174,6 +258,41 @@ pub enum PullResponse {
     /// The checkpoint is older than the tombstone retention window: the
     /// replica must download everything again (keeping its outbox).
     ResyncRequired,
+}
+
+/// [`PullResponse`] as read (crate::wire says why).
+#[derive(Deserialize)]
+struct PullResponseWire {
+    kind: PullResponseKind,
+    entries: Option<Vec<FeedEntry>>,
+    checkpoint: Option<Checkpoint>,
+    has_more: Option<bool>,
+    #[serde(default)]
+    head: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PullResponseKind {
+    Page,
+    ResyncRequired,
+}
+
+impl TryFrom<PullResponseWire> for PullResponse {
+    type Error = WireError;
+
+    fn try_from(wire: PullResponseWire) -> Result<Self, WireError> {
+        const PAGE: &str = "page";
+        Ok(match wire.kind {
+            PullResponseKind::Page => PullResponse::Page {
+                entries: needed(wire.entries, PAGE, "entries")?,
+                checkpoint: needed(wire.checkpoint, PAGE, "checkpoint")?,
+                has_more: needed(wire.has_more, PAGE, "has_more")?,
+                head: wire.head,
+            },
+            PullResponseKind::ResyncRequired => PullResponse::ResyncRequired,
+        })
+    }
 }
 
 /// What the server's poke stream says when the user's feed moved: its head,
@@ -550,5 +669,126 @@ mod tests {
             future.effective_limit(),
             Err(ProtocolError::UnsupportedVersion { .. })
         ));
+    }
+
+    /// The JSON each tagged enum is written as, read back to the same value:
+    /// the derived writer and the flat reader (crate::wire) must agree on it,
+    /// as servers, stored outboxes and older clients rely on it.
+    #[test]
+    fn tagged_enums_read_what_they_write() {
+        let draft = NoteDraft {
+            title: "t".into(),
+            body: "b".into(),
+            tags: vec!["x".into()],
+            pinned: true,
+        };
+        let ops = [
+            (
+                ChangeOp::Upsert(draft.clone()),
+                r#"{"kind":"upsert","title":"t","body":"b","tags":["x"],"pinned":true}"#,
+            ),
+            (ChangeOp::Delete, r#"{"kind":"delete"}"#),
+        ];
+        for (op, json) in ops {
+            assert_eq!(serde_json::to_string(&op).expect("serialises"), json);
+            assert_eq!(serde_json::from_str::<ChangeOp>(json).expect("decodes"), op);
+        }
+        let results = [
+            (
+                ChangeResult::Applied {
+                    rev: Revision(2),
+                    seq: 3,
+                },
+                r#"{"result":"applied","rev":2,"seq":3}"#,
+            ),
+            (
+                ChangeResult::Merged {
+                    rev: Revision(4),
+                    seq: 5,
+                    conflicted: true,
+                },
+                r#"{"result":"merged","rev":4,"seq":5,"conflicted":true}"#,
+            ),
+            (ChangeResult::Duplicate, r#"{"result":"duplicate"}"#),
+            (
+                ChangeResult::Rejected {
+                    reason: "no".into(),
+                },
+                r#"{"result":"rejected","reason":"no"}"#,
+            ),
+        ];
+        for (result, json) in results {
+            assert_eq!(serde_json::to_string(&result).expect("serialises"), json);
+            assert_eq!(
+                serde_json::from_str::<ChangeResult>(json).expect("decodes"),
+                result
+            );
+        }
+        let page = PullResponse::Page {
+            entries: Vec::new(),
+            checkpoint: Checkpoint(7),
+            has_more: true,
+            head: 9,
+        };
+        let json = r#"{"kind":"page","entries":[],"checkpoint":7,"has_more":true,"head":9}"#;
+        assert_eq!(serde_json::to_string(&page).expect("serialises"), json);
+        assert_eq!(
+            serde_json::from_str::<PullResponse>(json).expect("decodes"),
+            page
+        );
+    }
+
+    #[test]
+    fn tagged_enums_read_in_any_field_order_and_refuse_what_is_missing() {
+        // The tag need not come first (serde's own reader allowed that too).
+        assert_eq!(
+            serde_json::from_str::<ChangeOp>(
+                r#"{"tags":[],"body":"b","title":"t","kind":"upsert"}"#
+            )
+            .expect("decodes"),
+            ChangeOp::Upsert(NoteDraft {
+                title: "t".into(),
+                body: "b".into(),
+                tags: Vec::new(),
+                pinned: false,
+            })
+        );
+        // Fields of another variant are ignored, as unknown fields are.
+        assert_eq!(
+            serde_json::from_str::<ChangeOp>(r#"{"kind":"delete","title":"t"}"#).expect("decodes"),
+            ChangeOp::Delete
+        );
+        for (json, missing) in [
+            (
+                r#"{"kind":"upsert","title":"t","tags":[]}"#,
+                "`body` of `upsert`",
+            ),
+            (
+                r#"{"result":"merged","rev":1,"seq":2}"#,
+                "`conflicted` of `merged`",
+            ),
+            (
+                r#"{"kind":"page","entries":[],"has_more":false}"#,
+                "`checkpoint` of `page`",
+            ),
+        ] {
+            let op = serde_json::from_str::<ChangeOp>(json)
+                .err()
+                .map(|e| e.to_string());
+            let result = serde_json::from_str::<ChangeResult>(json)
+                .err()
+                .map(|e| e.to_string());
+            let pull = serde_json::from_str::<PullResponse>(json)
+                .err()
+                .map(|e| e.to_string());
+            let refused = [op, result, pull]
+                .into_iter()
+                .flatten()
+                .any(|e| e.contains(missing));
+            assert!(refused, "{json} must be refused for lacking {missing}");
+        }
+        assert!(serde_json::from_str::<ChangeOp>(r#"{"kind":"explode"}"#).is_err());
+        assert!(serde_json::from_str::<ChangeOp>(r#""delete""#).is_err());
+        assert!(serde_json::from_str::<ChangeOp>(r#"{"title":"t"}"#).is_err());
     }
 }
