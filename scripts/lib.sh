@@ -110,11 +110,9 @@ ensure_std_source() {
 
 # cargo build of the release wasm, with std rebuilt where it can be.
 cargo_wasm_release() {
-  if ensure_std_source; then
-    RUSTC_BOOTSTRAP=1 cargo build --target "$WASM_TARGET" "${STD_REBUILT[@]}" "${NO_PANIC_LOCATIONS[@]}" "$@"
-  else
-    RUSTC_BOOTSTRAP=1 cargo build --target "$WASM_TARGET" "${NO_PANIC_LOCATIONS[@]}" "$@"
-  fi
+  local std=()
+  if ensure_std_source; then std=("${STD_REBUILT[@]}"); fi
+  RUSTC_BOOTSTRAP=1 cargo build --target "$WASM_TARGET" "${std[@]}" "${NO_PANIC_LOCATIONS[@]}" "$@"
 }
 
 ensure_wasm_bindgen() {
