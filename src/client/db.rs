@@ -49,10 +49,10 @@ use crate::sync::protocol::{
     ChangeResult, Checkpoint, ConflictSides, FeedEntry, PUSH_REQUEST_BUDGET,
 };
 use crate::sync::replica::{
-    acknowledge, apply_entry, edit_base, is_newer, merge_page_edit, push_order, AckDecision,
-    EntryDecision,
+    acknowledge, apply_entry, clock_after_pull, edit_base, is_newer, push_order, save_edit,
+    AckDecision, EditStamp, EntryDecision,
 };
-use crate::sync::{coalesce, Edit, PendingChange, PendingOp};
+use crate::sync::{coalesce, Edit, Hlc, PendingChange, PendingOp};
 use crate::ui::model::Trashed;
 
 /// Each user has their own database, so signing in as someone else on the
@@ -80,6 +80,9 @@ const REFUSED: &str = "refused";
 
 const CHECKPOINT_KEY: &str = "checkpoint";
 const CLIENT_ID_KEY: &str = "client_id";
+/// The replica's hybrid logical clock: ticked by every local edit, moved
+/// past every pulled page's clocks.
+const CLOCK_KEY: &str = "clock";
 /// Present while a full download after `resync_required` is under way.
 const RESYNC_KEY: &str = "resync";
 /// The copies of the changes pushed whose answer has not come yet.
@@ -290,6 +293,36 @@ async fn write_in_flight(meta: &rexie::Store, flying: Vec<PendingChange>) -> Res
         meta.put(&record.into(), None).await?;
     }
     Ok(())
+}
+
+/// The replica's clock (the `clock` meta record), or the first reading of
+/// this profile's client id when no edit was timed yet; `None` while the
+/// profile has no client id either.
+async fn read_clock(meta: &rexie::Store) -> Result<Option<Hlc>, DbError> {
+    let (clock, client) = futures::try_join!(
+        meta.get(JsValue::from_str(CLOCK_KEY)),
+        meta.get(JsValue::from_str(CLIENT_ID_KEY))
+    )?;
+    if let Some(value) = clock {
+        return Ok(Some(from_js::<MetaRecord<Hlc>>(value)?.value));
+    }
+    client
+        .map(|value| Ok(Hlc::zero(from_js::<MetaRecord<ClientId>>(value)?.value)))
+        .transpose()
+}
+
+fn clock_record(clock: Hlc) -> Result<JsValue, DbError> {
+    to_js(&MetaRecord {
+        key: CLOCK_KEY.to_string(),
+        value: clock,
+    })
+}
+
+fn client_record(client: ClientId) -> Result<JsValue, DbError> {
+    to_js(&MetaRecord {
+        key: CLIENT_ID_KEY.to_string(),
+        value: client,
+    })
 }
 
 /// Marks the outbox changed (a fresh token), inside the writing
@@ -797,19 +830,13 @@ impl LocalDb {
         Ok(batch)
     }
 
-    /// Stores a local edit of `note` (an upsert, or a delete when the note is a
-    /// tombstone) together with its coalesced outbox entry, in one transaction.
-    ///
-    /// `base` is the copy the person started editing from (as last read from
-    /// this database): when the note has no pending change yet, the edit is
-    /// based on it, so a server change stored by the worker in the meantime is
-    /// merged by the server instead of being overwritten.
     /// Saves the page's edit of `note`, read from `base` (the stored copy
-    /// the page's text derives from), with its outbox entry, in one
-    /// transaction. Returns the note as stored: when the stored copy moved
-    /// since the page read it (a pull rebased it, another tab saved it), the
-    /// page's changes are merged into it ([`merge_page_edit`]) and the result
-    /// differs from `note`, so the page must show it.
+    /// the page's text derives from), with its outbox entry and the
+    /// replica's clock, in one transaction, by the replica's one rule
+    /// ([`save_edit`](crate::sync::replica::save_edit)). Returns the note as
+    /// stored: when the stored copy moved since the page read it (a pull
+    /// rebased it, another tab saved it), the page's changes are merged into
+    /// it and the result differs from `note`, so the page must show it.
     pub async fn save_edit(
         &self,
         note: &Note,
@@ -817,54 +844,44 @@ impl LocalDb {
         meta: EditMeta,
     ) -> Result<Note, DbError> {
         let tx = self
-            .tx(&[NOTES, OUTBOX, VERSIONS], TransactionMode::ReadWrite)
+            .tx(&[NOTES, OUTBOX, META, VERSIONS], TransactionMode::ReadWrite)
             .await?;
         let notes = tx.store(NOTES)?;
         let outbox = tx.store(OUTBOX)?;
+        let meta_store = tx.store(META)?;
         let versions = tx.store(VERSIONS)?;
         let key = note_key(note.id);
         let t = timings::start();
-        let (stored, existing) = futures::try_join!(notes.get(key.clone()), outbox.get(key))?;
+        let (stored, existing, clock) = futures::try_join!(
+            async { notes.get(key.clone()).await.map_err(DbError::from) },
+            async { outbox.get(key).await.map_err(DbError::from) },
+            read_clock(&meta_store)
+        )?;
         timings::end("save: read", t);
         let t = timings::start();
         let stored: Option<Note> = stored.map(from_js).transpose()?;
         let existing: Option<PendingChange> = existing.map(from_js).transpose()?;
-
-        let mut to_store = match (base, &stored) {
-            (Some(page_base), Some(s)) => merge_page_edit(page_base, note, s),
-            _ => note.clone(),
+        let (clock, new_client) = match clock {
+            Some(clock) => (clock, None),
+            None => {
+                let client = ClientId::new(meta.at_ms, super::random10());
+                (Hlc::zero(client), Some(client))
+            }
         };
-        // A merged edit derives from the stored copy; otherwise from what the
-        // page read, which may be newer than an unpulled stored copy.
-        let based_on = if to_store == *note {
-            base.or(stored.as_ref())
-        } else {
-            stored.as_ref()
-        };
-        let (base_rev, base_content) = edit_base(based_on);
-        if let Some(s) = &stored {
-            // The server revision is the database's to know, not the page's.
-            to_store.rev = s.rev;
-            to_store.created_at = s.created_at;
-        }
-        let op = if to_store.deleted {
-            PendingOp::Delete
-        } else {
-            PendingOp::Upsert(to_store.draft())
-        };
-        let pending = coalesce(
+        let saved = save_edit(
+            note,
+            base,
+            stored.as_ref(),
             existing,
-            Edit {
-                note_id: note.id,
+            clock,
+            EditStamp {
                 mutation_id: meta.mutation_id,
-                base_rev,
-                base: base_content,
-                op,
                 at_ms: meta.at_ms,
-                created_at: note.created_at,
             },
         );
-        let (note_value, pending_value) = (note_record(&to_store)?, to_js(&pending)?);
+        let (note_value, pending_value) = (note_record(&saved.note)?, to_js(&saved.pending)?);
+        let clock_value = clock_record(saved.clock)?;
+        let client_value = new_client.map(client_record).transpose()?;
         timings::end("save: decide", t);
         let t = timings::start();
         let writes = async {
@@ -876,13 +893,26 @@ impl LocalDb {
                         .await
                         .map_err(DbError::from)
                 },
+                async {
+                    meta_store
+                        .put(&clock_value, None)
+                        .await
+                        .map_err(DbError::from)
+                },
+                async {
+                    match &client_value {
+                        Some(value) => meta_store.put(value, None).await.map(|_| ()),
+                        None => Ok(()),
+                    }
+                    .map_err(DbError::from)
+                },
                 outbox_changed(&versions)
             )
             .map(|_| ())
         };
         commit_after(tx, writes.boxed_local()).await?;
         timings::end("save: write", t);
-        Ok(to_store)
+        Ok(saved.note)
     }
 
     /// Stores new notes (an import) with one pending change each, in one
@@ -897,14 +927,17 @@ impl LocalDb {
         mut meta: impl FnMut() -> EditMeta,
     ) -> Result<(), DbError> {
         let tx = self
-            .tx(&[NOTES, OUTBOX, VERSIONS], TransactionMode::ReadWrite)
+            .tx(&[NOTES, OUTBOX, META, VERSIONS], TransactionMode::ReadWrite)
             .await?;
         let notes_store = tx.store(NOTES)?;
         let outbox = tx.store(OUTBOX)?;
+        let meta_store = tx.store(META)?;
+        let mut clock = read_clock(&meta_store).await?;
         let mut note_records = Vec::with_capacity(notes.len());
         let mut pending_records = Vec::with_capacity(notes.len());
         for note in notes {
             let EditMeta { mutation_id, at_ms } = meta();
+            clock = clock.map(|c| c.tick(at_ms));
             let (base_rev, base) = edit_base(None);
             let pending = coalesce(
                 None,
@@ -916,6 +949,7 @@ impl LocalDb {
                     op: PendingOp::Upsert(note.draft()),
                     at_ms,
                     created_at: note.created_at,
+                    hlc: clock,
                 },
             );
             note_records.push((note_record(note)?, None));
@@ -936,6 +970,14 @@ impl LocalDb {
                         .await
                         .map_err(DbError::from)
                 },
+                async {
+                    match clock {
+                        Some(clock) => meta_store.put(&clock_record(clock)?, None).await,
+                        None => Ok(JsValue::UNDEFINED),
+                    }
+                    .map(|_| ())
+                    .map_err(DbError::from)
+                },
                 outbox_changed(&versions)
             )
             .map(|_| ())
@@ -953,14 +995,7 @@ impl LocalDb {
             return Ok(record.value);
         }
         let id = make();
-        meta.put(
-            &to_js(&MetaRecord {
-                key: CLIENT_ID_KEY.to_string(),
-                value: id,
-            })?,
-            None,
-        )
-        .await?;
+        meta.put(&client_record(id)?, None).await?;
         commit(tx).await?;
         Ok(id)
     }
@@ -1159,7 +1194,7 @@ impl LocalDb {
         let ids = || entries.iter().map(|e| e.note.id);
         let t0 = timings::start();
         let meta = tx.store(META)?;
-        let (mut pending, mut stored, conflicted, flying) = futures::try_join!(
+        let (mut pending, mut stored, conflicted, flying, clock) = futures::try_join!(
             read_records::<PendingChange>(&outbox, ids(), Expect::MostlyAbsent),
             read_records::<Note>(&notes, ids(), Expect::MostlyAbsent),
             async {
@@ -1168,8 +1203,15 @@ impl LocalDb {
                     .await
                     .map_err(DbError::from)
             },
-            read_in_flight(&meta)
+            read_in_flight(&meta),
+            read_clock(&meta)
         )?;
+        // Later edits here are timed after every change this page holds.
+        let moved_clock = clock
+            .map(|clock| (clock, clock_after_pull(clock, entries)))
+            .filter(|(before, after)| before != after)
+            .map(|(_, after)| clock_record(after))
+            .transpose()?;
         // A change in flight must not be rebased: its id keeps its content.
         let copies = sent_copies(&flying);
         for entry in pending.values_mut().flatten() {
@@ -1252,6 +1294,13 @@ impl LocalDb {
                 write_all(&conflicts, &conflict_writes),
                 write_all(&trash, &trash_writes),
                 async { meta.put(&checkpoint, None).await.map_err(DbError::from) },
+                async {
+                    match &moved_clock {
+                        Some(record) => meta.put(record, None).await.map(|_| ()),
+                        None => Ok(()),
+                    }
+                    .map_err(DbError::from)
+                },
                 async {
                     if outbox_writes.is_empty() {
                         Ok(())

@@ -35,4 +35,10 @@ pub enum DomainError {
     BadTag { tag: String, max: usize },
     #[error("{field} contains a control character that is not allowed")]
     ControlCharacter { field: &'static str },
+    #[error("{field} is {got}, beyond the largest value every client can read back ({max})")]
+    OutOfRange {
+        field: &'static str,
+        got: u64,
+        max: u64,
+    },
 }

@@ -38,7 +38,7 @@ use crate::store::{
 };
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
-use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
+use crate::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
 
 /// The file name of the database inside the data directory.
 pub const FILE_NAME: &str = "notesync.redb";
@@ -301,12 +301,7 @@ impl SyncStore for EmbeddedStore {
                         stored.seq
                     )));
                 }
-                let entry = FeedEntry {
-                    seq,
-                    note: stored.note,
-                    conflict: stored.conflict,
-                };
-                if !page.take(entry) {
+                if !page.take(stored.into_feed_entry()) {
                     has_more = true;
                     break;
                 }

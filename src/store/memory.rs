@@ -15,7 +15,7 @@ use super::{AccountError, AccountStore, PageBuilder, StoreError, SyncStore, User
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
-use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
+use crate::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
 
 #[derive(Debug, Default)]
 struct UserData {
@@ -184,12 +184,7 @@ impl SyncStore for MemoryStore {
             let stored = data.notes.get(id).ok_or_else(|| {
                 StoreError::Corrupt(format!("feed entry {seq} names missing note {id}"))
             })?;
-            let entry = FeedEntry {
-                seq,
-                note: stored.note.clone(),
-                conflict: stored.conflict.clone(),
-            };
-            if !page.take(entry) {
+            if !page.take(stored.clone().into_feed_entry()) {
                 has_more = true;
                 break;
             }

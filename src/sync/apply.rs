@@ -15,7 +15,10 @@
 //!   content, client side = the change, base = `change.base`); when the
 //!   resolution is conflicted, both sides are recorded as [`ConflictSides`],
 //!   so no text is ever lost;
-//! - every accepted change makes revision `rev + 1`.
+//! - every accepted change makes revision `rev + 1`;
+//! - a change's clock counts as at most [`MAX_CLOCK_DRIFT_MS`] ahead of the
+//!   server's: the stored clock, and every last-writer-wins decision, use the
+//!   bounded value, so one device with a fast clock cannot win later races.
 //!
 //! No I/O, no clock: the server's time comes in as `now_ms`.
 
@@ -23,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hlc::Hlc;
 use super::merge::{resolve, Strategy, Version};
-use super::protocol::{Change, ChangeOp, ChangeResult, ConflictSides};
+use super::protocol::{Change, ChangeOp, ChangeResult, ConflictSides, FeedEntry};
 use crate::domain::{Note, NoteDraft, Revision};
 
 /// A note as the server stores it.
@@ -39,6 +42,18 @@ pub struct StoredNote {
     /// The server's clock (Unix ms) when this version was stored; the
     /// tombstone retention counts from it, never from a device's clock.
     pub written_ms: u64,
+}
+
+impl StoredNote {
+    /// The note as the feed serves it.
+    pub fn into_feed_entry(self) -> FeedEntry {
+        FeedEntry {
+            seq: self.seq,
+            note: self.note,
+            conflict: self.conflict,
+            hlc: Some(self.hlc),
+        }
+    }
 }
 
 /// How an accepted change was taken.
@@ -129,20 +144,23 @@ pub fn decide(
         return Decision::Reject { reason };
     }
     // A device clock ahead of the server's cannot date an edit in the future,
-    // which would pin the note to the top of every list.
+    // which would pin the note to the top of every list...
     let edit_ms = change.hlc.wall_ms.min(now_ms);
+    // ...nor win every race for as long as it is ahead.
+    let change_hlc = bounded_hlc(change.hlc, now_ms);
     let Some(stored) = stored else {
         let note = build_note(change, change.created_at, incoming, edit_ms, Revision::NEW);
         return Decision::Accept(Box::new(Accepted {
             note,
-            hlc: change.hlc,
+            hlc: change_hlc,
             conflict: None,
             outcome: Outcome::Applied,
         }));
     };
     let updated_ms = edit_ms.max(stored.note.updated_at);
-    // The result follows both writes, so its clock is the later of the two.
-    let hlc = stored.hlc.max(change.hlc);
+    // The result follows both writes, so its clock is the later of the two;
+    // both were bounded by the server's clock when they arrived.
+    let hlc = stored.hlc.max(change_hlc);
     if change.base_rev == current_rev {
         let note = build_note(
             change,
@@ -164,7 +182,7 @@ pub fn decide(
     };
     let client = Version {
         content: incoming,
-        hlc: change.hlc,
+        hlc: change_hlc,
     };
     let resolution = resolve(strategy, change.base.as_ref(), &server, &client);
     let conflict = if resolution.conflicted {
@@ -192,6 +210,26 @@ pub fn decide(
             conflicted: resolution.conflicted,
         },
     }))
+}
+
+/// How far ahead of the server's clock a change's time may be, in
+/// milliseconds. A device whose clock runs ahead by more has its changes
+/// timed at the server's clock plus this: its edits still order after what
+/// it saw (the counter and the device break ties), but it cannot decide
+/// races that happen after it wrote.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 60_000;
+
+/// `hlc`, with its time brought back to at most [`MAX_CLOCK_DRIFT_MS`] ahead
+/// of `now_ms`.
+pub fn bounded_hlc(hlc: Hlc, now_ms: u64) -> Hlc {
+    let limit = now_ms.saturating_add(MAX_CLOCK_DRIFT_MS);
+    if hlc.wall_ms <= limit {
+        return hlc;
+    }
+    Hlc {
+        wall_ms: limit,
+        ..hlc
+    }
 }
 
 /// The content the change asks for, normalised (tags trimmed and
@@ -452,7 +490,7 @@ mod tests {
         );
         let a = accepted(decide(Some(&s), &c, Strategy::Merge, NOW));
         assert_eq!(a.outcome, Outcome::Merged { conflicted: true });
-        assert!(a.note.body.contains("server\n") && a.note.body.contains("client\n"));
+        assert_eq!(a.note.body, "server client\n");
         assert_eq!(
             a.conflict,
             Some(ConflictSides {
@@ -460,6 +498,75 @@ mod tests {
                 client: Some(draft("t", "client\n")),
             })
         );
+    }
+
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+    fn renamed(title: &str) -> ChangeOp {
+        ChangeOp::Upsert(draft(title, "body"))
+    }
+
+    #[test]
+    fn a_device_clock_a_day_ahead_cannot_decide_later_races() {
+        // Created on a device whose clock is a day ahead: stored bounded.
+        let create = change(1, 0, None, renamed("first"), NOW + DAY_MS);
+        let a = accepted(decide(None, &create, Strategy::Merge, NOW));
+        assert_eq!(a.hlc.wall_ms, NOW + MAX_CLOCK_DRIFT_MS);
+        let s1 = a.into_stored(1, NOW);
+        // Two devices with correct clocks, both from revision 1, rename it
+        // two and three minutes later: the later rename wins...
+        let base = Some(draft("first", "body"));
+        let early = change(2, 1, base.clone(), renamed("early"), NOW + 120_000);
+        let s2 = accepted(decide(Some(&s1), &early, Strategy::Merge, NOW + 120_000))
+            .into_stored(2, NOW + 120_000);
+        let late = change(3, 1, base, renamed("late"), NOW + 180_000);
+        let a3 = accepted(decide(Some(&s2), &late, Strategy::Merge, NOW + 180_000));
+        assert_eq!(a3.note.title, "late");
+        // ...and the earlier one is kept in the conflict record.
+        assert_eq!(a3.outcome, Outcome::Merged { conflicted: true });
+        let sides = a3.conflict.expect("recorded");
+        assert_eq!(sides.server.map(|d| d.title).as_deref(), Some("early"));
+    }
+
+    #[test]
+    fn a_rename_that_loses_to_a_fast_clock_is_recorded() {
+        let s1 = accepted(decide(
+            None,
+            &change(1, 0, None, renamed("first"), NOW),
+            Strategy::Merge,
+            NOW,
+        ))
+        .into_stored(1, NOW);
+        let base = Some(draft("first", "body"));
+        // A day ahead, renamed at NOW + 1 s: bounded to NOW + 1 s + the drift.
+        let fast = change(2, 1, base.clone(), renamed("fast"), NOW + 1_000 + DAY_MS);
+        let s2 = accepted(decide(Some(&s1), &fast, Strategy::Merge, NOW + 1_000))
+            .into_stored(2, NOW + 1_000);
+        assert_eq!(s2.hlc.wall_ms, NOW + 1_000 + MAX_CLOCK_DRIFT_MS);
+        // A correct device renames 1.5 s later, within the drift: the fast
+        // title stays, and the other is recorded, not dropped.
+        let correct = change(3, 1, base, renamed("correct"), NOW + 2_500);
+        let a3 = accepted(decide(Some(&s2), &correct, Strategy::Merge, NOW + 2_500));
+        assert_eq!(a3.note.title, "fast");
+        let sides = a3.conflict.expect("recorded");
+        assert_eq!(sides.client.map(|d| d.title).as_deref(), Some("correct"));
+    }
+
+    #[test]
+    fn the_stored_clock_never_runs_past_the_drift() {
+        let far = change(1, 0, None, renamed("t"), u64::MAX);
+        assert!(matches!(
+            decide(None, &far, Strategy::Merge, NOW),
+            Decision::Reject { .. }
+        ));
+        let ahead = change(1, 0, None, renamed("t"), NOW + 10 * DAY_MS);
+        let a = accepted(decide(None, &ahead, Strategy::Merge, NOW));
+        assert_eq!(a.hlc.wall_ms, NOW + MAX_CLOCK_DRIFT_MS);
+        assert_eq!(a.note.updated_at, NOW, "no edit is dated in the future");
+        let s = a.into_stored(1, NOW);
+        let next = change(2, 1, None, renamed("u"), NOW + 20 * DAY_MS);
+        let a = accepted(decide(Some(&s), &next, Strategy::Merge, NOW + 5));
+        assert_eq!(a.hlc.wall_ms, NOW + 5 + MAX_CLOCK_DRIFT_MS);
     }
 
     #[test]
@@ -624,20 +731,20 @@ mod tests {
             };
             let c = change(1, 1, Some(draft("t", &base)), op, 4);
             let a = accepted(decide(Some(&s), &c, strategy, NOW));
-            let kept: Vec<&str> = a.note.body.lines().collect();
+            let kept = crate::sync::merge::words(&a.note.body);
             let recorded = |side: &Option<NoteDraft>, text: &str| {
                 side.as_ref().is_some_and(|d| d.body == text)
             };
-            let old: Vec<&str> = base.lines().collect();
+            let old = crate::sync::merge::words(&base);
             for (text, is_server) in [(Some(server.as_str()), true), (client.as_deref(), false)] {
                 let Some(text) = text else { continue };
                 let in_conflict = a.conflict.as_ref().is_some_and(|sides| {
                     recorded(if is_server { &sides.server } else { &sides.client }, text)
                 });
-                for line in text.lines().filter(|l| !old.contains(l)) {
+                for word in crate::sync::merge::words(text).into_iter().filter(|w| !old.contains(w)) {
                     prop_assert!(
-                        kept.contains(&line) || in_conflict,
-                        "{line:?} of {} lost: {a:?}", if is_server { "server" } else { "client" }
+                        kept.contains(&word) || in_conflict,
+                        "{word:?} of {} lost: {a:?}", if is_server { "server" } else { "client" }
                     );
                 }
             }

@@ -5,9 +5,11 @@
 //! Invariants (the same as the browser's database):
 //! - at most one outbox entry per note, and a local edit writes the note and
 //!   its coalesced outbox entry together;
-//! - an edit is based on the stored copy when the note has no pending change,
-//!   by [`replica::edit_base`](super::replica::edit_base) (a tombstone has no
-//!   base content);
+//! - a local edit is saved by the browser's own rule,
+//!   [`replica::save_edit`](super::replica::save_edit): based on the stored
+//!   copy when the note has no pending change (a tombstone has no base
+//!   content), and timed by the replica's clock, which every pulled page
+//!   moves past the clocks it carries;
 //! - [`ReplicaStore::settle`] and [`ReplicaStore::apply_page`] are atomic: no
 //!   `await` happens while they change the maps, and each decision is the
 //!   pure rule of [`replica`](super::replica);
@@ -24,12 +26,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 
 use super::driver::{Applied, PendingCounts, PortError, ReplicaStore};
-use super::outbox::{coalesce, Edit, PendingChange, PendingOp};
+use super::hlc::Hlc;
+use super::outbox::PendingChange;
 use super::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
 use super::replica::{
-    acknowledge, apply_entry, edit_base, is_newer, next_batch, AckDecision, EntryDecision,
+    acknowledge, apply_entry, clock_after_pull, is_newer, next_batch, save_edit, AckDecision,
+    EditStamp, EntryDecision,
 };
-use crate::domain::{DomainError, MutationId, Note, NoteDraft, NoteId};
+use crate::domain::{ClientId, DomainError, MutationId, Note, NoteDraft, NoteId};
 
 /// A recorded conflict: both sides, for the compare view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,20 +43,39 @@ pub struct MemoryConflict {
     pub seq: u64,
 }
 
-/// One replica's notes, outbox, conflicts and checkpoint, in memory.
-#[derive(Debug, Default)]
+/// One replica's notes, outbox, conflicts, checkpoint and clock, in memory.
+#[derive(Debug)]
 pub struct MemoryReplica {
     notes: RefCell<BTreeMap<NoteId, Note>>,
     outbox: RefCell<BTreeMap<NoteId, PendingChange>>,
     conflicts: RefCell<BTreeMap<NoteId, MemoryConflict>>,
     checkpoint: Cell<Checkpoint>,
     resyncing: Cell<bool>,
+    clock: Cell<Hlc>,
+}
+
+impl Default for MemoryReplica {
+    fn default() -> Self {
+        Self::for_client(ClientId::new(0, [0; 10]))
+    }
 }
 
 impl MemoryReplica {
-    /// An empty replica at the start of the feed.
+    /// An empty replica at the start of the feed, with a fixed client id.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty replica whose clock is `client`'s.
+    pub fn for_client(client: ClientId) -> Self {
+        Self {
+            notes: RefCell::default(),
+            outbox: RefCell::default(),
+            conflicts: RefCell::default(),
+            checkpoint: Cell::default(),
+            resyncing: Cell::default(),
+            clock: Cell::new(Hlc::zero(client)),
+        }
     }
 
     /// Saves a local edit of `id` to `draft` at `now_ms`, creating the note if
@@ -89,36 +112,26 @@ impl MemoryReplica {
         true
     }
 
-    /// `LocalDb::save_edit` with the stored copy as the base.
+    /// Saves an edit read from the stored copy, by the same rule as the
+    /// browser's database ([`replica::save_edit`]).
     fn save(&self, note: Note, stored: Option<Note>, at_ms: u64, mutation_id: MutationId) {
-        let (base_rev, base) = edit_base(stored.as_ref());
-        let mut to_store = note;
-        if let Some(s) = &stored {
-            // The server revision is the store's to know, not the editor's.
-            to_store.rev = s.rev;
-            to_store.created_at = s.created_at;
-        }
-        let op = if to_store.deleted {
-            PendingOp::Delete
-        } else {
-            PendingOp::Upsert(to_store.draft())
-        };
         let mut outbox = self.outbox.borrow_mut();
-        let existing = outbox.remove(&to_store.id);
-        let pending = coalesce(
-            existing,
-            Edit {
-                note_id: to_store.id,
-                mutation_id,
-                base_rev,
-                base,
-                op,
-                at_ms,
-                created_at: to_store.created_at,
-            },
+        let saved = save_edit(
+            &note,
+            stored.as_ref(),
+            stored.as_ref(),
+            outbox.remove(&note.id),
+            self.clock.get(),
+            EditStamp { mutation_id, at_ms },
         );
-        outbox.insert(to_store.id, pending);
-        self.notes.borrow_mut().insert(to_store.id, to_store);
+        self.clock.set(saved.clock);
+        outbox.insert(saved.note.id, saved.pending);
+        self.notes.borrow_mut().insert(saved.note.id, saved.note);
+    }
+
+    /// The replica's clock (see [`Hlc`]).
+    pub fn clock(&self) -> Hlc {
+        self.clock.get()
     }
 
     /// One note, tombstones included.
@@ -249,6 +262,7 @@ impl ReplicaStore for MemoryReplica {
                 }
             }
         }
+        self.clock.set(clock_after_pull(self.clock.get(), entries));
         self.checkpoint.set(checkpoint);
         Ok(applied)
     }
@@ -316,6 +330,7 @@ mod tests {
             seq,
             note,
             conflict: None,
+            hlc: None,
         }
     }
 

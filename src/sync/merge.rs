@@ -2,44 +2,56 @@
 //! changed it since their common base. The server and the client run this same
 //! code, so both sides always reach the same result.
 //!
+//! Bodies are merged word by word ([`merge_text`]): two people typing at
+//! different places of the same line merge cleanly, and so do two insertions
+//! at the same place (both kept, the server's first). Where the two sides
+//! changed the same words differently, both replacements are kept, one after
+//! the other, and the merge is flagged: the body never holds conflict markers
+//! or any other text nobody typed (a space may separate the two replacements,
+//! so that two words are never glued into one).
+//!
 //! Invariants:
-//! - text is never lost silently: whenever a side's body does not survive into
-//!   the result, [`Resolution::conflicted`] is set so the caller can keep a
-//!   conflict copy and show the person a compare-and-choose view;
-//! - with [`Strategy::Merge`] an edit always beats a delete;
+//! - text is never lost silently: every word either side typed since the base
+//!   is in the merged body, and whenever the two sides' edits overlap, or a
+//!   field both sides changed keeps only one value, [`Resolution::conflicted`]
+//!   is set so the caller records both sides whole for a compare-and-choose
+//!   view;
+//! - with [`Strategy::Merge`] an edit always beats a delete, and tags merge as
+//!   sets (a tag added on either side is kept, one removed on either side goes);
 //! - the result is a pure function of its inputs (no clock, no randomness) and
 //!   respects [`LIMITS`](crate::domain::LIMITS) whenever both sides do.
 
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 
-use diffy::{ConflictStyle, IncompleteHunkStyle, MergeOptions};
 use serde::{Deserialize, Serialize};
+use similar::{capture_diff_slices, Algorithm, DiffOp};
 use thiserror::Error;
 
 use super::hlc::Hlc;
 use crate::domain::NoteDraft;
 
-/// The outcome of a line-based three-way text merge.
+/// The outcome of a three-way text merge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TextMerge {
     /// The changes did not overlap; this is the merged text.
     Clean(String),
-    /// Some changes overlapped. The text holds every change of both sides, the
-    /// overlapping ones between `<<<<<<< ours`, `=======` and `>>>>>>> theirs`
-    /// lines.
+    /// Some changes overlapped. The text holds every change of both sides:
+    /// where both replaced the same words, the server's (`ours`) replacement
+    /// comes first and the other's right after it.
     Conflicted(String),
 }
 
 impl TextMerge {
-    /// The merged text, with conflict markers if there are any.
+    /// The merged text.
     pub fn text(&self) -> &str {
         match self {
             TextMerge::Clean(text) | TextMerge::Conflicted(text) => text,
         }
     }
 
-    /// The merged text, with conflict markers if there are any.
+    /// The merged text.
     pub fn into_text(self) -> String {
         match self {
             TextMerge::Clean(text) | TextMerge::Conflicted(text) => text,
@@ -52,18 +64,230 @@ impl TextMerge {
     }
 }
 
-/// Merges line by line the changes `ours` and `theirs` each made to `base`.
+/// Splits a text into the units a merge compares: runs of word characters
+/// (letters, digits, `_`, and any other non-ASCII character that is not
+/// whitespace, so accents and emoji stay with their word), and every other
+/// character on its own (spaces, line breaks, punctuation). Concatenated, the
+/// tokens are the text.
+fn tokens(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut word_start: Option<usize> = None;
+    for (i, c) in text.char_indices() {
+        if is_word_char(c) {
+            word_start.get_or_insert(i);
+            continue;
+        }
+        if let Some(start) = word_start.take() {
+            out.push(&text[start..i]);
+        }
+        out.push(&text[i..i + c.len_utf8()]);
+    }
+    if let Some(start) = word_start {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+/// The words and punctuation of `text` as a merge compares them (its tokens
+/// other than whitespace), in order. Every one either side typed since the
+/// base is in the merged text.
+pub fn words(text: &str) -> Vec<&str> {
+    tokens(text)
+        .into_iter()
+        .filter(|t| !t.chars().all(char::is_whitespace))
+        .collect()
+}
+
+/// One side's change to the base: the tokens `base` of the base became the
+/// tokens `side` of that side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hunk {
+    base: Range<usize>,
+    side: Range<usize>,
+}
+
+/// The changes that turn `base` into `side`, in base order, adjacent ones
+/// joined. The diff is similar's Myers with its bounded search, so a merge of
+/// two very different 1 MiB bodies costs a bounded amount of work.
+fn hunks(base: &[&str], side: &[&str]) -> Vec<Hunk> {
+    let mut out: Vec<Hunk> = Vec::new();
+    for op in capture_diff_slices(Algorithm::Myers, base, side) {
+        let (base_range, side_range) = match op {
+            DiffOp::Equal { .. } => continue,
+            DiffOp::Delete {
+                old_index,
+                old_len,
+                new_index,
+            } => (old_index..old_index + old_len, new_index..new_index),
+            DiffOp::Insert {
+                old_index,
+                new_index,
+                new_len,
+            } => (old_index..old_index, new_index..new_index + new_len),
+            DiffOp::Replace {
+                old_index,
+                old_len,
+                new_index,
+                new_len,
+            } => (
+                old_index..old_index + old_len,
+                new_index..new_index + new_len,
+            ),
+        };
+        match out.last_mut() {
+            Some(last)
+                if last.base.end == base_range.start && last.side.end == side_range.start =>
+            {
+                last.base.end = base_range.end;
+                last.side.end = side_range.end;
+            }
+            _ => out.push(Hunk {
+                base: base_range,
+                side: side_range,
+            }),
+        }
+    }
+    out
+}
+
+/// Whether `hunk` overlaps a group of changes spanning `span` of the base:
+/// they share a base token, or one inserts strictly inside what the other
+/// replaces, or both insert at the same place. An insertion at either end of
+/// a replaced span does not overlap it: it goes before or after it.
+fn overlaps(span: &Range<usize>, hunk: &Range<usize>) -> bool {
+    match (span.is_empty(), hunk.is_empty()) {
+        (false, false) => hunk.start < span.end && span.start < hunk.end,
+        (false, true) => span.start < hunk.start && hunk.start < span.end,
+        (true, false) => hunk.start < span.start && span.start < hunk.end,
+        (true, true) => span.start == hunk.start,
+    }
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || (!c.is_ascii() && !c.is_whitespace())
+}
+
+/// Appends `part` to the merged text. Two words that no input has side by
+/// side (one side dropped what separated them, the other's text follows)
+/// get a space between them rather than becoming a word nobody typed.
+fn push_part(out: &mut String, part: &str) {
+    let glued = out.chars().last().is_some_and(is_word_char)
+        && part.chars().next().is_some_and(is_word_char);
+    if glued {
+        out.push(' ');
+    }
+    out.push_str(part);
+}
+
+/// Appends the second of two replacements of the same text, after a space
+/// unless one of them ends or starts with whitespace, so the two read apart.
+fn push_alternative(out: &mut String, part: &str) {
+    let touching = out.chars().last().is_some_and(|c| !c.is_whitespace())
+        && part.chars().next().is_some_and(|c| !c.is_whitespace());
+    if touching {
+        out.push(' ');
+    }
+    out.push_str(part);
+}
+
+/// How many tokens a side has where the base has `span`, given the side's
+/// hunks inside it.
+fn side_len(span: &Range<usize>, inside: &[Hunk]) -> usize {
+    let added: usize = inside.iter().map(|h| h.side.len()).sum();
+    let removed: usize = inside.iter().map(|h| h.base.len()).sum();
+    span.len() + added - removed
+}
+
+/// Merges word by word the changes `ours` and `theirs` each made to `base`.
+///
+/// - A change made on one side only is taken.
+/// - The same change made on both sides is taken once.
+/// - Two insertions at the same place are both kept, `ours` first: clean.
+/// - Overlapping, different changes keep both replacements, `ours` first,
+///   separated by a space where they would otherwise run together, and make
+///   the result [`TextMerge::Conflicted`].
 pub fn merge_text(base: &str, ours: &str, theirs: &str) -> TextMerge {
-    let mut options = MergeOptions::new();
-    // Two-sided markers are what a person can read. The git style puts every
-    // marker on a line of its own, even after a last line without a newline,
-    // so no marker is ever glued to the person's text.
-    options
-        .set_conflict_style(ConflictStyle::Merge)
-        .set_incomplete_hunk_style(IncompleteHunkStyle::Git);
-    match options.merge(base, ours, theirs) {
-        Ok(text) => TextMerge::Clean(text),
-        Err(text) => TextMerge::Conflicted(text),
+    if ours == theirs || theirs == base {
+        return TextMerge::Clean(ours.to_string());
+    }
+    if ours == base {
+        return TextMerge::Clean(theirs.to_string());
+    }
+    let (b, o, t) = (tokens(base), tokens(ours), tokens(theirs));
+    let (ours_hunks, theirs_hunks) = (hunks(&b, &o), hunks(&b, &t));
+    let (mut i, mut j) = (0, 0);
+    // Where the next unmerged base token is, and the matching position of
+    // each side (equal stretches move all three alike).
+    let (mut at, mut at_ours, mut at_theirs) = (0usize, 0usize, 0usize);
+    let mut out = String::with_capacity(ours.len().max(theirs.len()));
+    let mut conflicted = false;
+    while i < ours_hunks.len() || j < theirs_hunks.len() {
+        // The next group starts at the earliest hunk; at equal starts, an
+        // insertion goes first (it does not overlap a replacement there).
+        let take_ours = match (ours_hunks.get(i), theirs_hunks.get(j)) {
+            (Some(x), Some(y)) => {
+                (x.base.start, !x.base.is_empty()) <= (y.base.start, !y.base.is_empty())
+            }
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let first = if take_ours {
+            &ours_hunks[i]
+        } else {
+            &theirs_hunks[j]
+        };
+        let stable = first.base.start - at;
+        push_part(&mut out, &b[at..first.base.start].concat());
+        at_ours += stable;
+        at_theirs += stable;
+        let mut span = first.base.clone();
+        let (i0, j0) = (i, j);
+        if take_ours {
+            i += 1;
+        } else {
+            j += 1;
+        }
+        loop {
+            if let Some(h) = ours_hunks.get(i).filter(|h| overlaps(&span, &h.base)) {
+                span = span.start.min(h.base.start)..span.end.max(h.base.end);
+                i += 1;
+            } else if let Some(h) = theirs_hunks.get(j).filter(|h| overlaps(&span, &h.base)) {
+                span = span.start.min(h.base.start)..span.end.max(h.base.end);
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let ours_len = side_len(&span, &ours_hunks[i0..i]);
+        let theirs_len = side_len(&span, &theirs_hunks[j0..j]);
+        let ours_part = o[at_ours..at_ours + ours_len].concat();
+        let theirs_part = t[at_theirs..at_theirs + theirs_len].concat();
+        at_ours += ours_len;
+        at_theirs += theirs_len;
+        at = span.end;
+        match (i > i0, j > j0) {
+            (true, false) => push_part(&mut out, &ours_part),
+            (false, true) => push_part(&mut out, &theirs_part),
+            _ if ours_part == theirs_part => push_part(&mut out, &ours_part),
+            _ => {
+                // Both changed here. Two insertions at one place are two
+                // people adding text: both stay, with no flag. Anything else
+                // replaced the same words twice: both stay, flagged.
+                conflicted |= !span.is_empty();
+                push_part(&mut out, &ours_part);
+                if ours_part.is_empty() {
+                    push_part(&mut out, &theirs_part);
+                } else {
+                    push_alternative(&mut out, &theirs_part);
+                }
+            }
+        }
+    }
+    push_part(&mut out, &b[at..].concat());
+    if conflicted {
+        TextMerge::Conflicted(out)
+    } else {
+        TextMerge::Clean(out)
     }
 }
 
@@ -139,29 +363,29 @@ pub struct Version {
 pub struct Resolution {
     /// The resulting content; `None` means the note stays deleted.
     pub content: Option<NoteDraft>,
-    /// The person should be shown a compare-and-choose view: the body holds
-    /// conflict markers, or a side's text did not make it into `content` and
-    /// the caller must keep it as a conflict copy.
+    /// The person should be shown a compare-and-choose view: the two sides'
+    /// edits overlapped (both are in the body, one after the other), or a
+    /// side's content did not make it into `content` whole (a title both
+    /// sides set, a text a winning strategy or a delete replaced). The caller
+    /// records both sides whole.
     pub conflicted: bool,
 }
 
 /// Reconciles the server's and the client's version of a note that both
 /// changed since `base` (`None` if the server never had the note).
 ///
-/// - [`Strategy::Merge`]: the body is merged with [`merge_text`], the server
-///   as `ours` and the client as `theirs`; overlapping changes keep conflict
-///   markers and set `conflicted`. Title and tags each come from the side that
-///   changed them, or from the later [`Hlc`] if both did. An edit beats a
-///   delete (flagged as conflicted); two deletes stay deleted.
+/// - [`Strategy::Merge`]: [`merge_drafts`], the server as `ours` and the
+///   client as `theirs`, the later [`Hlc`] deciding a title or pin both set.
+///   An edit beats a delete (flagged as conflicted); two deletes stay
+///   deleted; a delete of exactly the base text wins cleanly.
 /// - [`Strategy::ServerWins`], [`Strategy::ClientWins`], [`Strategy::Lww`]:
 ///   the winning side (for `Lww` the later [`Hlc`]) is kept whole. If the
-///   losing side's body is non-empty, differs from the base and is not what
-///   the winner kept, it would vanish, so `conflicted` is set and the caller
-///   keeps it as a conflict copy.
+///   losing side changed anything since the base that the winner does not
+///   hold, `conflicted` is set and the caller records both sides.
 ///
-/// A merged note that breaks the limits (conflict markers can push a body
-/// over [`LIMITS.max_body_bytes`](crate::domain::LIMITS)) is replaced by the
-/// side with the later [`Hlc`], flagged as conflicted.
+/// A merged note that breaks the limits (both sides' replacements kept can
+/// push a body over [`LIMITS.max_body_bytes`](crate::domain::LIMITS)) is
+/// replaced by the side with the later [`Hlc`], flagged as conflicted.
 ///
 /// Ties between equal clocks (the same edit seen twice) go to the server.
 pub fn resolve(
@@ -187,12 +411,13 @@ pub fn resolve(
     }
 }
 
-/// The winner's content, flagged if the loser's body would vanish silently.
+/// The winner's content, flagged if the loser's own change would vanish
+/// silently: its content differs from the base and from what the winner kept.
 fn keep_winner(base: &NoteDraft, winner: &Version, loser: &Version) -> Resolution {
-    let kept_body = winner.content.as_ref().map(|draft| draft.body.as_str());
-    let lost = loser.content.as_ref().is_some_and(|draft| {
-        !draft.body.is_empty() && draft.body != base.body && Some(draft.body.as_str()) != kept_body
-    });
+    let lost = loser
+        .content
+        .as_ref()
+        .is_some_and(|draft| draft != base && Some(draft) != winner.content.as_ref());
     Resolution {
         content: winner.content.clone(),
         conflicted: lost,
@@ -234,12 +459,14 @@ fn merge_versions(
     merge_drafts(base, ours, theirs, server_is_later)
 }
 
-/// The three-way merge of two live versions of a note: the body line by line
-/// (overlaps keep conflict markers and set `conflicted`), title, tags and
-/// the pin each
-/// from the side that changed it, or from `ours` if both did and
-/// `ours_is_later`. A result over the limits is replaced by the later side,
-/// flagged as conflicted.
+/// The three-way merge of two live versions of a note: the body word by word
+/// ([`merge_text`]), the tags as sets ([`merge_tags`]), the title and the pin
+/// each from the side that changed it, or from `ours` if both did and
+/// `ours_is_later`. The result is conflicted when the bodies' edits
+/// overlapped or when both sides set the title (or the pin) to different
+/// values, as the earlier value is then kept only in the conflict record.
+/// A result over the limits is replaced by the later side, flagged as
+/// conflicted.
 ///
 /// The server merges a pushed change with this ([`Strategy::Merge`]), and a
 /// replica rebases its pending edit on a pulled revision with it, with the
@@ -252,12 +479,14 @@ pub fn merge_drafts(
     ours_is_later: bool,
 ) -> Resolution {
     let body = merge_text(&base.body, &ours.body, &theirs.body);
-    let conflicted = body.is_conflicted();
+    let title = pick_field(&base.title, &ours.title, &theirs.title, ours_is_later);
+    let pinned = pick_field(&base.pinned, &ours.pinned, &theirs.pinned, ours_is_later);
+    let conflicted = body.is_conflicted() || title.overruled || pinned.overruled;
     let merged = NoteDraft {
-        title: pick_field(&base.title, &ours.title, &theirs.title, ours_is_later).clone(),
+        title: title.value.clone(),
         body: body.into_text(),
-        tags: pick_field(&base.tags, &ours.tags, &theirs.tags, ours_is_later).clone(),
-        pinned: *pick_field(&base.pinned, &ours.pinned, &theirs.pinned, ours_is_later),
+        tags: merge_tags(&base.tags, &ours.tags, &theirs.tags),
+        pinned: *pinned.value,
     };
     match merged.revalidate() {
         Ok(content) => Resolution {
@@ -271,20 +500,48 @@ pub fn merge_drafts(
     }
 }
 
-/// Last-writer-wins for one field: the side that changed it, or the later side
-/// if both (or neither) did.
+/// A field's merged value, and whether a different value set by the other
+/// side was overruled by it (last writer wins).
+struct Picked<'a, T> {
+    value: &'a T,
+    overruled: bool,
+}
+
+/// Last-writer-wins for one field: the side that changed it, or the later
+/// side if both (or neither) did.
 fn pick_field<'a, T: PartialEq>(
     base: &T,
     ours: &'a T,
     theirs: &'a T,
     ours_is_later: bool,
-) -> &'a T {
-    match (ours != base, theirs != base) {
+) -> Picked<'a, T> {
+    let value = match (ours != base, theirs != base) {
         (true, false) => ours,
         (false, true) => theirs,
         _ if ours_is_later => ours,
         _ => theirs,
+    };
+    Picked {
+        value,
+        overruled: ours != base && theirs != base && ours != theirs,
     }
+}
+
+/// Tags merged as sets: a tag stays unless either side removed it, and a tag
+/// either side added joins; `ours`'s order first, then `theirs`'s new tags.
+fn merge_tags(base: &[String], ours: &[String], theirs: &[String]) -> Vec<String> {
+    let removed = |tag: &String, side: &[String]| base.contains(tag) && !side.contains(tag);
+    let mut out: Vec<String> = ours
+        .iter()
+        .filter(|tag| !removed(tag, theirs))
+        .cloned()
+        .collect();
+    for tag in theirs {
+        if !out.contains(tag) && !base.contains(tag) {
+            out.push(tag.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -354,22 +611,74 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_changes_keep_both_sides_between_markers() {
+    fn overlapping_changes_keep_both_replacements_without_markers() {
         let got = merge_text(BASE, "one\nours\nthree\n", "one\ntheirs\nthree\n");
         assert_eq!(
             got,
-            TextMerge::Conflicted(
-                "one\n<<<<<<< ours\nours\n=======\ntheirs\n>>>>>>> theirs\nthree\n".into()
-            )
+            TextMerge::Conflicted("one\nours theirs\nthree\n".into())
         );
     }
 
     #[test]
-    fn markers_are_never_glued_to_a_last_line_without_newline() {
-        let got = merge_text("a", "b", "c");
+    fn two_people_typing_on_one_line_merge_word_by_word() {
+        let base = "shopping: milk eggs\n";
+        // Different places of the same line: clean.
+        let got = merge_text(
+            base,
+            "shopping: oat milk eggs\n",
+            "shopping: milk eggs bread\n",
+        );
+        assert_eq!(
+            got,
+            TextMerge::Clean("shopping: oat milk eggs bread\n".into())
+        );
+        // The same place: both insertions kept, the server's first, clean.
+        let got = merge_text(
+            base,
+            "shopping: milk eggs a114\n",
+            "shopping: milk eggs b115\n",
+        );
+        assert_eq!(
+            got,
+            TextMerge::Clean("shopping: milk eggs a114 b115\n".into())
+        );
+        // The same word changed twice: both kept, never glued, flagged.
+        let got = merge_text(base, "shopping: milk hens\n", "shopping: milk legs\n");
+        assert_eq!(
+            got,
+            TextMerge::Conflicted("shopping: milk hens legs\n".into())
+        );
+    }
+
+    #[test]
+    fn an_edit_beside_a_replacement_goes_before_or_after_it() {
+        let base = "alpha beta gamma";
+        let got = merge_text(base, "alpha BETA gamma", "alpha new beta gamma");
+        assert_eq!(got, TextMerge::Clean("alpha new BETA gamma".into()));
+        let got = merge_text(base, "alpha BETA gamma", "alpha beta new gamma");
+        assert_eq!(got, TextMerge::Clean("alpha BETA new gamma".into()));
+        let got = merge_text(base, "alpha gamma", "alpha beta gamma delta");
+        assert_eq!(got, TextMerge::Clean("alpha gamma delta".into()));
+    }
+
+    #[test]
+    fn a_deleted_passage_edited_on_the_other_side_keeps_the_edit() {
+        let base = "keep this. drop that sentence. end";
+        let got = merge_text(
+            base,
+            "keep this. end",
+            "keep this. drop that long sentence. end",
+        );
         assert!(got.is_conflicted());
-        assert!(got.text().lines().any(|l| l == "b"), "{got:?}");
-        assert!(got.text().lines().any(|l| l == "c"), "{got:?}");
+        assert_eq!(got.text(), "keep this. drop that long sentence. end");
+    }
+
+    #[test]
+    fn a_last_line_without_newline_merges_like_any_other() {
+        let got = merge_text("a", "b", "c");
+        assert_eq!(got, TextMerge::Conflicted("b c".into()));
+        let got = merge_text("x\ny", "x\ny!", "X\ny");
+        assert_eq!(got, TextMerge::Clean("X\ny!".into()));
     }
 
     // ---- Strategy ----
@@ -415,28 +724,48 @@ mod tests {
     }
 
     #[test]
-    fn merge_gives_a_field_changed_on_both_sides_to_the_later_writer() {
+    fn a_title_both_sides_set_goes_to_the_later_writer_and_is_flagged() {
         let base = draft("t", BASE, &[]);
         let server = version(Some(draft("server", BASE, &["s"])), 10, 1);
         let client = version(Some(draft("client", BASE, &["c"])), 20, 2);
         let got = resolve(Strategy::Merge, Some(&base), &server, &client);
-        assert_eq!(got.content, Some(draft("client", BASE, &["c"])));
-        assert!(!got.conflicted);
+        assert_eq!(got.content, Some(draft("client", BASE, &["s", "c"])));
+        assert!(
+            got.conflicted,
+            "the server's title survives only in the record"
+        );
         let got = resolve(Strategy::Merge, Some(&base), &client, &server);
-        assert_eq!(got.content, Some(draft("client", BASE, &["c"])));
+        assert_eq!(got.content, Some(draft("client", BASE, &["c", "s"])));
+        assert!(got.conflicted);
+        // The same title set on both sides loses nothing.
+        let same = version(Some(draft("same", BASE, &[])), 20, 2);
+        let got = resolve(Strategy::Merge, Some(&base), &same, &same.clone());
+        assert!(!got.conflicted);
     }
 
     #[test]
-    fn merge_keeps_markers_for_overlapping_body_changes() {
+    fn tags_merge_as_sets() {
+        let base = ["a", "b", "c"].map(String::from);
+        let ours = ["a", "c", "x"].map(String::from);
+        let theirs = ["b", "a", "y"].map(String::from);
+        // b removed by ours, c removed by theirs, x and y added.
+        assert_eq!(
+            merge_tags(&base, &ours, &theirs),
+            ["a", "x", "y"].map(String::from).to_vec()
+        );
+        assert_eq!(merge_tags(&[], &[], &[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn merge_keeps_both_bodies_where_they_overlap_and_flags_it() {
         let base = draft("t", BASE, &[]);
         let server = version(Some(draft("t", "one\nserver\nthree\n", &[])), 10, 1);
         let client = version(Some(draft("t", "one\nclient\nthree\n", &[])), 20, 2);
         let got = resolve(Strategy::Merge, Some(&base), &server, &client);
         assert!(got.conflicted);
-        let body = got.content.expect("kept").body;
-        assert!(
-            body.contains("<<<<<<< ours\nserver\n=======\nclient\n>>>>>>> theirs\n"),
-            "{body}"
+        assert_eq!(
+            got.content.expect("kept").body,
+            "one\nserver client\nthree\n"
         );
     }
 
@@ -448,14 +777,11 @@ mod tests {
         assert_eq!(got.content, Some(draft("", "same\n", &[])));
         assert!(!got.conflicted);
 
+        // Two texts written from nothing are two insertions: both kept.
         let client = version(Some(draft("", "other\n", &[])), 20, 2);
         let got = resolve(Strategy::Merge, None, &server, &client);
-        assert!(got.conflicted);
-        let body = got.content.expect("kept").body;
-        assert!(
-            body.contains("same\n") && body.contains("other\n"),
-            "{body}"
-        );
+        assert!(!got.conflicted);
+        assert_eq!(got.content.expect("kept").body, "same\nother\n");
     }
 
     #[test]
@@ -562,18 +888,22 @@ mod tests {
     }
 
     #[test]
-    fn a_winner_is_not_flagged_when_the_loser_lost_no_text() {
+    fn a_winner_is_not_flagged_when_the_loser_lost_nothing() {
         let base = draft("t", BASE, &[]);
         let winner = version(Some(draft("w", "new\n", &[])), 10, 1);
-        for loser_body in [BASE, "", "new\n"] {
-            let loser = version(Some(draft("l", loser_body, &[])), 20, 2);
+        for loser in [base.clone(), draft("w", "new\n", &[])] {
+            let loser = version(Some(loser), 20, 2);
             let got = resolve(Strategy::ServerWins, Some(&base), &winner, &loser);
             assert_eq!(got.content, winner.content);
-            assert!(!got.conflicted, "loser body {loser_body:?}");
+            assert!(!got.conflicted, "loser {loser:?}");
             let got = resolve(Strategy::ClientWins, Some(&base), &loser, &winner);
             assert_eq!(got.content, winner.content);
-            assert!(!got.conflicted, "loser body {loser_body:?}");
+            assert!(!got.conflicted, "loser {loser:?}");
         }
+        // A loser that only renamed the note loses its title: flagged.
+        let renamed = version(Some(draft("l", BASE, &[])), 20, 2);
+        let got = resolve(Strategy::ServerWins, Some(&base), &winner, &renamed);
+        assert!(got.conflicted);
     }
 
     #[test]
@@ -619,7 +949,7 @@ mod tests {
     fn lww_keeps_the_later_side_whole() {
         let base = draft("t", BASE, &[]);
         let server = version(Some(draft("s", "server\n", &["x"])), 20, 1);
-        let client = version(Some(draft("c", BASE, &["y"])), 10, 2);
+        let client = version(Some(draft("t", BASE, &[])), 10, 2);
         let got = resolve(Strategy::Lww, Some(&base), &server, &client);
         assert_eq!(
             got,
@@ -645,8 +975,9 @@ mod tests {
     /// Short texts built from a few lines, so that edits overlap often. Some
     /// texts end without a newline, as a person's last line often does.
     fn text() -> impl Gen<Value = String> {
-        let line = prop::sample::select(vec!["a", "b", "c", "d", "e", "hello world", ""]);
-        (prop::collection::vec(line, 0..7), any::<bool>()).prop_map(|(lines, newline_at_end)| {
+        let word = prop::sample::select(vec!["a", "b", "c", "hello", "world", "x.", ""]);
+        let line = prop::collection::vec(word, 0..4).prop_map(|words| words.join(" "));
+        (prop::collection::vec(line, 0..6), any::<bool>()).prop_map(|(lines, newline_at_end)| {
             let mut text = lines.join("\n");
             if newline_at_end && !lines.is_empty() {
                 text.push('\n');
@@ -674,9 +1005,13 @@ mod tests {
         prop::sample::select(Strategy::ALL.to_vec())
     }
 
-    fn new_lines<'a>(base: &str, side: &'a str) -> Vec<&'a str> {
-        let old: Vec<&str> = base.lines().collect();
-        side.lines().filter(|line| !old.contains(line)).collect()
+    /// The words of `side` that `base` does not have.
+    fn new_words<'a>(base: &str, side: &'a str) -> Vec<&'a str> {
+        let old = words(base);
+        words(side)
+            .into_iter()
+            .filter(|t| !old.contains(t))
+            .collect()
     }
 
     proptest! {
@@ -688,12 +1023,29 @@ mod tests {
         }
 
         #[test]
-        fn merging_never_loses_an_added_line(base in text(), ours in text(), theirs in text()) {
+        fn merging_never_loses_an_added_word(base in text(), ours in text(), theirs in text()) {
             let merged = merge_text(&base, &ours, &theirs);
-            let out: Vec<&str> = merged.text().lines().collect();
-            for line in new_lines(&base, &ours).into_iter().chain(new_lines(&base, &theirs)) {
-                prop_assert!(out.contains(&line), "{line:?} lost in {merged:?}");
+            let out = tokens(merged.text());
+            for word in new_words(&base, &ours).into_iter().chain(new_words(&base, &theirs)) {
+                prop_assert!(out.contains(&word), "{word:?} lost in {merged:?}");
             }
+        }
+
+        /// The merge writes nothing of its own but a separating space: every
+        /// other token of the result comes from one of the three texts.
+        #[test]
+        fn merging_adds_no_text_but_spaces(base in text(), ours in text(), theirs in text()) {
+            let merged = merge_text(&base, &ours, &theirs);
+            let known: Vec<&str> = [tokens(&base), tokens(&ours), tokens(&theirs)].concat();
+            for token in tokens(merged.text()) {
+                prop_assert!(token == " " || known.contains(&token), "{token:?} in {merged:?}");
+            }
+        }
+
+        /// Concatenated, the tokens are the text.
+        #[test]
+        fn tokens_are_the_text(text in "\\PC{0,40}") {
+            prop_assert_eq!(tokens(&text).concat(), text);
         }
 
         #[test]

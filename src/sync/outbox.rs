@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::hlc::Hlc;
 use crate::domain::{MutationId, NoteDraft, NoteId, Revision};
 
 /// What a pending change does to its note: the same operation it will be
@@ -46,6 +47,11 @@ pub struct PendingChange {
     /// the person edits the note.
     #[serde(default)]
     pub rejected: Option<String>,
+    /// The replica's hybrid logical clock at the latest edit folded in: the
+    /// change's time for last-writer-wins. `None` in entries stored before
+    /// replicas kept a clock; they are timed by `last_edit_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hlc: Option<Hlc>,
     /// What was pushed under `mutation_id` while the server's answer is not
     /// known. Edits folded in since then are pushed after it, as a new
     /// mutation: a retry of the same id with newer text would be answered
@@ -61,6 +67,8 @@ pub struct SentCopy {
     pub op: PendingOp,
     pub last_edit_at: u64,
     pub edits: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hlc: Option<Hlc>,
 }
 
 impl PendingChange {
@@ -81,6 +89,7 @@ impl PendingChange {
                 op: sent.op.clone(),
                 last_edit_at: sent.last_edit_at,
                 edits: sent.edits,
+                hlc: sent.hlc,
                 ..self.clone()
             },
             None => self.clone(),
@@ -96,6 +105,7 @@ impl PendingChange {
                 op: pushed.op.clone(),
                 last_edit_at: pushed.last_edit_at,
                 edits: pushed.edits,
+                hlc: pushed.hlc,
             }),
             ..self.clone()
         })
@@ -115,6 +125,8 @@ pub struct Edit {
     pub at_ms: u64,
     /// When the note was created (Unix ms).
     pub created_at: u64,
+    /// The replica's clock, ticked for this edit.
+    pub hlc: Option<Hlc>,
 }
 
 /// Folds an edit into the note's pending change, if there is one.
@@ -129,6 +141,7 @@ pub fn coalesce(existing: Option<PendingChange>, edit: Edit) -> PendingChange {
             last_edit_at: edit.at_ms.max(pending.last_edit_at),
             edits: pending.edits.saturating_add(1),
             rejected: None,
+            hlc: edit.hlc.or(pending.hlc),
             ..pending
         },
         _ => PendingChange {
@@ -142,6 +155,7 @@ pub fn coalesce(existing: Option<PendingChange>, edit: Edit) -> PendingChange {
             edits: 1,
             created_at: edit.created_at,
             rejected: None,
+            hlc: edit.hlc,
             sent: None,
         },
     }
@@ -174,6 +188,7 @@ mod tests {
             op,
             at_ms: at,
             created_at: 1,
+            hlc: None,
         }
     }
 

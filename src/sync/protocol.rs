@@ -11,6 +11,11 @@
 //!   full download of more than one page after a tombstone purge was answered
 //!   `resync_required` again, forever. Both fields are optional on the wire,
 //!   so version 1 requests keep their meaning and are still accepted.
+//! - 3: a feed entry carries the clock of the note's latest change (`hlc`),
+//!   so a replica's next edits order after what it pulled whatever its own
+//!   clock says; the server accepts no number a browser cannot read back
+//!   (above 2^53 - 1) and bounds a change's clock by its own. Requests of
+//!   versions 1 and 2 mean what they meant, and the new field is optional.
 //!
 //! The poke stream's [`Poke`] is not versioned by this number: its `changes`
 //! are optional, and a client that predates them reads only `seq` (and the
@@ -27,7 +32,7 @@ use crate::domain::{ClientId, DomainError, MutationId, Note, NoteDraft, NoteId, 
 use crate::wire::{needed, WireError};
 
 /// The version of the protocol this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The versions a server answers: every one whose requests still mean what
 /// they meant when it was current.
@@ -238,6 +243,11 @@ pub struct FeedEntry {
     pub note: Note,
     /// Set while the note holds an unresolved conflict.
     pub conflict: Option<ConflictSides>,
+    /// The clock of the note's latest change (bounded by the server's clock),
+    /// which a replica takes in so that its next edits order after it.
+    /// Since version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hlc: Option<Hlc>,
 }
 
 /// The server's answer to a pull.
@@ -361,6 +371,8 @@ pub enum ProtocolError {
     EmptyBatch,
     #[error("the pull limit must be at least 1")]
     ZeroLimit,
+    #[error("{field} is {got}, beyond the largest position a client can read back (2^53 - 1)")]
+    OutOfRange { field: String, got: u64 },
 }
 
 fn check_version(got: u32) -> Result<(), ProtocolError> {
@@ -427,8 +439,12 @@ impl Change {
         counter.0
     }
 
-    /// Validates the content of one change against the domain limits.
+    /// Validates one change: its numbers within what every client can read
+    /// back ([`MAX_SAFE_INTEGER`]) and its content within the domain limits.
     pub fn check(&self) -> Result<(), DomainError> {
+        within_safe_range("created_at", self.created_at)?;
+        within_safe_range("the change's clock", self.hlc.wall_ms)?;
+        within_safe_range("base_rev", self.base_rev.0)?;
         if let ChangeOp::Upsert(draft) = &self.op {
             draft.clone().revalidate()?;
         }
@@ -453,12 +469,42 @@ impl std::io::Write for ByteCounter {
     }
 }
 
+/// The largest integer a JavaScript number holds exactly (2^53 - 1). The
+/// browser parses every answer with `JSON.parse`, so a larger number would
+/// come back as another number (or, stored, make the record unreadable): the
+/// server accepts none.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// `value`, if at most [`MAX_SAFE_INTEGER`].
+pub fn within_safe_range(field: &'static str, value: u64) -> Result<u64, DomainError> {
+    if value > MAX_SAFE_INTEGER {
+        return Err(DomainError::OutOfRange {
+            field,
+            got: value,
+            max: MAX_SAFE_INTEGER,
+        });
+    }
+    Ok(value)
+}
+
 impl PullRequest {
-    /// Checks the version and returns the page size the server will use.
+    /// Checks the version and the positions, and returns the page size the
+    /// server will use.
     pub fn effective_limit(&self) -> Result<u32, ProtocolError> {
         check_version(self.protocol)?;
         if self.limit == 0 {
             return Err(ProtocolError::ZeroLimit);
+        }
+        for (field, value) in [
+            ("checkpoint", Some(self.checkpoint.0)),
+            ("download_head", self.download_head),
+        ] {
+            if let Some(value) = value.filter(|v| *v > MAX_SAFE_INTEGER) {
+                return Err(ProtocolError::OutOfRange {
+                    field: field.to_string(),
+                    got: value,
+                });
+            }
         }
         Ok(self.limit.min(MAX_PULL_LIMIT))
     }
@@ -467,6 +513,55 @@ impl PullRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn change_at(created_at: u64, wall_ms: u64, base_rev: u64) -> Change {
+        Change {
+            mutation_id: MutationId::new(1, [1; 10]),
+            note_id: NoteId::new(1, [2; 10]),
+            base_rev: Revision(base_rev),
+            base: None,
+            op: ChangeOp::Delete,
+            hlc: Hlc {
+                wall_ms,
+                counter: 0,
+                client: ClientId::new(1, [3; 10]),
+            },
+            created_at,
+        }
+    }
+
+    #[test]
+    fn numbers_a_browser_cannot_read_back_are_refused() {
+        let max = MAX_SAFE_INTEGER;
+        assert_eq!(max as f64 as u64, max, "2^53 - 1 survives JSON.parse");
+        assert!(change_at(max, max, max).check().is_ok());
+        for bad in [max + 1, u64::MAX] {
+            for change in [
+                change_at(bad, 1, 0),
+                change_at(1, bad, 0),
+                change_at(1, 1, bad),
+            ] {
+                let err = change.check().expect_err("refused");
+                assert!(matches!(err, DomainError::OutOfRange { .. }), "{err}");
+                assert!(err.to_string().contains("beyond"), "{err}");
+            }
+        }
+        let pull = |checkpoint: u64, download_head: Option<u64>| PullRequest {
+            protocol: PROTOCOL_VERSION,
+            checkpoint: Checkpoint(checkpoint),
+            limit: 10,
+            download_head,
+        };
+        assert_eq!(pull(max, Some(max)).effective_limit(), Ok(10));
+        assert!(matches!(
+            pull(max + 1, None).effective_limit(),
+            Err(ProtocolError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            pull(0, Some(u64::MAX)).effective_limit(),
+            Err(ProtocolError::OutOfRange { .. })
+        ));
+    }
 
     #[test]
     fn changes_read_from_zero_stand_in_only_for_a_pull_from_zero() {

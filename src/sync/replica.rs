@@ -18,7 +18,7 @@ use crate::domain::{ClientId, MutationId, Note, NoteDraft, NoteId, Revision};
 
 use super::hlc::Hlc;
 use super::merge::merge_drafts;
-use super::outbox::PendingChange;
+use super::outbox::{coalesce, Edit, PendingChange};
 use super::protocol::{Change, ChangeOp, ChangeResult, FeedEntry};
 
 /// The change to push for a pending outbox entry.
@@ -29,11 +29,11 @@ pub fn change_for(pending: &PendingChange, client: ClientId) -> Change {
         base_rev: pending.base_rev,
         base: pending.base.clone(),
         op: pending.op.clone(),
-        hlc: Hlc {
+        hlc: pending.hlc.unwrap_or(Hlc {
             wall_ms: pending.last_edit_at,
             counter: pending.edits,
             client,
-        },
+        }),
         created_at: pending.created_at,
     }
 }
@@ -181,7 +181,12 @@ fn rebase(entry: &FeedEntry, pending: &PendingChange) -> Option<(Note, PendingCh
     if !rebasable {
         return None;
     }
-    let server_is_later = server.updated_at >= pending.last_edit_at;
+    // Only a title both sides set needs it, and that merge is flagged and
+    // left to the server; the clocks decide as the server's would.
+    let server_is_later = match (entry.hlc, pending.hlc) {
+        (Some(server_hlc), Some(local_hlc)) => server_hlc >= local_hlc,
+        _ => server.updated_at >= pending.last_edit_at,
+    };
     let merged = merge_drafts(base, &server.draft(), local, server_is_later);
     let content = merged.content.filter(|_| !merged.conflicted)?;
     let note = Note {
@@ -200,9 +205,10 @@ fn rebase(entry: &FeedEntry, pending: &PendingChange) -> Option<(Note, PendingCh
 
 /// What a page's edit becomes when the stored note moved since the page read
 /// it (`page_base`): a pull rebased it, or another tab saved it. The page's
-/// changes are merged into the stored text, with the page's side later, so
-/// neither side's text is dropped: an overlap keeps both texts between
-/// conflict markers, for the person to tidy. When the stored note did not
+/// changes are merged into the stored text ([`merge_drafts`], the page's side
+/// later), so neither side's words are dropped: where both changed the same
+/// words, both versions stay in the text, one after the other, for the person
+/// to tidy (a tab's own person typed both). When the stored note did not
 /// move, when either side is a delete, or when the merge would break the
 /// limits, the page's note is kept as it is (the server merges it on push).
 pub fn merge_page_edit(page_base: &Note, page: &Note, stored: &Note) -> Note {
@@ -212,10 +218,98 @@ pub fn merge_page_edit(page_base: &Note, page: &Note, stored: &Note) -> Note {
     }
     let merged = merge_drafts(&page_base.draft(), &stored.draft(), &page.draft(), false);
     match merged.content {
-        Some(content) if !merged.conflicted || content != page.draft() => {
-            page.with_draft(content, page.updated_at)
-        }
+        Some(content) => page.with_draft(content, page.updated_at),
+        None => page.clone(),
+    }
+}
+
+/// What saving a local edit stores, in one step: the note and its outbox
+/// entry, and the replica's clock after the edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedEdit {
+    pub note: Note,
+    pub pending: PendingChange,
+    pub clock: Hlc,
+}
+
+/// The edit being saved, as the editor made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EditStamp {
+    /// A fresh id, used only if the edit starts a new pending change.
+    pub mutation_id: MutationId,
+    /// When the edit was made, by the device's clock.
+    pub at_ms: u64,
+}
+
+/// The one rule for saving a local edit, which every replica's storage runs
+/// inside one transaction over what it holds for the note.
+///
+/// `page` is the note as the editor has it (content, or a tombstone for a
+/// delete) and `page_base` the stored copy its text derives from, if it read
+/// one. When the stored copy moved since (a pull, another tab), the page's
+/// changes are merged into it ([`merge_page_edit`]). A note with no pending
+/// change is based on the copy its text derives from ([`edit_base`]); a
+/// pending change keeps its base ([`coalesce`]). The server revision and the
+/// creation time are the stored copy's, never the editor's. The change is
+/// timed by the replica's clock, ticked at `stamp.at_ms`.
+pub fn save_edit(
+    page: &Note,
+    page_base: Option<&Note>,
+    stored: Option<&Note>,
+    existing: Option<PendingChange>,
+    clock: Hlc,
+    stamp: EditStamp,
+) -> SavedEdit {
+    let mut note = match (page_base, stored) {
+        (Some(page_base), Some(stored)) => merge_page_edit(page_base, page, stored),
         _ => page.clone(),
+    };
+    // A merged edit derives from the stored copy; otherwise from what the
+    // page read, which may be newer than an unpulled stored copy.
+    let based_on = if note == *page {
+        page_base.or(stored)
+    } else {
+        stored
+    };
+    let (base_rev, base) = edit_base(based_on);
+    if let Some(stored) = stored {
+        note.rev = stored.rev;
+        note.created_at = stored.created_at;
+    }
+    let op = if note.deleted {
+        ChangeOp::Delete
+    } else {
+        ChangeOp::Upsert(note.draft())
+    };
+    let clock = clock.tick(stamp.at_ms);
+    let pending = coalesce(
+        existing,
+        Edit {
+            note_id: note.id,
+            mutation_id: stamp.mutation_id,
+            base_rev,
+            base,
+            op,
+            at_ms: stamp.at_ms,
+            created_at: note.created_at,
+            hlc: Some(clock),
+        },
+    );
+    SavedEdit {
+        note,
+        pending,
+        clock,
+    }
+}
+
+/// The replica's clock after it stored `entries`: later than every clock
+/// they carry, so an edit made after seeing them is ordered after them,
+/// however far behind the device's own clock is.
+pub fn clock_after_pull(clock: Hlc, entries: &[FeedEntry]) -> Hlc {
+    match entries.iter().filter_map(|e| e.hlc).max() {
+        // The wall clock is not needed: the next edit's tick takes it.
+        Some(latest) if latest >= clock => clock.receive(latest, 0),
+        _ => clock,
     }
 }
 
@@ -253,6 +347,7 @@ mod tests {
             op: ChangeOp::Upsert(draft(body)),
             at_ms: at,
             created_at: 1,
+            hlc: None,
         }
     }
 
@@ -364,6 +459,7 @@ mod tests {
             seq: 3,
             note: note.clone(),
             conflict: None,
+            hlc: None,
         };
         let pending = coalesce(None, edit("mine", 1, 10));
         assert_eq!(
@@ -399,8 +495,9 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// A page's edit saved over a stored copy that moved keeps every line
-        /// either side added: nothing typed on the page nor merged in is lost.
+        /// A page's edit saved over a stored copy that moved keeps every word
+        /// of both sides, with no marker: nothing typed on the page nor merged
+        /// in is lost.
         #[test]
         fn a_page_edit_over_a_moved_copy_keeps_both_sides_lines(
             base in lines(), page_add in lines(), stored_add in lines()
@@ -413,9 +510,11 @@ mod tests {
                 &note_with(&page_text, 1),
                 &note_with(&stored_text, 2),
             );
-            for line in page_text.lines().chain(stored_text.lines()) {
-                proptest::prop_assert!(merged.body.lines().any(|l| l == line), "lost {line:?} in {:?}", merged.body);
+            let kept = crate::sync::merge::words(&merged.body);
+            for word in crate::sync::merge::words(&page_text).into_iter().chain(crate::sync::merge::words(&stored_text)) {
+                proptest::prop_assert!(kept.contains(&word), "lost {word:?} in {:?}", merged.body);
             }
+            proptest::prop_assert!(!merged.body.contains("<<<<<<<") && !merged.body.contains(">>>>>>>"));
         }
 
         /// A rebased pending edit carries exactly the merge the server would
@@ -436,8 +535,9 @@ mod tests {
                 op: ChangeOp::Upsert(draft(&local)),
                 at_ms: 10,
                 created_at: 1,
+                hlc: None,
             });
-            let entry = FeedEntry { seq: 2, note: note_with(&server, 2), conflict: None };
+            let entry = FeedEntry { seq: 2, note: note_with(&server, 2), conflict: None, hlc: None };
             let server_merge = crate::sync::merge::merge_text(&base_text, &server, &local);
             match apply_entry(&entry, Some(&pending)) {
                 EntryDecision::Rebase { note, pending: rebased } => {
@@ -451,6 +551,102 @@ mod tests {
                 EntryDecision::Store(_) => proptest::prop_assert!(false, "pending text overwritten"),
             }
         }
+    }
+
+    fn clock(wall_ms: u64) -> Hlc {
+        Hlc {
+            wall_ms,
+            counter: 0,
+            client: ClientId::new(7, [7; 10]),
+        }
+    }
+
+    fn stamp(at_ms: u64) -> EditStamp {
+        EditStamp {
+            mutation_id: MutationId::new(at_ms, [4; 10]),
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn an_edit_is_timed_by_the_replica_clock_even_when_the_device_clock_is_behind() {
+        // The replica pulled a change timed at 5,000 (another device's
+        // clock); this device's clock says 1,000.
+        let pulled = FeedEntry {
+            seq: 1,
+            note: note_with("theirs", 1),
+            conflict: None,
+            hlc: Some(Hlc {
+                client: ClientId::new(8, [8; 10]),
+                ..clock(5_000)
+            }),
+        };
+        let after_pull = clock_after_pull(clock(900), std::slice::from_ref(&pulled));
+        assert!(after_pull > pulled.hlc.expect("set"));
+        let page = note_with("mine", 1);
+        let saved = save_edit(
+            &page,
+            Some(&pulled.note),
+            Some(&pulled.note),
+            None,
+            after_pull,
+            stamp(1_000),
+        );
+        let hlc = saved.pending.hlc.expect("timed");
+        assert!(hlc > pulled.hlc.expect("set"), "ordered after what it saw");
+        assert_eq!(saved.clock, hlc);
+        assert_eq!(
+            change_for(&saved.pending, ClientId::new(7, [7; 10])).hlc,
+            hlc
+        );
+        // A later edit folds in and takes the later time.
+        let again = save_edit(
+            &note_with("mine too", 1),
+            Some(&saved.note),
+            Some(&saved.note),
+            Some(saved.pending.clone()),
+            saved.clock,
+            stamp(1_001),
+        );
+        assert!(again.pending.hlc > saved.pending.hlc);
+        assert_eq!(again.pending.mutation_id, saved.pending.mutation_id);
+        // Pulling entries older than the clock leaves it as it is.
+        assert_eq!(clock_after_pull(again.clock, &[pulled]), again.clock);
+    }
+
+    #[test]
+    fn a_saved_edit_keeps_the_stored_revision_and_creation_time() {
+        let mut stored = note_with("stored", 6);
+        stored.created_at = 3;
+        let mut page = note_with("page", 2);
+        page.created_at = 99;
+        let saved = save_edit(&page, None, Some(&stored), None, clock(0), stamp(10));
+        assert_eq!((saved.note.rev, saved.note.created_at), (Revision(6), 3));
+        assert_eq!(saved.pending.base_rev, Revision(6));
+        assert_eq!(saved.pending.base, Some(stored.draft()));
+        assert_eq!(saved.pending.created_at, 3);
+    }
+
+    #[test]
+    fn two_tabs_typing_at_the_end_of_one_note_keep_every_word_without_markers() {
+        // Tab A read "x", the stored copy moved to "x b1" (tab B), tab A typed "a1".
+        let base = note_with("x", 1);
+        let stored = note_with("x b1", 1);
+        let page = note_with("x a1", 1);
+        let saved = save_edit(&page, Some(&base), Some(&stored), None, clock(0), stamp(10));
+        assert_eq!(saved.note.body, "x b1 a1");
+        // The same word changed in both tabs: both versions stay, apart.
+        let stored = note_with("x ab", 1);
+        let page = note_with("x ac", 1);
+        let saved = save_edit(
+            &page,
+            Some(&note_with("x a", 1)),
+            Some(&stored),
+            None,
+            clock(0),
+            stamp(10),
+        );
+        assert_eq!(saved.note.body, "x ab ac");
     }
 
     #[test]

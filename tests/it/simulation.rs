@@ -15,9 +15,15 @@
 //! Properties:
 //! - convergence: every replica holds exactly the server's notes, with an
 //!   empty outbox (edits, line removals, title changes and deletes);
-//! - no acknowledged edit is lost: in insert-only runs, every token line the
+//! - no acknowledged edit is lost: in insert-only runs, every token the
 //!   server accepted (whether or not the client saw the answer) is in the
-//!   final body, merged or between conflict markers;
+//!   final body;
+//! - no body ever holds a conflict-marker line (a merge writes no text of
+//!   its own);
+//! - people typing words into one line of one note, in any order and with
+//!   any faults, converge with every word typed and never a conflict;
+//! - with device clocks up to a day off either way, the replicas still
+//!   converge and no acknowledged token is lost;
 //! - a typing session never conflicts with itself: one client, one note,
 //!   edits while pushes are in flight and answers are lost, and the final
 //!   text is the last text typed, with no conflict ever reported.
@@ -87,6 +93,9 @@ enum EditKind {
     Title,
     /// Removes line `at` (modulo the length), if there is one.
     DropLine { at: u16 },
+    /// Inserts a new unique token as a word of the first line, before its
+    /// word `at` (modulo the words): people typing on one line.
+    Word { at: u16 },
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +158,10 @@ struct Mode {
     drop_lines: bool,
     titles: bool,
     purges: bool,
+    /// Edits are words typed into one line instead of lines.
+    words: bool,
+    /// Device clocks differ from the server's by up to a day either way.
+    skewed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +170,8 @@ struct Scenario {
     pull_limit: u32,
     push_batch: usize,
     seed: u64,
+    /// Each client's clock minus the server's, in ms.
+    skews: Vec<i64>,
     ops: Vec<Op>,
 }
 
@@ -171,10 +186,14 @@ fn fault() -> impl Strategy<Value = Fault> {
 }
 
 fn edit_kind(mode: Mode) -> impl Strategy<Value = EditKind> {
-    let mut kinds: Vec<(u32, BoxedStrategy<EditKind>)> = vec![(
-        6,
-        any::<u16>().prop_map(|at| EditKind::Insert { at }).boxed(),
-    )];
+    let mut kinds: Vec<(u32, BoxedStrategy<EditKind>)> = vec![if mode.words {
+        (6, any::<u16>().prop_map(|at| EditKind::Word { at }).boxed())
+    } else {
+        (
+            6,
+            any::<u16>().prop_map(|at| EditKind::Insert { at }).boxed(),
+        )
+    }];
     if mode.titles {
         kinds.push((2, Just(EditKind::Title).boxed()));
     }
@@ -245,21 +264,37 @@ fn op(mode: Mode) -> impl Strategy<Value = Op> {
     prop::strategy::Union::new_weighted(ops)
 }
 
+/// A day, the largest skew of a device clock the simulation tries.
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+fn skew(mode: Mode) -> BoxedStrategy<i64> {
+    if mode.skewed {
+        prop_oneof![1 => Just(0i64), 1 => Just(DAY_MS), 1 => Just(-DAY_MS), 2 => -DAY_MS..=DAY_MS]
+            .boxed()
+    } else {
+        Just(0i64).boxed()
+    }
+}
+
 fn scenario(mode: Mode, ops: std::ops::Range<usize>) -> impl Strategy<Value = Scenario> {
     (
         1..=mode.max_clients,
         1u32..6,
         1usize..4,
         any::<u64>(),
+        prop::collection::vec(skew(mode), usize::from(mode.max_clients)),
         prop::collection::vec(op(mode), ops),
     )
-        .prop_map(|(clients, pull_limit, push_batch, seed, ops)| Scenario {
-            clients,
-            pull_limit,
-            push_batch,
-            seed,
-            ops,
-        })
+        .prop_map(
+            |(clients, pull_limit, push_batch, seed, skews, ops)| Scenario {
+                clients,
+                pull_limit,
+                push_batch,
+                seed,
+                skews,
+                ops,
+            },
+        )
 }
 
 // ---------------------------------------------------------------------------
@@ -325,7 +360,8 @@ impl World {
     fn token(&self, client: usize) -> String {
         let n = self.tokens.get() + 1;
         self.tokens.set(n);
-        format!("tok-c{client}-{n}")
+        // One word, as a person types it: the merge compares words.
+        format!("tok_c{client}_{n}")
     }
 
     async fn serve(&self, request: PushRequest) -> PushResponse {
@@ -494,6 +530,8 @@ struct SimHost {
     page: RefCell<PageView>,
     /// Where the client's live stream's last poke (or its opening) left it.
     announced: Cell<u64>,
+    /// This device's clock minus the server's.
+    skew: i64,
 }
 
 /// What the browser page shows of its replica, kept as the page keeps it:
@@ -587,6 +625,11 @@ impl SimHost {
 }
 
 impl SimHost {
+    /// The server's time for a time read off this device's clock.
+    fn server_time(&self, device_ms: u64) -> u64 {
+        device_ms.saturating_add_signed(-self.skew)
+    }
+
     fn next_random(&self) -> u64 {
         // xorshift64*: deterministic per seed, good enough for jitter.
         let mut x = self.rng.get().max(1);
@@ -605,7 +648,7 @@ impl SimHost {
 #[async_trait(?Send)]
 impl Host for SimHost {
     fn now_ms(&self) -> u64 {
-        self.world.now()
+        self.world.now().saturating_add_signed(self.skew)
     }
 
     fn random_u32(&self) -> u32 {
@@ -618,7 +661,7 @@ impl Host for SimHost {
         let mut random = [0u8; 10];
         random[0] = self.client;
         random[2..].copy_from_slice(&n.to_be_bytes());
-        MutationId::new(self.world.now(), random)
+        MutationId::new(self.now_ms(), random)
     }
 
     fn online(&self) -> bool {
@@ -630,7 +673,9 @@ impl Host for SimHost {
             return Some(event);
         }
         if let Some(deadline) = deadline {
-            self.world.clock.fetch_max(deadline, Ordering::SeqCst);
+            self.world
+                .clock
+                .fetch_max(self.server_time(deadline), Ordering::SeqCst);
         }
         None
     }
@@ -689,11 +734,21 @@ fn edit(
                 lines.remove(at);
             }
         }
+        EditKind::Word { at } => {
+            if lines.is_empty() {
+                lines.push(String::new());
+            }
+            let mut words: Vec<String> = lines[0].split(' ').map(str::to_string).collect();
+            words.retain(|w| !w.is_empty());
+            let at = usize::from(at) % (words.len() + 1);
+            words.insert(at, world.token(client));
+            lines[0] = words.join(" ");
+        }
     }
     draft.body = lines.iter().map(|l| format!("{l}\n")).collect();
     world.advance(1);
     replica
-        .edit(note, draft.clone(), world.now(), host.fresh_mutation_id())
+        .edit(note, draft.clone(), host.now_ms(), host.fresh_mutation_id())
         .expect("simulated drafts are valid");
     host.page_saved(replica, note);
     host.push_event(Event::LocalChange);
@@ -728,7 +783,10 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
             let index = u8::try_from(i).expect("few clients");
             let events = Rc::new(RefCell::new(VecDeque::new()));
             Parts {
-                replica: Rc::new(MemoryReplica::new()),
+                replica: Rc::new(MemoryReplica::for_client(ClientId::new(
+                    START_MS,
+                    [index.wrapping_add(1); 10],
+                ))),
                 host: Rc::new(SimHost {
                     world: world.clone(),
                     client: index,
@@ -738,6 +796,7 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
                     ids: Cell::new(0),
                     page: RefCell::default(),
                     announced: Cell::new(0),
+                    skew: scenario.skews.get(i).copied().unwrap_or(0),
                 }),
                 transport: SimTransport {
                     world: world.clone(),
@@ -1049,7 +1108,7 @@ fn refused_as_purged(change: &PendingChange) -> bool {
 }
 
 fn tokens_in(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().filter(|l| l.starts_with("tok-"))
+    text.split_whitespace().filter(|w| w.starts_with("tok_"))
 }
 
 fn check_no_loss(outcome: &Outcome) -> Result<(), TestCaseError> {
@@ -1082,6 +1141,50 @@ fn check_no_loss(outcome: &Outcome) -> Result<(), TestCaseError> {
             );
         }
     }
+    Ok(())
+}
+
+/// No body, on the server or on any replica, holds a conflict-marker line:
+/// a merge never writes text nobody typed.
+fn check_no_markers(outcome: &Outcome) -> Result<(), TestCaseError> {
+    let marker = |line: &str| {
+        ["<<<<<<<", "=======", ">>>>>>>"]
+            .iter()
+            .any(|m| line.starts_with(m))
+    };
+    let bodies = outcome
+        .server
+        .iter()
+        .map(|e| e.note.clone())
+        .chain(outcome.replicas.iter().flat_map(|r| r.notes()));
+    for note in bodies {
+        prop_assert!(
+            !note.body.lines().any(marker),
+            "a marker line in {:?}",
+            note.body
+        );
+    }
+    Ok(())
+}
+
+/// No merge was flagged and no conflict recorded: people typing words into
+/// one line never conflict, whatever the order their edits arrive in.
+fn check_no_conflict(outcome: &Outcome) -> Result<(), TestCaseError> {
+    for (change, result) in &outcome.log {
+        prop_assert!(
+            !matches!(
+                result,
+                ChangeResult::Merged {
+                    conflicted: true,
+                    ..
+                }
+            ),
+            "{:?} conflicted: {:?}",
+            change.mutation_id,
+            change
+        );
+    }
+    prop_assert!(outcome.server.iter().all(|e| e.conflict.is_none()));
     Ok(())
 }
 
@@ -1133,6 +1236,8 @@ const CONVERGE: Mode = Mode {
     drop_lines: true,
     titles: true,
     purges: false,
+    words: false,
+    skewed: false,
 };
 
 const PURGING: Mode = Mode {
@@ -1147,6 +1252,8 @@ const INSERT_ONLY: Mode = Mode {
     drop_lines: false,
     titles: true,
     purges: false,
+    words: false,
+    skewed: false,
 };
 
 const TYPING: Mode = Mode {
@@ -1156,6 +1263,31 @@ const TYPING: Mode = Mode {
     drop_lines: true,
     titles: true,
     purges: false,
+    words: false,
+    skewed: false,
+};
+
+/// Up to three people typing words into the same line of one note.
+const ONE_LINE: Mode = Mode {
+    max_clients: 3,
+    notes: 1,
+    deletes: false,
+    drop_lines: false,
+    titles: false,
+    purges: false,
+    words: true,
+    skewed: false,
+};
+
+/// Device clocks up to a day off, either way.
+const SKEWED: Mode = Mode {
+    skewed: true,
+    ..CONVERGE
+};
+
+const SKEWED_INSERT_ONLY: Mode = Mode {
+    skewed: true,
+    ..INSERT_ONLY
 };
 
 fn outcome(result: Result<Outcome, String>) -> Result<Outcome, TestCaseError> {
@@ -1167,7 +1299,9 @@ proptest! {
 
     #[test]
     fn replicas_converge_over_the_memory_store(s in scenario(CONVERGE, 1..80)) {
-        check_convergence(&outcome(run(&s, CONVERGE, Backend::Memory))?)?;
+        let o = outcome(run(&s, CONVERGE, Backend::Memory))?;
+        check_convergence(&o)?;
+        check_no_markers(&o)?;
     }
 
     #[test]
@@ -1187,6 +1321,32 @@ proptest! {
         let o = outcome(run(&s, TYPING, Backend::Memory))?;
         check_convergence(&o)?;
         check_no_self_conflict(&o)?;
+    }
+
+    #[test]
+    fn people_typing_on_one_line_converge_with_every_word(s in scenario(ONE_LINE, 1..80)) {
+        let o = outcome(run(&s, ONE_LINE, Backend::Memory))?;
+        check_convergence(&o)?;
+        check_no_loss(&o)?;
+        check_no_conflict(&o)?;
+        check_no_markers(&o)?;
+    }
+
+    #[test]
+    fn replicas_converge_with_device_clocks_a_day_off(s in scenario(SKEWED, 1..80)) {
+        let o = outcome(run(&s, SKEWED, Backend::Memory))?;
+        check_convergence(&o)?;
+        check_no_markers(&o)?;
+    }
+
+    #[test]
+    fn no_acknowledged_edit_is_lost_with_device_clocks_a_day_off(
+        s in scenario(SKEWED_INSERT_ONLY, 1..80)
+    ) {
+        let o = outcome(run(&s, SKEWED_INSERT_ONLY, Backend::Memory))?;
+        check_convergence(&o)?;
+        check_no_loss(&o)?;
+        check_no_markers(&o)?;
     }
 }
 
@@ -1253,6 +1413,7 @@ fn one_client(ops: Vec<Op>) -> Scenario {
         pull_limit: 1,
         push_batch: 1,
         seed: 0,
+        skews: Vec::new(),
         ops,
     }
 }
@@ -1335,6 +1496,7 @@ fn a_new_device_downloads_many_pages_after_a_purge() {
         pull_limit: 1,
         push_batch: 3,
         seed: 0,
+        skews: Vec::new(),
         ops: vec![
             typing_on(0),
             typing_on(1),

@@ -50,7 +50,7 @@ use crate::store::batch::{apply_changes, BatchTxn};
 use crate::store::{PageBuilder, StoreError, SyncStore, UserHead};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
-use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
+use crate::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
 
 /// Tuning of the KV sync store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -942,7 +942,7 @@ impl<P: KvPort> KvSyncStore<P> {
                     .await?
                 {
                     Resolved::Emit(note) => {
-                        if !page.take(feed_entry(*note)) {
+                        if !page.take(note.into_feed_entry()) {
                             return Ok(Some((page, true)));
                         }
                     }
@@ -1007,7 +1007,7 @@ impl<P: KvPort> KvSyncStore<P> {
                     .await?
                 {
                     Resolved::Emit(note) => {
-                        if !page.take(feed_entry(*note)) {
+                        if !page.take(note.into_feed_entry()) {
                             return Ok(Some((page, true)));
                         }
                     }
@@ -1135,14 +1135,6 @@ impl Session {
 
 /// A page a feed scan built, and whether entries after it exist.
 type ScannedPage = (PageBuilder, bool);
-
-fn feed_entry(stored: StoredNote) -> FeedEntry {
-    FeedEntry {
-        seq: stored.seq,
-        note: stored.note,
-        conflict: stored.conflict,
-    }
-}
 
 #[async_trait]
 impl<P: KvPort> SyncStore for KvSyncStore<P> {
