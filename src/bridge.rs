@@ -123,11 +123,15 @@ pub enum Broadcast {
     /// others. A page takes a stored note unless its own copy is at the
     /// same revision or a later one ([`crate::sync::driver::ReplicaChange`]
     /// says why that is enough), re-reads the dropped ones, and re-reads
-    /// conflicts and kept texts when `others`.
+    /// conflicts and kept texts when `others`. `recreated` pairs an old id
+    /// with the new one its text now lives under (the server no longer had
+    /// the note): a page moves its copy, unsaved edits included.
     Pulled {
         stored: Vec<Note>,
         dropped: Vec<NoteId>,
         others: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recreated: Vec<(NoteId, NoteId)>,
     },
     /// A page asks the leader to sync now.
     SyncNow,
@@ -342,6 +346,8 @@ struct BroadcastWire {
     stored: Option<Vec<Note>>,
     dropped: Option<Vec<NoteId>>,
     others: Option<bool>,
+    #[serde(default)]
+    recreated: Vec<(NoteId, NoteId)>,
     state: Option<StateField>,
     pending: Option<u32>,
     last_synced_at: Option<u64>,
@@ -406,6 +412,7 @@ impl TryFrom<BroadcastWire> for Broadcast {
                 stored: needed(w.stored, PULLED, "stored")?,
                 dropped: needed(w.dropped, PULLED, "dropped")?,
                 others: needed(w.others, PULLED, "others")?,
+                recreated: w.recreated,
             },
             BroadcastKind::SyncNow => Broadcast::SyncNow,
             BroadcastKind::StateWanted => Broadcast::StateWanted,
@@ -572,6 +579,7 @@ mod tests {
                 stored: vec![Note::new(NoteId::new(3, [4; 10]), 5)],
                 dropped: vec![NoteId::new(6, [7; 10])],
                 others: true,
+                recreated: vec![(NoteId::new(6, [7; 10]), NoteId::new(8, [9; 10]))],
             },
             Broadcast::SyncNow,
             Broadcast::StateWanted,

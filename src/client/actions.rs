@@ -37,9 +37,13 @@ use super::{now_ms, random10, session, timings};
 use crate::api::Account;
 use crate::bridge::{decode, encode, Broadcast, FromWorker, ToWorker};
 use crate::client::split;
-use crate::domain::{newest_first, MutationId, Note, NoteDraft, NoteId, UserId};
+use crate::domain::{
+    newest_first, ClientId, MutationId, Note, NoteDraft, NoteId, Revision, UserId,
+};
 use crate::transfer::{export_json, plan_import};
-use crate::ui::model::{restored, stale_trash, step_in, SaveState, Trashed, WorkerView};
+use crate::ui::model::{
+    copy_title, restored, stale_trash, step_in, SaveState, Trashed, WorkerView,
+};
 use crate::ui::notes::Notes;
 use crate::ui::{ExportFormat, NotesState};
 
@@ -53,6 +57,7 @@ enum Refresh {
         stored: Vec<Note>,
         dropped: Vec<NoteId>,
         others: bool,
+        recreated: Vec<(NoteId, NoteId)>,
     },
     /// Read everything again (a message from an older build).
     Everything,
@@ -450,6 +455,51 @@ impl Page {
         }
     }
 
+    /// Moves the page's copy of each note the server no longer had (deleted
+    /// elsewhere and purged) to the new id its text is now stored and
+    /// pushed under: the text, unsaved edits included, follows it, as does
+    /// the editor, and the person is told.
+    fn move_recreated(&self, moved: &[(NoteId, NoteId)], stored: &[Note]) {
+        if moved.is_empty() {
+            return;
+        }
+        self.state.notes.update(|ns| {
+            for (old, new) in moved {
+                if let Some(note) = ns.find_mut(|n| n.id == *old) {
+                    note.id = *new;
+                    note.rev = Revision::NEW;
+                }
+            }
+        });
+        let open = self.state.selected.get_untracked();
+        for (old, new) in moved {
+            if let Some(note) = stored.iter().find(|n| n.id == *new) {
+                self.bases.borrow_mut().insert(*new, note.clone());
+            }
+            self.bases.borrow_mut().remove(old);
+            if self.dirty.borrow_mut().remove(old) {
+                journal::remove(*old);
+                self.mark_dirty(*new);
+                self.enqueue(*new);
+            }
+            if open == Some(*old) {
+                self.state.selected.set(Some(*new));
+                self.state.editor_epoch.update(|e| *e += 1);
+            }
+        }
+        self.state
+            .conflicts
+            .update(|cs| cs.retain(|(id, _)| !moved.iter().any(|(old, _)| old == id)));
+        let count = moved.len();
+        self.state.import_message.set(Some(format!(
+            "{count} {} edited here had been deleted on another device long ago and removed \
+             from the server; {} kept as new {} and syncing.",
+            if count == 1 { "note" } else { "notes" },
+            if count == 1 { "it is" } else { "they are" },
+            if count == 1 { "note" } else { "notes" },
+        )));
+    }
+
     /// Takes in notes the sync leader stored, each unless this page's copy
     /// is at its revision or a later one: that copy is as new or newer (a
     /// local save keeps the revision it read; see [`ReplicaChange`]).
@@ -606,8 +656,10 @@ async fn refresh_loop(page: Rc<Page>, mut changes: mpsc::UnboundedReceiver<Refre
                     stored,
                     dropped,
                     others: more,
+                    recreated,
                 } => {
                     let t = timings::start();
+                    page.move_recreated(&recreated, &stored);
                     page.take_pulled(stored);
                     timings::end("page: take pulled notes", t);
                     others |= more;
@@ -630,6 +682,11 @@ async fn load(page: Rc<Page>, refreshes: mpsc::UnboundedReceiver<Refresh>) {
         Ok(db) => match db.all_notes().await {
             Ok(notes) => {
                 page.load_conflicts(&db).await;
+                // Which side of a conflict this device wrote; the worker
+                // makes the id if it is not there yet, the page may too.
+                if let Ok(client) = db.client_id(|| ClientId::new(now_ms(), random10())).await {
+                    state.client_id.set(Some(client));
+                }
                 notes
             }
             Err(e) => {
@@ -785,11 +842,13 @@ fn listen(page: &Rc<Page>) {
                         stored,
                         dropped,
                         others,
+                        recreated,
                     }) => {
                         let _ = page.refresh.unbounded_send(Refresh::Pulled {
                             stored,
                             dropped,
                             others,
+                            recreated,
                         });
                     }
                     Ok(Broadcast::Sync(status)) => {
@@ -1425,6 +1484,30 @@ pub fn resolve_conflict(state: NotesState, id: NoteId, content: Option<NoteDraft
             }
         }
     });
+}
+
+/// Resolves a conflict by keeping both versions: the note takes `keep`, and
+/// `copy`, the other version, becomes a new note of its own (its title
+/// marked as the other version), both saved and synced like typed notes. A
+/// side that is a delete has nothing to copy: the note keeps the other.
+pub fn keep_both(state: NotesState, id: NoteId, keep: Option<NoteDraft>, copy: Option<NoteDraft>) {
+    let (keep, copy) = match (keep, copy) {
+        (Some(keep), copy) => (Some(keep), copy),
+        (None, copy) => (copy, None),
+    };
+    if let Some(copy) = copy {
+        let now = now_ms();
+        let title = copy_title(&copy.title);
+        let note = Note::new(NoteId::new(now, random10()), now)
+            .with_draft(NoteDraft { title, ..copy }, now);
+        let copy_id = note.id;
+        state.notes.update(|ns| ns.push(note));
+        if let Some(page) = page() {
+            page.mark_dirty(copy_id);
+            page.enqueue(copy_id);
+        }
+    }
+    resolve_conflict(state, id, keep);
 }
 
 /// The current time, for the UI's edit timestamps.

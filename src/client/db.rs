@@ -44,7 +44,9 @@ use wasm_bindgen::JsValue;
 
 use super::timings;
 use crate::domain::{ClientId, MutationId, Note, NoteId, UserId};
-use crate::sync::driver::{Applied, PendingCounts, PortError, ReplicaStore};
+use crate::sync::driver::{
+    recreated_note, Applied, PendingCounts, PortError, Recreated, ReplicaStore,
+};
 use crate::sync::protocol::{
     ChangeResult, Checkpoint, ConflictSides, FeedEntry, PUSH_REQUEST_BUDGET,
 };
@@ -573,7 +575,7 @@ impl ReplicaStore for LocalDb {
         sent: &[PendingChange],
         results: &[ChangeResult],
         fresh_ids: &[MutationId],
-    ) -> Result<(), PortError> {
+    ) -> Result<Vec<Recreated>, PortError> {
         let t = timings::start();
         let r = self.settle_outbox(sent, results, fresh_ids).await?;
         timings::end("settle", t);
@@ -1116,9 +1118,12 @@ impl LocalDb {
         sent: &[PendingChange],
         results: &[ChangeResult],
         fresh_ids: &[MutationId],
-    ) -> Result<(), DbError> {
+    ) -> Result<Vec<Recreated>, DbError> {
         let tx = self
-            .tx(&[OUTBOX, META, VERSIONS], TransactionMode::ReadWrite)
+            .tx(
+                &[NOTES, OUTBOX, CONFLICTS, META, VERSIONS],
+                TransactionMode::ReadWrite,
+            )
             .await?;
         let outbox = tx.store(OUTBOX)?;
         let meta = tx.store(META)?;
@@ -1138,6 +1143,7 @@ impl LocalDb {
         timings::end("settle: read", t);
         let t = timings::start();
         let mut writes = Vec::new();
+        let mut recreate = Vec::new();
         let copies = sent_copies(&flying);
         for ((sent, result), fresh) in sent.iter().zip(results).zip(fresh_ids) {
             let Some(now) = current.get_mut(&sent.note_id).and_then(Option::as_mut) else {
@@ -1153,18 +1159,49 @@ impl LocalDb {
                     writes.push(Write::Put(to_js(kept.as_ref())?));
                     current.insert(sent.note_id, Some(*kept));
                 }
+                AckDecision::Recreate(pending) => {
+                    writes.push(Write::Delete(note_key(sent.note_id)));
+                    current.insert(sent.note_id, None);
+                    recreate.push((sent.note_id, *pending));
+                }
             }
         }
         drop(copies);
+        // Rare (a note deleted elsewhere and purged, then edited here): its
+        // text moves to a new id in this same transaction.
+        let mut recreated = Vec::new();
+        let (mut note_writes, mut conflict_writes) = (Vec::new(), Vec::new());
+        if !recreate.is_empty() {
+            let notes = tx.store(NOTES)?;
+            let mut held = read_records::<Note>(
+                &notes,
+                recreate.iter().map(|(old, _)| *old),
+                Expect::Present,
+            )
+            .await?;
+            for (old, pending) in recreate {
+                note_writes.push(Write::Delete(note_key(old)));
+                conflict_writes.push(Write::Delete(note_key(old)));
+                let held = held.remove(&old).flatten();
+                if let Some(note) = recreated_note(held.as_ref(), &pending) {
+                    note_writes.push(Write::Put(note_record(&note)?));
+                    writes.push(Write::Put(to_js(&pending)?));
+                    recreated.push(Recreated { old, note });
+                }
+            }
+        }
         // Answered: their copies are not needed any more.
         let answered: HashSet<NoteId> = sent.iter().map(|s| s.note_id).collect();
         flying.retain(|f| !answered.contains(&f.note_id));
         timings::end("settle: decide", t);
         let t = timings::start();
         let writes = delete_as_range(&outbox, writes).await?;
+        let (notes, conflicts) = (tx.store(NOTES)?, tx.store(CONFLICTS)?);
         let all_writes = async {
             futures::try_join!(
                 write_all(&outbox, &writes),
+                write_all(&notes, &note_writes),
+                write_all(&conflicts, &conflict_writes),
                 write_in_flight(&meta, flying),
                 outbox_changed(&versions)
             )
@@ -1172,7 +1209,7 @@ impl LocalDb {
         };
         let result = commit_after(tx, all_writes.boxed_local()).await;
         timings::end("settle: write", t);
-        result
+        result.map(|()| recreated)
     }
 
     async fn store_page(

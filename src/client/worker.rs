@@ -178,6 +178,7 @@ impl Host for WorkerHost {
             stored: change.stored,
             dropped: change.dropped,
             others: change.others,
+            recreated: change.recreated,
         });
     }
 }

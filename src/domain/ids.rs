@@ -101,6 +101,15 @@ uuid_v7_id!(
     NoteId,
     "note id"
 );
+
+impl NoteId {
+    /// A note id made of a freshly drawn mutation id: both are UUIDv7 drawn
+    /// from the clock and randomness, so one fresh draw serves as either
+    /// where a change must become a new note ([`crate::sync::replica::acknowledge`]).
+    pub fn from_fresh(id: MutationId) -> Self {
+        Self(id.0)
+    }
+}
 uuid_v7_id!(
     /// The id of one browser profile's replica; mutation ids are unique per client.
     ClientId,

@@ -89,6 +89,7 @@ impl SyncService {
                 }
                 Err(e) => results.push(Some(ChangeResult::Rejected {
                     reason: e.to_string(),
+                    code: None,
                 })),
             }
         }

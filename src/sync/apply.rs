@@ -6,8 +6,10 @@
 //! Rules:
 //! - a change that fails [`Change::check`] is rejected;
 //! - a change whose `base_rev` is newer than the server's revision of the note
-//!   (or that names a revision of a note the server does not have) is
-//!   rejected: no server ever handed that revision out;
+//!   is rejected: no server ever handed that revision out; one that names a
+//!   revision of a note the server does not have is rejected with
+//!   [`RejectCode::Gone`] (its note was deleted and purged, or the server
+//!   restored an older backup), so that the client saves it as a new note;
 //! - `base_rev` equal to the server's revision (or [`Revision::NEW`] for an
 //!   unknown note) is applied as sent, and clears a recorded conflict: that
 //!   is how a person's "choose" resolves it;
@@ -26,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hlc::Hlc;
 use super::merge::{resolve, Strategy, Version};
-use super::protocol::{Change, ChangeOp, ChangeResult, ConflictSides, FeedEntry};
+use super::protocol::{Change, ChangeOp, ChangeResult, ConflictSides, FeedEntry, RejectCode};
 use crate::domain::{Note, NoteDraft, Revision};
 
 /// A note as the server stores it.
@@ -108,8 +110,11 @@ impl Accepted {
 pub enum Decision {
     /// Accepted (boxed: it carries a whole note, a rejection only a reason).
     Accept(Box<Accepted>),
-    /// Refused; the reason is written for people.
-    Reject { reason: String },
+    /// Refused; the reason is written for people, the code for clients.
+    Reject {
+        reason: String,
+        code: Option<RejectCode>,
+    },
 }
 
 /// Decides what `change` does to the note stored as `stored` (`None` if the
@@ -123,11 +128,12 @@ pub fn decide(
     if let Err(e) = change.check() {
         return Decision::Reject {
             reason: e.to_string(),
+            code: None,
         };
     }
     let incoming = match incoming_content(change) {
         Ok(content) => content,
-        Err(reason) => return Decision::Reject { reason },
+        Err(reason) => return Decision::Reject { reason, code: None },
     };
     let current_rev = stored.map_or(Revision::NEW, |s| s.note.rev);
     if change.base_rev > current_rev {
@@ -141,7 +147,11 @@ pub fn decide(
                 change.base_rev.0, change.note_id
             ),
         };
-        return Decision::Reject { reason };
+        // A note the server does not have at all was deleted and purged
+        // (or the server restored an older backup): the text is saved again
+        // as a new note. A revision beyond an existing note's is refused.
+        let code = stored.is_none().then_some(RejectCode::Gone);
+        return Decision::Reject { reason, code };
     }
     // A device clock ahead of the server's cannot date an edit in the future,
     // which would pin the note to the top of every list...
@@ -149,7 +159,9 @@ pub fn decide(
     // ...nor win every race for as long as it is ahead.
     let change_hlc = bounded_hlc(change.hlc, now_ms);
     let Some(stored) = stored else {
-        let note = build_note(change, change.created_at, incoming, edit_ms, Revision::NEW);
+        // Nor can a note have been created in the future.
+        let created_ms = change.created_at.min(now_ms);
+        let note = build_note(change, created_ms, incoming, edit_ms, Revision::NEW);
         return Decision::Accept(Box::new(Accepted {
             note,
             hlc: change_hlc,
@@ -189,6 +201,8 @@ pub fn decide(
         Some(ConflictSides {
             server: server.content,
             client: client.content,
+            server_by: Some(stored.hlc.client),
+            client_by: Some(change.hlc.client),
         })
     } else {
         // A clean merge of an unrelated edit does not settle a conflict that
@@ -216,8 +230,9 @@ pub fn decide(
 /// milliseconds. A device whose clock runs ahead by more has its changes
 /// timed at the server's clock plus this: its edits still order after what
 /// it saw (the counter and the device break ties), but it cannot decide
-/// races that happen after it wrote.
-pub const MAX_CLOCK_DRIFT_MS: u64 = 60_000;
+/// races that happen more than this after it wrote. Clocks kept by network
+/// time agree to well within it; a device far off is bounded at once.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 5_000;
 
 /// `hlc`, with its time brought back to at most [`MAX_CLOCK_DRIFT_MS`] ahead
 /// of `now_ms`.
@@ -337,13 +352,13 @@ mod tests {
     fn accepted(d: Decision) -> Accepted {
         match d {
             Decision::Accept(a) => *a,
-            Decision::Reject { reason } => panic!("rejected: {reason}"),
+            Decision::Reject { reason, .. } => panic!("rejected: {reason}"),
         }
     }
 
     fn reason(d: Decision) -> String {
         match d {
-            Decision::Reject { reason } => reason,
+            Decision::Reject { reason, .. } => reason,
             Decision::Accept(a) => panic!("accepted: {a:?}"),
         }
     }
@@ -376,6 +391,8 @@ mod tests {
         s.conflict = Some(ConflictSides {
             server: Some(draft("t", "a")),
             client: Some(draft("t", "b")),
+            server_by: None,
+            client_by: None,
         });
         let c = change(
             1,
@@ -496,6 +513,8 @@ mod tests {
             Some(ConflictSides {
                 server: Some(draft("t", "server\n")),
                 client: Some(draft("t", "client\n")),
+                server_by: Some(s.hlc.client),
+                client_by: Some(c.hlc.client),
             })
         );
     }
@@ -563,6 +582,11 @@ mod tests {
         let a = accepted(decide(None, &ahead, Strategy::Merge, NOW));
         assert_eq!(a.hlc.wall_ms, NOW + MAX_CLOCK_DRIFT_MS);
         assert_eq!(a.note.updated_at, NOW, "no edit is dated in the future");
+        assert_eq!(a.note.created_at, 500, "nor any creation");
+        let mut made_ahead = change(1, 0, None, renamed("t"), NOW);
+        made_ahead.created_at = NOW + DAY_MS;
+        let a = accepted(decide(None, &made_ahead, Strategy::Merge, NOW));
+        assert_eq!(a.note.created_at, NOW);
         let s = a.into_stored(1, NOW);
         let next = change(2, 1, None, renamed("u"), NOW + 20 * DAY_MS);
         let a = accepted(decide(Some(&s), &next, Strategy::Merge, NOW + 5));
@@ -575,6 +599,8 @@ mod tests {
         let sides = ConflictSides {
             server: Some(draft("t", "x")),
             client: Some(draft("t", "y")),
+            server_by: None,
+            client_by: None,
         };
         s.conflict = Some(sides.clone());
         let c = change(
@@ -639,7 +665,7 @@ mod tests {
                 return ChangeResult::Duplicate;
             }
             match decide(self.notes.get(&change.note_id), change, strategy, NOW) {
-                Decision::Reject { reason } => ChangeResult::Rejected { reason },
+                Decision::Reject { reason, code } => ChangeResult::Rejected { reason, code },
                 Decision::Accept(a) => {
                     self.seq += 1;
                     let result = a.result(self.seq);

@@ -42,7 +42,7 @@ use super::protocol::{
     PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION,
 };
 use super::replica::change_for;
-use crate::domain::{ClientId, MutationId, Note, NoteId, LIMITS};
+use crate::domain::{ClientId, MutationId, Note, NoteId, Revision, LIMITS};
 
 /// A failure of a port, as the driver needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,13 +79,16 @@ pub trait ReplicaStore {
     /// Settles the outbox after a push, atomically: for each entry that was
     /// sent (as it was sent) and the server's result for it, the entry as it
     /// is now is decided by [`replica::acknowledge`](super::replica::acknowledge)
-    /// with the matching fresh id.
+    /// with the matching fresh id. A note to recreate
+    /// ([`AckDecision::Recreate`](super::replica::AckDecision::Recreate)) is
+    /// stored under its new id, as held here, and its old id (note, conflict
+    /// record) dropped, in the same step; those are returned.
     async fn settle(
         &self,
         sent: &[PendingChange],
         results: &[ChangeResult],
         fresh_ids: &[MutationId],
-    ) -> Result<(), PortError>;
+    ) -> Result<Vec<Recreated>, PortError>;
     /// Applies a pulled page and stores its checkpoint, atomically, each entry
     /// decided by [`replica::apply_entry`](super::replica::apply_entry) and
     /// never replacing a newer revision. Says what it stored.
@@ -116,7 +119,28 @@ pub struct Applied {
     pub others: bool,
 }
 
-/// What a pull changed in the replica, for the UI to show.
+/// A note the server no longer had, saved again under a new id by
+/// [`ReplicaStore::settle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recreated {
+    pub old: NoteId,
+    /// The note as now stored, under its new id.
+    pub note: Note,
+}
+
+/// The note `pending` recreates from `held` (the note as the replica holds
+/// it under its old id): the same text under the new id, not yet on the
+/// server. `None` when nothing is held.
+pub fn recreated_note(held: Option<&Note>, pending: &PendingChange) -> Option<Note> {
+    held.map(|held| Note {
+        id: pending.note_id,
+        rev: Revision::NEW,
+        deleted: false,
+        ..held.clone()
+    })
+}
+
+/// What a pull (or a push's answer) changed in the replica, for the UI.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplicaChange {
     /// Notes stored, as they are stored now. Each revision of a note is
@@ -129,6 +153,10 @@ pub struct ReplicaChange {
     pub dropped: Vec<NoteId>,
     /// Whether conflict records or kept texts changed too.
     pub others: bool,
+    /// Notes the server no longer had, edited here: each old id, and the new
+    /// id its text is now stored and pushed under (also in `stored` and
+    /// `dropped`). The page moves its copy, and says so.
+    pub recreated: Vec<(NoteId, NoteId)>,
 }
 
 /// The size of a replica's outbox.
@@ -458,7 +486,15 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             .iter()
             .map(|_| self.host.fresh_mutation_id())
             .collect();
-        self.store.settle(&batch, &response.results, &fresh).await?;
+        let recreated = self.store.settle(&batch, &response.results, &fresh).await?;
+        if !recreated.is_empty() {
+            self.host.replica_changed(ReplicaChange {
+                dropped: recreated.iter().map(|r| r.old).collect(),
+                recreated: recreated.iter().map(|r| (r.old, r.note.id)).collect(),
+                stored: recreated.into_iter().map(|r| r.note).collect(),
+                others: true,
+            });
+        }
         let pushable = self.count_pending().await?;
         self.handle(Event::Pushed { more: pushable > 0 });
         Ok(())
@@ -548,6 +584,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                             stored: applied.notes,
                             dropped: Vec::new(),
                             others: applied.others,
+                            recreated: Vec::new(),
                         });
                         Ok::<(), PortError>(())
                     };
@@ -565,6 +602,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                         stored: applied.notes,
                         dropped: Vec::new(),
                         others: applied.others,
+                        recreated: Vec::new(),
                     };
                     if let Some(seen) = &mut self.resync_seen {
                         seen.extend(entries.iter().map(|e| e.note.id));

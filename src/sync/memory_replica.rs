@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 
-use super::driver::{Applied, PendingCounts, PortError, ReplicaStore};
+use super::driver::{recreated_note, Applied, PendingCounts, PortError, Recreated, ReplicaStore};
 use super::hlc::Hlc;
 use super::outbox::PendingChange;
 use super::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
@@ -204,8 +204,9 @@ impl ReplicaStore for MemoryReplica {
         sent: &[PendingChange],
         results: &[ChangeResult],
         fresh_ids: &[MutationId],
-    ) -> Result<(), PortError> {
+    ) -> Result<Vec<Recreated>, PortError> {
         let mut outbox = self.outbox.borrow_mut();
+        let mut recreated = Vec::new();
         for ((sent, result), fresh) in sent.iter().zip(results).zip(fresh_ids) {
             let Some(current) = outbox.get(&sent.note_id) else {
                 continue;
@@ -217,9 +218,23 @@ impl ReplicaStore for MemoryReplica {
                 AckDecision::Keep(kept) => {
                     outbox.insert(sent.note_id, *kept);
                 }
+                AckDecision::Recreate(pending) => {
+                    outbox.remove(&sent.note_id);
+                    let mut notes = self.notes.borrow_mut();
+                    let held = notes.remove(&sent.note_id);
+                    self.conflicts.borrow_mut().remove(&sent.note_id);
+                    if let Some(note) = recreated_note(held.as_ref(), &pending) {
+                        notes.insert(note.id, note.clone());
+                        outbox.insert(pending.note_id, *pending);
+                        recreated.push(Recreated {
+                            old: sent.note_id,
+                            note,
+                        });
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(recreated)
     }
 
     async fn apply_page(
@@ -414,6 +429,8 @@ mod tests {
         let sides = ConflictSides {
             server: Some(draft("s")),
             client: Some(draft("c")),
+            server_by: None,
+            client_by: None,
         };
         let mut conflicted = entry(2, server_note(1, 2, "s"));
         conflicted.conflict = Some(sides.clone());

@@ -14,8 +14,10 @@
 //! - 3: a feed entry carries the clock of the note's latest change (`hlc`),
 //!   so a replica's next edits order after what it pulled whatever its own
 //!   clock says; the server accepts no number a browser cannot read back
-//!   (above 2^53 - 1) and bounds a change's clock by its own. Requests of
-//!   versions 1 and 2 mean what they meant, and the new field is optional.
+//!   (above 2^53 - 1) and bounds a change's clock by its own; a conflict
+//!   record names the replica behind each side (`server_by`, `client_by`).
+//!   Requests of versions 1 and 2 mean what they meant, and the new fields
+//!   are optional.
 //!
 //! The poke stream's [`Poke`] is not versioned by this number: its `changes`
 //! are optional, and a client that predates them reads only `seq` (and the
@@ -148,7 +150,24 @@ pub enum ChangeResult {
     /// This mutation id was applied before (a retry); nothing changed now.
     Duplicate,
     /// The change was refused and will never be accepted as it is.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+        /// What a client can do about it, when it can do something.
+        /// Since version 3.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<RejectCode>,
+    },
+}
+
+/// Why a change was refused, where the client acts on the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The change starts from a revision of a note the server does not have:
+    /// the note was deleted elsewhere and its tombstone purged, or the
+    /// server was restored from an older backup. The client saves the text
+    /// as a new note.
+    Gone,
 }
 
 impl ChangeResult {
@@ -169,6 +188,8 @@ struct ChangeResultWire {
     seq: Option<u64>,
     conflicted: Option<bool>,
     reason: Option<String>,
+    #[serde(default)]
+    code: Option<RejectCode>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +220,7 @@ impl TryFrom<ChangeResultWire> for ChangeResult {
             ChangeResultKind::Duplicate => ChangeResult::Duplicate,
             ChangeResultKind::Rejected => ChangeResult::Rejected {
                 reason: needed(wire.reason, "rejected", "reason")?,
+                code: wire.code,
             },
         })
     }
@@ -233,6 +255,13 @@ pub struct ConflictSides {
     pub server: Option<NoteDraft>,
     /// The pushing client's version.
     pub client: Option<NoteDraft>,
+    /// The replica that wrote `server`, when known (its clock's client), so
+    /// that a device can tell its own version. Since version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_by: Option<ClientId>,
+    /// The replica that pushed `client`, when known. Since version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_by: Option<ClientId>,
 }
 
 /// One feed entry: a note as it is now, at the sequence number of its latest
@@ -733,6 +762,11 @@ mod tests {
                 ChangeResult::Duplicate,
                 ChangeResult::Rejected {
                     reason: "too big".into(),
+                    code: None,
+                },
+                ChangeResult::Rejected {
+                    reason: "gone".into(),
+                    code: Some(RejectCode::Gone),
                 },
             ],
         };
@@ -808,8 +842,16 @@ mod tests {
             (
                 ChangeResult::Rejected {
                     reason: "no".into(),
+                    code: None,
                 },
                 r#"{"result":"rejected","reason":"no"}"#,
+            ),
+            (
+                ChangeResult::Rejected {
+                    reason: "gone".into(),
+                    code: Some(RejectCode::Gone),
+                },
+                r#"{"result":"rejected","reason":"gone","code":"gone"}"#,
             ),
         ];
         for (result, json) in results {

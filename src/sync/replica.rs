@@ -19,7 +19,7 @@ use crate::domain::{ClientId, MutationId, Note, NoteDraft, NoteId, Revision};
 use super::hlc::Hlc;
 use super::merge::merge_drafts;
 use super::outbox::{coalesce, Edit, PendingChange};
-use super::protocol::{Change, ChangeOp, ChangeResult, FeedEntry};
+use super::protocol::{Change, ChangeOp, ChangeResult, FeedEntry, RejectCode};
 
 /// The change to push for a pending outbox entry.
 pub fn change_for(pending: &PendingChange, client: ClientId) -> Change {
@@ -60,6 +60,11 @@ pub enum AckDecision {
     Remove,
     /// The entry changed while in flight: keep it, in this rebased form.
     Keep(Box<PendingChange>),
+    /// The server no longer has the note (deleted elsewhere and purged, or
+    /// restored from an older backup): the edit becomes this new note's
+    /// creation, with the note's text as it is here. The replica stores the
+    /// note under its new id, drops the old one, and tells the person.
+    Recreate(Box<PendingChange>),
 }
 
 /// Decides the fate of the outbox entry `current` (as it is now) after the
@@ -77,7 +82,23 @@ pub fn acknowledge(
         ChangeOp::Delete => None,
     };
     match result {
-        ChangeResult::Rejected { reason } => AckDecision::Keep(Box::new(PendingChange {
+        ChangeResult::Rejected {
+            code: Some(RejectCode::Gone),
+            ..
+        } => match &current.op {
+            // A delete of a note the server no longer has is done.
+            ChangeOp::Delete => AckDecision::Remove,
+            ChangeOp::Upsert(_) => AckDecision::Recreate(Box::new(PendingChange {
+                note_id: NoteId::from_fresh(fresh_id),
+                mutation_id: fresh_id,
+                base_rev: Revision::NEW,
+                base: None,
+                rejected: None,
+                sent: None,
+                ..current.clone()
+            })),
+        },
+        ChangeResult::Rejected { reason, .. } => AckDecision::Keep(Box::new(PendingChange {
             rejected: if untouched {
                 Some(reason.clone())
             } else {
@@ -428,6 +449,7 @@ mod tests {
             &sent,
             &sent,
             &ChangeResult::Rejected {
+                code: None,
                 reason: "too big".into(),
             },
             fresh(),

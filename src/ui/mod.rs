@@ -23,14 +23,14 @@ use std::collections::HashSet;
 
 use crate::api::Account;
 use crate::bridge::LiveState;
-use crate::domain::{Note, NoteDraft, NoteId};
+use crate::domain::{ClientId, Note, NoteDraft, NoteId};
 use crate::search::{query_terms, Segment};
 use crate::sync::engine::SyncStatus;
 use crate::sync::protocol::ConflictSides;
 use model::{
-    caret_after_replace, list_item, live_label, scroll_to_reveal, sync_label, trash_items,
-    visible_rows, ListFilter, ListOrder, NoteSearch, SaveState, SortOrder, StorageUse, TagCounts,
-    Trashed, WorkerView,
+    caret_after_replace, conflict_labels, list_item, live_label, scroll_to_reveal, sync_label,
+    trash_items, visible_rows, ConflictSide, ListFilter, ListOrder, NoteSearch, SaveState,
+    SortOrder, StorageUse, TagCounts, Trashed, WorkerView,
 };
 use notes::Notes;
 
@@ -68,6 +68,9 @@ pub struct NotesState {
     pub sync: RwSignal<Option<SyncStatus>>,
     /// Notes whose concurrent edits need a person's choice.
     pub conflicts: RwSignal<Vec<(NoteId, ConflictSides)>>,
+    /// This browser profile's replica id, once read: which side of a
+    /// conflict this device wrote.
+    pub client_id: RwSignal<Option<ClientId>>,
     /// Whose notes these are.
     pub account: RwSignal<Option<Account>>,
     /// The server no longer knows this browser's session: sync waits.
@@ -202,6 +205,7 @@ impl NotesState {
             editor_epoch: RwSignal::new(0),
             sync: RwSignal::new(None),
             conflicts: RwSignal::new(Vec::new()),
+            client_id: RwSignal::new(None),
             account: RwSignal::new(None),
             session_ended: RwSignal::new(false),
             import_message: RwSignal::new(None),
@@ -1161,9 +1165,10 @@ fn replace_text(shown: &str, wanted: &str, caret: Option<u32>) -> Option<u32> {
 }
 
 /// The compare-and-choose view of a note whose concurrent edits overlapped.
-/// The editor shows the merged text with both versions between markers; this
-/// panel shows each version whole and lets the person keep one of them, or
-/// the merged text as it stands.
+/// The editor shows the merged text (the overlapping parts of both versions
+/// one after the other); this panel shows each version whole and lets the
+/// person keep one, keep both (the other becomes a new note), or keep the
+/// text in the editor, as it stands or once tidied.
 #[component]
 fn ConflictPanel(state: NotesState, id: NoteId) -> impl IntoView {
     let sides = move || {
@@ -1173,11 +1178,17 @@ fn ConflictPanel(state: NotesState, id: NoteId) -> impl IntoView {
     };
     move || {
         sides().map(|sides| {
+            let labels = conflict_labels(&sides, state.client_id.get());
             let server = sides.server.clone();
             let client = sides.client.clone();
             let keep = move |content: Option<NoteDraft>| {
                 move |_| platform::resolve_conflict(state, id, content.clone())
             };
+            let (kept, copied) = match labels.both_keeps {
+                ConflictSide::First => (server.clone(), client.clone()),
+                ConflictSide::Later => (client.clone(), server.clone()),
+            };
+            let keep_both = move |_| platform::keep_both(state, id, kept.clone(), copied.clone());
             let keep_merged = move |_| {
                 let current = state.notes.with_untracked(|ns| {
                     ns.iter().find(|n| n.id == id).map(Note::draft)
@@ -1188,15 +1199,17 @@ fn ConflictPanel(state: NotesState, id: NoteId) -> impl IntoView {
                 <div class="conflict" role="region" aria-label="Conflicting versions" data-testid="conflict">
                     <p class="conflict-title">
                         "This note was changed on two devices at once and the changes overlap. "
-                        "Nothing was lost: the editor shows both texts between markers. Compare and choose:"
+                        "Nothing was lost: the editor shows both versions merged, the overlapping "
+                        "parts one after the other. Compare and choose, or tidy the text in the editor:"
                     </p>
                     <div class="conflict-sides">
-                        <ConflictSide label="Version saved first" content=server.clone() testid="conflict-server" />
-                        <ConflictSide label="Version that arrived later" content=client.clone() testid="conflict-client" />
+                        <ConflictSide label=labels.first content=server.clone() testid="conflict-server" />
+                        <ConflictSide label=labels.later content=client.clone() testid="conflict-client" />
                     </div>
                     <div class="conflict-actions">
-                        <button on:click=keep(server)>"Keep first version"</button>
-                        <button on:click=keep(client)>"Keep later version"</button>
+                        <button on:click=keep(server)>{labels.keep_first}</button>
+                        <button on:click=keep(client)>{labels.keep_later}</button>
+                        <button on:click=keep_both>"Keep both"</button>
                         <button on:click=keep_merged>"Keep the text in the editor"</button>
                     </div>
                 </div>

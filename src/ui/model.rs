@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use crate::bridge::LiveState;
-use crate::domain::{Note, NoteId};
+use crate::domain::{ClientId, Note, NoteId, LIMITS};
 use crate::search::{highlight, query_terms, snippet, SearchIndex, Segment};
 use crate::sync::engine::{SyncState, SyncStatus};
+use crate::sync::protocol::ConflictSides;
 
 use super::notes::{Notes, Seen};
 
@@ -511,6 +512,67 @@ pub fn restored(current: &Note, kept: &Note, now_ms: u64) -> Note {
     }
 }
 
+/// One side of a recorded conflict: the version the server held first, or
+/// the one that arrived later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictSide {
+    First,
+    Later,
+}
+
+/// What the compare view calls each side and its buttons, as seen from the
+/// device showing it: "mine" and "theirs" where this device wrote one side,
+/// "first" and "later" otherwise (a third device, or both sides from here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictLabels {
+    pub first: &'static str,
+    pub later: &'static str,
+    pub keep_first: &'static str,
+    pub keep_later: &'static str,
+    /// The side "Keep both" leaves in the note; the other becomes a new note.
+    pub both_keeps: ConflictSide,
+}
+
+/// The labels of `sides` on the device whose replica is `me`.
+pub fn conflict_labels(sides: &ConflictSides, me: Option<ClientId>) -> ConflictLabels {
+    let mine = |by: Option<ClientId>| me.is_some() && by == me;
+    match (mine(sides.server_by), mine(sides.client_by)) {
+        (true, false) => ConflictLabels {
+            first: "Your version (this device)",
+            later: "Version from another device",
+            keep_first: "Keep mine",
+            keep_later: "Keep theirs",
+            both_keeps: ConflictSide::First,
+        },
+        (false, true) => ConflictLabels {
+            first: "Version from another device",
+            later: "Your version (this device)",
+            keep_first: "Keep theirs",
+            keep_later: "Keep mine",
+            both_keeps: ConflictSide::Later,
+        },
+        _ => ConflictLabels {
+            first: "Version saved first",
+            later: "Version that arrived later",
+            keep_first: "Keep first version",
+            keep_later: "Keep later version",
+            both_keeps: ConflictSide::Later,
+        },
+    }
+}
+
+/// The title of the new note "Keep both" makes of the other version: its
+/// own title marked as the other version, within the title limit.
+pub fn copy_title(title: &str) -> String {
+    const MARK: &str = " (other version)";
+    let room = LIMITS.max_title_bytes - MARK.len();
+    let mut end = title.len().min(room);
+    while !title.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &title[..end]).trim_start().to_string()
+}
+
 /// The note after `id` (`step` = 1) or before it (-1) in `order`, or the
 /// first note when `id` is not shown.
 pub fn step_in(order: &[NoteId], id: Option<NoteId>, step: isize) -> Option<NoteId> {
@@ -753,6 +815,47 @@ pub fn plural(n: u32, one: &str, many: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conflict_is_mine_and_theirs_only_on_a_device_that_wrote_one_side() {
+        let me = ClientId::new(1, [1; 10]);
+        let other = ClientId::new(2, [2; 10]);
+        let sides = |server_by, client_by| ConflictSides {
+            server: None,
+            client: None,
+            server_by,
+            client_by,
+        };
+        let labels = conflict_labels(&sides(Some(other), Some(me)), Some(me));
+        assert_eq!(
+            (labels.keep_first, labels.keep_later, labels.both_keeps),
+            ("Keep theirs", "Keep mine", ConflictSide::Later)
+        );
+        let labels = conflict_labels(&sides(Some(me), Some(other)), Some(me));
+        assert_eq!(
+            (labels.keep_first, labels.keep_later, labels.both_keeps),
+            ("Keep mine", "Keep theirs", ConflictSide::First)
+        );
+        for (server_by, client_by, me) in [
+            (Some(other), Some(other), Some(me)),
+            (Some(me), Some(me), Some(me)),
+            (None, None, Some(me)),
+            (Some(me), Some(other), None),
+        ] {
+            let labels = conflict_labels(&sides(server_by, client_by), me);
+            assert_eq!(labels.keep_later, "Keep later version");
+        }
+    }
+
+    #[test]
+    fn the_copy_of_the_other_version_is_marked_and_fits() {
+        assert_eq!(copy_title("Groceries"), "Groceries (other version)");
+        assert_eq!(copy_title(""), "(other version)");
+        let long = "é".repeat(LIMITS.max_title_bytes);
+        let copy = copy_title(&long);
+        assert!(copy.len() <= LIMITS.max_title_bytes, "{}", copy.len());
+        assert!(copy.ends_with(" (other version)"));
+    }
     use crate::domain::newest_first;
     use std::cmp::Ordering;
 

@@ -1,7 +1,7 @@
 //! The UI's actions in the browser: delegated to the client module.
 
 pub use crate::client::actions::{
-    auth_page_opened, create_note, delete_note, edited, export_notes, import_file, now,
+    auth_page_opened, create_note, delete_note, edited, export_notes, import_file, keep_both, now,
     render_markdown, resolve_conflict, restore_note, retry_saves, sign_out, start, submit_account,
     sync_now,
 };

@@ -15,6 +15,13 @@ pub fn import_file(_state: NotesState, _event: leptos::ev::Event) {}
 pub fn export_notes(_state: NotesState, _format: ExportFormat) {}
 pub fn restore_note(_state: NotesState, _id: NoteId) {}
 pub fn resolve_conflict(_state: NotesState, _id: NoteId, _content: Option<NoteDraft>) {}
+pub fn keep_both(
+    _state: NotesState,
+    _id: NoteId,
+    _keep: Option<NoteDraft>,
+    _copy: Option<NoteDraft>,
+) {
+}
 pub fn sign_out(_state: NotesState) {}
 pub fn submit_account(
     _create: bool,

@@ -53,10 +53,9 @@ use notesync::sync::driver::{Driver, DriverConfig, Host, PortError, ReplicaChang
 use notesync::sync::engine::{Action, Event, SyncStatus, Timing};
 use notesync::sync::memory_replica::MemoryReplica;
 use notesync::sync::merge::Strategy as MergeStrategy;
-use notesync::sync::outbox::PendingChange;
 use notesync::sync::protocol::{
     Change, ChangeOp, ChangeResult, Checkpoint, FeedEntry, PullRequest, PullResponse, PushRequest,
-    PushResponse, MAX_PULL_LIMIT, PROTOCOL_VERSION,
+    PushResponse, RejectCode, MAX_PULL_LIMIT, PROTOCOL_VERSION,
 };
 
 const START_MS: u64 = 1_700_000_000_000;
@@ -929,17 +928,22 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
             }
             Op::Tick { ms } => world.advance(u64::from(*ms)),
             Op::Purge => {
-                // Two cases stay out (docs/design-notes.md, "an edit of a
-                // purged note is refused"): an edit unsent for longer than
-                // the window, and a note id used again after its tombstone
-                // was purged (ids are UUIDv7: only the simulation's fixed
-                // ids repeat).
-                // An edit waiting to land during a push is typed already:
-                // unsent, like a pending one (run after the purge, it would
-                // also use a note id of before it).
+                // An edit never sent in the window (a device offline for
+                // months) may meet its note deleted elsewhere and purged: it
+                // is saved again as a new note. What stays out: a change
+                // sent and unanswered across the window (no device waits
+                // months for an answer), and a note id used again after its
+                // tombstone was purged (ids are UUIDv7: only the
+                // simulation's fixed ids repeat, so an unsent creation may
+                // take the id of a note purged meanwhile). An edit waiting
+                // to land during a push is typed already; run after the
+                // purge, it would use a note id of before it.
                 let quiet = world.delayed.borrow().is_empty()
                     && parts.iter().all(|p| {
-                        p.replica.pending().is_empty()
+                        p.replica
+                            .pending()
+                            .iter()
+                            .all(|c| c.sent.is_none() && c.base_rev > Revision::NEW)
                             && p.transport.in_flight_edits.borrow().is_empty()
                     });
                 if quiet {
@@ -967,15 +971,8 @@ fn run(scenario: &Scenario, mode: Mode, backend: Backend) -> Result<Outcome, Str
             p.host.push_event(Event::Connectivity { online: true });
         }
     }
-    // After a purge, an edit of a note whose tombstone was purged is refused
-    // (its base is gone) and stays in the outbox with the reason, for the
-    // person to see: that is settled too.
     let idle = |p: &Parts, head: u64| {
-        p.replica
-            .pending()
-            .iter()
-            .all(|c| mode.purges && refused_as_purged(c))
-            && p.replica.stored_checkpoint() == Checkpoint(head)
+        p.replica.pending().is_empty() && p.replica.stored_checkpoint() == Checkpoint(head)
     };
     let mut settled = false;
     for _ in 0..SETTLE_ROUNDS {
@@ -1084,27 +1081,15 @@ fn check_live_convergence(outcome: &Outcome) -> Result<(), TestCaseError> {
     for (i, replica) in outcome.replicas.iter().enumerate() {
         let pending = replica.pending();
         prop_assert!(
-            pending.iter().all(refused_as_purged),
+            pending.is_empty(),
             "client {} still has pending changes: {:?}",
             i,
             pending
         );
-        let mut local = live(replica_notes(replica));
-        for refused in &pending {
-            local.remove(&refused.note_id);
-        }
+        let local = live(replica_notes(replica));
         prop_assert_eq!(&local, &server, "client {} differs from the server", i);
     }
     Ok(())
-}
-
-/// An edit made from a copy whose note was since deleted elsewhere and
-/// purged: the server refuses it, naming the missing revision.
-fn refused_as_purged(change: &PendingChange) -> bool {
-    change
-        .rejected
-        .as_deref()
-        .is_some_and(|reason| reason.contains("which the server does not have"))
 }
 
 fn tokens_in(text: &str) -> impl Iterator<Item = &str> {
@@ -1513,5 +1498,71 @@ fn a_new_device_downloads_many_pages_after_a_purge() {
         o.replicas[1].notes().len(),
         2,
         "the new device has both live notes"
+    );
+}
+
+/// A device offline for longer than the tombstone retention edits a note
+/// that another device deleted meanwhile, and the delete was purged: the
+/// server no longer has the note, so the edit was refused for ever and the
+/// text stayed stuck on that device ("edit them to try again"). It is now
+/// saved again as a new note, synced to every device.
+#[test]
+fn an_edit_of_a_note_deleted_and_purged_meanwhile_comes_back_as_a_new_note() {
+    let s = Scenario {
+        clients: 2,
+        pull_limit: 5,
+        push_batch: 3,
+        seed: 0,
+        skews: Vec::new(),
+        ops: vec![
+            Op::Type {
+                client: 0,
+                note: 0,
+                edits: vec![EditKind::Insert { at: 0 }],
+                in_flight: false,
+            },
+            step(Fault::None, 4),
+            Op::Step {
+                client: 1,
+                fault: Fault::None,
+                steps: 4,
+            },
+            Op::Offline { client: 1 },
+            Op::Type {
+                client: 1,
+                note: 0,
+                edits: vec![EditKind::Insert { at: 1 }],
+                in_flight: false,
+            },
+            Op::Delete { client: 0, note: 0 },
+            step(Fault::None, 4),
+            Op::Purge,
+        ],
+    };
+    let o = run(&s, PURGING, Backend::Memory).expect("settles");
+    check_live_convergence(&o).expect("converges");
+    let gone = o.log.iter().any(|(_, r)| {
+        matches!(
+            r,
+            ChangeResult::Rejected {
+                code: Some(RejectCode::Gone),
+                ..
+            }
+        )
+    });
+    assert!(gone, "the edit met its note purged: {:?}", o.log);
+    let live: Vec<&FeedEntry> = o.server.iter().filter(|e| !e.note.deleted).collect();
+    assert_eq!(
+        live.len(),
+        1,
+        "the edit lives on as one new note: {:?}",
+        o.server
+    );
+    assert_ne!(live[0].note.id, note_id(0, 0));
+    assert_eq!(
+        tokens_in(&live[0].note.body).count(),
+        2,
+        "{:?}",
+        live[0].note.body
     );
 }
