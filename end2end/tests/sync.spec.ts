@@ -46,7 +46,7 @@ test('edits made offline are kept, shown as waiting, and arrive when back online
   await b.context.close();
 });
 
-test('concurrent offline edits: different lines merge, the same line is flagged and resolved with nothing lost', async ({ browser }) => {
+test('concurrent offline edits: other places merge, the same words are flagged and resolved with nothing lost', async ({ browser }) => {
   const a = await device(browser);
   const b = await device(browser);
   const title = `Merge ${Date.now()}`;
@@ -73,7 +73,7 @@ test('concurrent offline edits: different lines merge, the same line is flagged 
     await expect(app.conflict).toHaveCount(0);
   }
 
-  // The same line, offline on both devices.
+  // The same line, each adding to its end: both additions kept, no flag.
   await a.context.setOffline(true);
   await b.context.setOffline(true);
   await a.app.body.fill('ONE from A\ntwo, said A\nTHREE from B');
@@ -86,20 +86,42 @@ test('concurrent offline edits: different lines merge, the same line is flagged 
   await b.app.expectSynced();
   await a.app.syncNow();
   for (const app of [a.app, b.app]) {
-    await expect(app.conflict).toBeVisible();
-    await expect(app.body).toHaveValue(/two, said A[\s\S]*two, said B|two, said B[\s\S]*two, said A/);
-    await expect(app.page.getByTestId('conflict-server')).toContainText('two, said A');
-    await expect(app.page.getByTestId('conflict-client')).toContainText('two, said B');
+    await expect(app.body).toHaveValue('ONE from A\ntwo, said A, said B\nTHREE from B');
+    await expect(app.conflict).toHaveCount(0);
   }
 
-  // B chooses the later version; both devices end with it and no flag.
-  await b.app.page.getByRole('button', { name: 'Keep later version' }).click();
+  // The same words changed on both: both versions of the line kept in the
+  // text, one after the other (no conflict markers), flagged, and each
+  // version shown whole.
+  await a.context.setOffline(true);
+  await b.context.setOffline(true);
+  await a.app.body.fill('ONE from A\nTWO for A\nTHREE from B');
+  await b.app.body.fill('ONE from A\ndeux for B\nTHREE from B');
+  await a.app.expectSaved();
+  await b.app.expectSaved();
+  await a.context.setOffline(false);
+  await a.app.expectSynced();
+  await b.context.setOffline(false);
+  await b.app.expectSynced();
+  await a.app.syncNow();
+  for (const app of [a.app, b.app]) {
+    await expect(app.conflict).toBeVisible();
+    await expect(app.body).toHaveValue('ONE from A\nTWO for A\ndeux for B\nTHREE from B');
+    await expect(app.page.getByTestId('conflict-server')).toContainText('TWO for A');
+    await expect(app.page.getByTestId('conflict-client')).toContainText('deux for B');
+  }
+  // Each device knows which version it wrote.
+  await expect(a.app.page.getByTestId('conflict-server')).toContainText('Your version (this device)');
+  await expect(b.app.page.getByTestId('conflict-client')).toContainText('Your version (this device)');
+
+  // B keeps its own; both devices end with it and no flag.
+  await b.app.page.getByRole('button', { name: 'Keep mine' }).click();
   await expect(b.app.conflict).toHaveCount(0);
-  await expect(b.app.body).toHaveValue('ONE from A\ntwo, said B\nTHREE from B');
+  await expect(b.app.body).toHaveValue('ONE from A\ndeux for B\nTHREE from B');
   await b.app.expectSynced();
   await a.app.syncNow();
   await expect(a.app.conflict).toHaveCount(0);
-  await expect(a.app.body).toHaveValue('ONE from A\ntwo, said B\nTHREE from B');
+  await expect(a.app.body).toHaveValue('ONE from A\ndeux for B\nTHREE from B');
   await a.context.close();
   await b.context.close();
 });

@@ -856,7 +856,7 @@ impl LocalDb {
         let t = timings::start();
         let (stored, existing, clock) = futures::try_join!(
             async { notes.get(key.clone()).await.map_err(DbError::from) },
-            async { outbox.get(key).await.map_err(DbError::from) },
+            async { outbox.get(key.clone()).await.map_err(DbError::from) },
             read_clock(&meta_store)
         )?;
         timings::end("save: read", t);

@@ -507,7 +507,7 @@ mod tests {
         );
         let a = accepted(decide(Some(&s), &c, Strategy::Merge, NOW));
         assert_eq!(a.outcome, Outcome::Merged { conflicted: true });
-        assert_eq!(a.note.body, "server client\n");
+        assert_eq!(a.note.body, "server\nclient\n");
         assert_eq!(
             a.conflict,
             Some(ConflictSides {

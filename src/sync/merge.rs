@@ -198,28 +198,31 @@ fn side_len(span: &Range<usize>, inside: &[Hunk]) -> usize {
     span.len() + added - removed
 }
 
-/// Merges word by word the changes `ours` and `theirs` each made to `base`.
-///
-/// - A change made on one side only is taken.
-/// - The same change made on both sides is taken once.
-/// - Two insertions at the same place are both kept, `ours` first: clean.
-/// - Overlapping, different changes keep both replacements, `ours` first,
-///   separated by a space where they would otherwise run together, and make
-///   the result [`TextMerge::Conflicted`].
-pub fn merge_text(base: &str, ours: &str, theirs: &str) -> TextMerge {
-    if ours == theirs || theirs == base {
-        return TextMerge::Clean(ours.to_string());
-    }
-    if ours == base {
-        return TextMerge::Clean(theirs.to_string());
-    }
-    let (b, o, t) = (tokens(base), tokens(ours), tokens(theirs));
-    let (ours_hunks, theirs_hunks) = (hunks(&b, &o), hunks(&b, &t));
+/// One region of a three-way walk where both sides changed the base.
+struct BothChanged<'a> {
+    base: &'a str,
+    ours: &'a str,
+    theirs: &'a str,
+    /// Both inserted at the same place, replacing nothing of the base.
+    insertions: bool,
+}
+
+/// The three-way walk over units (lines or tokens): regions only one side
+/// changed take that side; regions both changed alike are taken once;
+/// `both` resolves the rest, returning the text and whether it is a
+/// conflict. Units are appended with [`push_part`], so two words never glue.
+fn diff3(
+    base: &[&str],
+    ours: &[&str],
+    theirs: &[&str],
+    mut both: impl FnMut(BothChanged<'_>) -> (String, bool),
+) -> (String, bool) {
+    let (ours_hunks, theirs_hunks) = (hunks(base, ours), hunks(base, theirs));
     let (mut i, mut j) = (0, 0);
-    // Where the next unmerged base token is, and the matching position of
-    // each side (equal stretches move all three alike).
+    // Where the next unmerged base unit is, and the matching position of
+    // each side (stable stretches move all three alike).
     let (mut at, mut at_ours, mut at_theirs) = (0usize, 0usize, 0usize);
-    let mut out = String::with_capacity(ours.len().max(theirs.len()));
+    let mut out = String::new();
     let mut conflicted = false;
     while i < ours_hunks.len() || j < theirs_hunks.len() {
         // The next group starts at the earliest hunk; at equal starts, an
@@ -237,7 +240,7 @@ pub fn merge_text(base: &str, ours: &str, theirs: &str) -> TextMerge {
             &theirs_hunks[j]
         };
         let stable = first.base.start - at;
-        push_part(&mut out, &b[at..first.base.start].concat());
+        push_part(&mut out, &base[at..first.base.start].concat());
         at_ours += stable;
         at_theirs += stable;
         let mut span = first.base.clone();
@@ -260,34 +263,93 @@ pub fn merge_text(base: &str, ours: &str, theirs: &str) -> TextMerge {
         }
         let ours_len = side_len(&span, &ours_hunks[i0..i]);
         let theirs_len = side_len(&span, &theirs_hunks[j0..j]);
-        let ours_part = o[at_ours..at_ours + ours_len].concat();
-        let theirs_part = t[at_theirs..at_theirs + theirs_len].concat();
+        let ours_part = ours[at_ours..at_ours + ours_len].concat();
+        let theirs_part = theirs[at_theirs..at_theirs + theirs_len].concat();
         at_ours += ours_len;
         at_theirs += theirs_len;
+        let base_part = base[span.clone()].concat();
         at = span.end;
         match (i > i0, j > j0) {
             (true, false) => push_part(&mut out, &ours_part),
             (false, true) => push_part(&mut out, &theirs_part),
             _ if ours_part == theirs_part => push_part(&mut out, &ours_part),
             _ => {
-                // Both changed here. Two insertions at one place are two
-                // people adding text: both stay, with no flag. Anything else
-                // replaced the same words twice: both stay, flagged.
-                conflicted |= !span.is_empty();
-                push_part(&mut out, &ours_part);
-                if ours_part.is_empty() {
-                    push_part(&mut out, &theirs_part);
-                } else {
-                    push_alternative(&mut out, &theirs_part);
-                }
+                let (text, conflict) = both(BothChanged {
+                    base: &base_part,
+                    ours: &ours_part,
+                    theirs: &theirs_part,
+                    insertions: span.is_empty(),
+                });
+                conflicted |= conflict;
+                push_part(&mut out, &text);
             }
         }
     }
-    push_part(&mut out, &b[at..].concat());
+    push_part(&mut out, &base[at..].concat());
+    (out, conflicted)
+}
+
+/// A text's lines, each with its line break (the last may have none).
+fn lines(text: &str) -> Vec<&str> {
+    text.split_inclusive('\n').collect()
+}
+
+/// Merges word by word: two insertions at one place are both kept, the
+/// server's first; anything else both sides changed keeps both
+/// replacements, one after the other, as a conflict.
+fn merge_words(base: &str, ours: &str, theirs: &str) -> (String, bool) {
+    let (b, o, t) = (tokens(base), tokens(ours), tokens(theirs));
+    diff3(&b, &o, &t, |region| {
+        let mut text = region.ours.to_string();
+        if region.insertions || region.ours.is_empty() {
+            push_part(&mut text, region.theirs);
+        } else {
+            push_alternative(&mut text, region.theirs);
+        }
+        (text, !region.insertions)
+    })
+}
+
+/// Merges the changes `ours` and `theirs` each made to `base`, line by line
+/// and, where both changed the same lines, word by word:
+///
+/// - a change made on one side only is taken;
+/// - the same change made on both sides is taken once;
+/// - lines both sides added at one place are all kept, `ours`'s first;
+/// - lines both changed merge word by word: edits at different places of
+///   a line, and insertions at the same place, merge cleanly;
+/// - where both changed the same words, both versions of those lines are
+///   kept, `ours`'s first, each whole on its own lines, and the result is
+///   [`TextMerge::Conflicted`]: a person reads the two versions apart, and
+///   no word is spliced into another.
+pub fn merge_text(base: &str, ours: &str, theirs: &str) -> TextMerge {
+    if ours == theirs || theirs == base {
+        return TextMerge::Clean(ours.to_string());
+    }
+    if ours == base {
+        return TextMerge::Clean(theirs.to_string());
+    }
+    let (b, o, t) = (lines(base), lines(ours), lines(theirs));
+    let (text, conflicted) = diff3(&b, &o, &t, |region| {
+        if !region.insertions {
+            let (words, conflicted) = merge_words(region.base, region.ours, region.theirs);
+            if !conflicted {
+                return (words, false);
+            }
+        }
+        // Added lines of both sides, or both versions of lines changed
+        // alike: each side's lines whole, on lines of their own.
+        let mut text = region.ours.to_string();
+        if !text.is_empty() && !text.ends_with('\n') && !region.theirs.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(region.theirs);
+        (text, !region.insertions)
+    });
     if conflicted {
-        TextMerge::Conflicted(out)
+        TextMerge::Conflicted(text)
     } else {
-        TextMerge::Clean(out)
+        TextMerge::Clean(text)
     }
 }
 
@@ -615,7 +677,7 @@ mod tests {
         let got = merge_text(BASE, "one\nours\nthree\n", "one\ntheirs\nthree\n");
         assert_eq!(
             got,
-            TextMerge::Conflicted("one\nours theirs\nthree\n".into())
+            TextMerge::Conflicted("one\nours\ntheirs\nthree\n".into())
         );
     }
 
@@ -646,7 +708,7 @@ mod tests {
         let got = merge_text(base, "shopping: milk hens\n", "shopping: milk legs\n");
         assert_eq!(
             got,
-            TextMerge::Conflicted("shopping: milk hens legs\n".into())
+            TextMerge::Conflicted("shopping: milk hens\nshopping: milk legs\n".into())
         );
     }
 
@@ -670,13 +732,16 @@ mod tests {
             "keep this. drop that long sentence. end",
         );
         assert!(got.is_conflicted());
-        assert_eq!(got.text(), "keep this. drop that long sentence. end");
+        assert_eq!(
+            got.text(),
+            "keep this. end\nkeep this. drop that long sentence. end"
+        );
     }
 
     #[test]
     fn a_last_line_without_newline_merges_like_any_other() {
         let got = merge_text("a", "b", "c");
-        assert_eq!(got, TextMerge::Conflicted("b c".into()));
+        assert_eq!(got, TextMerge::Conflicted("b\nc".into()));
         let got = merge_text("x\ny", "x\ny!", "X\ny");
         assert_eq!(got, TextMerge::Clean("X\ny!".into()));
     }
@@ -765,7 +830,7 @@ mod tests {
         assert!(got.conflicted);
         assert_eq!(
             got.content.expect("kept").body,
-            "one\nserver client\nthree\n"
+            "one\nserver\nclient\nthree\n"
         );
     }
 
@@ -1031,14 +1096,18 @@ mod tests {
             }
         }
 
-        /// The merge writes nothing of its own but a separating space: every
-        /// other token of the result comes from one of the three texts.
+        /// The merge writes nothing of its own but separating whitespace:
+        /// every other token of the result comes from one of the three texts
+        /// (no marker, no word spliced from two).
         #[test]
-        fn merging_adds_no_text_but_spaces(base in text(), ours in text(), theirs in text()) {
+        fn merging_adds_no_text_but_whitespace(base in text(), ours in text(), theirs in text()) {
             let merged = merge_text(&base, &ours, &theirs);
             let known: Vec<&str> = [tokens(&base), tokens(&ours), tokens(&theirs)].concat();
             for token in tokens(merged.text()) {
-                prop_assert!(token == " " || known.contains(&token), "{token:?} in {merged:?}");
+                prop_assert!(
+                    token.trim().is_empty() || known.contains(&token),
+                    "{token:?} in {merged:?}"
+                );
             }
         }
 

@@ -668,7 +668,7 @@ mod tests {
             clock(0),
             stamp(10),
         );
-        assert_eq!(saved.note.body, "x ab ac");
+        assert_eq!(saved.note.body, "x ab\nx ac");
     }
 
     #[test]

@@ -583,6 +583,33 @@ pub fn step_in(order: &[NoteId], id: Option<NoteId>, step: isize) -> Option<Note
     order.get(next).copied()
 }
 
+/// Whether a UTF-16 unit is part of a word: a letter, digit or `_`, or half
+/// of a character outside the basic plane (emoji and the like).
+fn is_word_unit(unit: u16) -> bool {
+    char::from_u32(u32::from(unit)).is_none_or(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// Whether text inserted right at the caret (another tab's or device's
+/// typing arriving where this one types) belongs before the caret. What
+/// this person types next must not splice into a word of it: the caret
+/// goes to the side where the inserted text does not start or end with a
+/// word character; when it does both, after it if it carries on the word
+/// the caret follows (the other side finishing its word), else before it.
+fn caret_goes_after_insertion(old: &[u16], new: &[u16], caret: usize, prefix: usize) -> bool {
+    let inserted = new.len().saturating_sub(old.len());
+    if caret != prefix || inserted == 0 || new[prefix + inserted..] != old[prefix..] {
+        return false;
+    }
+    let first = is_word_unit(new[prefix]);
+    let last = is_word_unit(new[prefix + inserted - 1]);
+    let before = caret > 0 && is_word_unit(old[caret - 1]);
+    match (first, last) {
+        (false, _) => false,
+        (true, false) => true,
+        (true, true) => before,
+    }
+}
+
 /// Where a caret at UTF-16 offset `caret` in `old` belongs once the field
 /// shows `new` instead: a change wholly after the caret leaves it where it
 /// is, a change wholly before it shifts it by the change's length, and a
@@ -601,7 +628,7 @@ pub fn caret_after_replace(old: &str, new: &str, caret: u32) -> u32 {
         .take(room)
         .take_while(|(a, b)| a == b)
         .count();
-    let at = if caret <= prefix {
+    let at = if caret <= prefix && !caret_goes_after_insertion(&old, &new, caret, prefix) {
         caret
     } else if caret >= old.len() - suffix {
         caret + new.len() - old.len()
@@ -905,6 +932,14 @@ mod tests {
         // UTF-16 offsets, as the DOM counts them.
         assert_eq!(caret_after_replace("é😀x", "Aé😀x", 3), 4);
         assert_eq!(caret_after_replace("", "new", 0), 0);
+        // Another tab finishing the word the caret follows: the caret goes
+        // after it, so the next word typed here stays whole.
+        assert_eq!(caret_after_replace("start a10", "start a104", 9), 10);
+        // A new word arriving at the caret: the caret stays on the side
+        // where typing on cannot splice into it.
+        assert_eq!(caret_after_replace("start a10", "start a10 b1", 9), 9);
+        assert_eq!(caret_after_replace("start ", "start a5 ", 6), 9);
+        assert_eq!(caret_after_replace("start ", "start a5", 6), 6);
         assert_eq!(caret_after_replace("abc", "", 2), 0);
     }
     use crate::domain::NoteId;
