@@ -27,7 +27,14 @@ async function typeAtEnd(app: NotesApp, word: string) {
   await app.page.keyboard.type(` ${word}`, { delay: 15 });
 }
 
-test('two devices typing into one line at once keep every word, with no marker and no conflict', async ({ browser }) => {
+/** Types `word ` at the start of the body, key by key. */
+async function typeAtStart(app: NotesApp, word: string) {
+  await app.body.focus();
+  await app.page.keyboard.press('Control+Home');
+  await app.page.keyboard.type(`${word} `, { delay: 15 });
+}
+
+test('two devices typing into one line at once, at its two ends, keep every word with no marker and no conflict', async ({ browser }) => {
   const a = await device(browser);
   const b = await device(browser);
   const title = `One line ${Date.now()}`;
@@ -37,12 +44,13 @@ test('two devices typing into one line at once keep every word, with no marker a
   await b.app.item(title).click();
   await expect(b.app.body).toHaveValue('start');
 
-  // Both online, each typing words at the end of the same line, turn by
-  // turn with no pause for sync to catch up: their pushes cross.
+  // Both online, typing at the same time into the same line, A at its
+  // start and B at its end, with no pause for sync to catch up: their
+  // pushes cross, and each device's text arrives while the other types.
   const typed: string[] = [];
   for (let i = 1; i <= 12; i++) {
     typed.push(`a${i}`, `b${i}`);
-    await Promise.all([typeAtEnd(a.app, `a${i}`), typeAtEnd(b.app, `b${i}`)]);
+    await Promise.all([typeAtStart(a.app, `a${i}`), typeAtEnd(b.app, `b${i}`)]);
   }
   await a.app.expectSaved();
   await b.app.expectSaved();
