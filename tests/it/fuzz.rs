@@ -28,7 +28,7 @@ use notesync::domain::{AccountInputError, NoteDraft, Password, UserName, LIMITS}
 use notesync::store::contract::{create, delete, edit, mutation_id, note_id};
 use notesync::sync::protocol::{
     ChangeOp, ChangeResult, Checkpoint, ProtocolError, PullRequest, PullResponse, PushRequest,
-    PushResponse, PROTOCOL_VERSION, SUPPORTED_PROTOCOLS,
+    PushResponse, MAX_SAFE_INTEGER, PROTOCOL_VERSION, SUPPORTED_PROTOCOLS,
 };
 
 // ---- generating inputs ----
@@ -124,7 +124,9 @@ fn leaf() -> impl Strategy<Value = Value> {
             u64::from(u32::MAX),
             u64::from(u32::MAX) + 1,
             u64::MAX,
+            (1 << 53) - 1,
             1 << 53,
+            (1 << 53) + 1,
         ])
         .prop_map(Value::from),
         any::<f64>().prop_filter_map("finite", |f| {
@@ -498,6 +500,16 @@ fn check_answer(
             )))
         }
     }
+    // Whatever the server accepted, a browser reads back exactly: no number
+    // in an answer is beyond what JSON.parse holds.
+    let answer: Value = serde_json::from_slice(body)
+        .map_err(|e| TestCaseError::fail(format!("{path}: not JSON ({e})")))?;
+    prop_assert!(
+        numbers_are_safe(&answer),
+        "{}: an answer holds a number beyond 2^53 - 1: {}",
+        path,
+        text(body)
+    );
     match path {
         "/api/push" => {
             let res: PushResponse = serde_json::from_slice(body)
@@ -548,6 +560,20 @@ fn check_answer(
         }
     }
     Ok(())
+}
+
+/// Whether every number in `v` is one JavaScript holds exactly.
+fn numbers_are_safe(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .map(|n| n <= MAX_SAFE_INTEGER)
+            .or_else(|| n.as_i64().map(|n| n.unsigned_abs() <= MAX_SAFE_INTEGER))
+            .unwrap_or(true),
+        Value::Array(items) => items.iter().all(numbers_are_safe),
+        Value::Object(fields) => fields.values().all(numbers_are_safe),
+        _ => true,
+    }
 }
 
 #[test]

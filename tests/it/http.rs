@@ -231,6 +231,47 @@ async fn a_body_over_8_mib_is_a_413() {
     }
 }
 
+/// A note pushed with `created_at` = u64::MAX was once stored: JSON.parse
+/// cannot hold the number, the record became unreadable in every browser
+/// and every device's list went empty. Every number the server accepts must
+/// come back exactly.
+#[tokio::test]
+async fn numbers_a_browser_cannot_read_back_are_refused_and_never_served() {
+    let app = app().await;
+    let mut too_old = create(1, 1, "created at the end of time");
+    too_old.created_at = u64::MAX;
+    let mut far_clock = create(2, 2, "timed past 2^53");
+    far_clock.hlc.wall_ms = 1 << 53;
+    let mut at_the_edge = create(3, 3, "created at 2^53 - 1");
+    at_the_edge.created_at = (1 << 53) - 1;
+    let results = push(&app, vec![too_old, far_clock, at_the_edge]).await;
+    for result in &results[..2] {
+        assert!(
+            matches!(result, ChangeResult::Rejected { reason, .. } if reason.contains("2^53") || reason.contains("beyond")),
+            "{result:?}"
+        );
+    }
+    assert!(
+        matches!(results[2], ChangeResult::Applied { .. }),
+        "{:?}",
+        results[2]
+    );
+    let req = PullRequest {
+        protocol: PROTOCOL_VERSION,
+        checkpoint: Checkpoint(0),
+        limit: 100,
+        download_head: None,
+    };
+    let (status, body) = post(&app, "/api/pull", &req).await;
+    assert_eq!(status, StatusCode::OK);
+    let page: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let entries = page["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1);
+    // The server keeps no creation time in the future either.
+    let created = entries[0]["note"]["created_at"].as_u64().expect("a number");
+    assert!(created < 1 << 53 && (created as f64) as u64 == created);
+}
+
 #[tokio::test]
 async fn a_repeated_mutation_id_is_a_duplicate() {
     let app = app().await;
