@@ -7,6 +7,10 @@ import { NotesApp, device } from '../fixtures/app';
 
 const MARKER = /^(<<<<<<<|=======|>>>>>>>)/m;
 
+// Each test types a few hundred keys on two pages and syncs several times:
+// more than the default minute on a busy two-core machine.
+test.describe.configure({ timeout: 150_000 });
+
 /** The words of a text, as the person would read them. */
 function words(text: string): string[] {
   return text.split(/\s+/).filter((w) => w.length > 0);
