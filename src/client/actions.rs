@@ -1350,7 +1350,7 @@ async fn import_notes(state: NotesState, file: Vec<u8>) {
             .set(Some(format!("Nothing was imported: {e}")));
         return;
     }
-    let created = plan.create.len();
+    let message = plan.summary();
     let created_ids: Vec<NoteId> = plan.create.iter().map(|n| n.id).collect();
     {
         let mut bases = page.bases.borrow_mut();
@@ -1359,9 +1359,8 @@ async fn import_notes(state: NotesState, file: Vec<u8>) {
         }
     }
     state.notes.update(|ns| ns.extend(plan.create));
-    // Notes already held with other content: normal edits, saved one by one
-    // through the writer like typing.
-    let updated = plan.update.len();
+    // Notes held here whose copy in the file is newer: normal edits, saved
+    // one by one through the writer like typing.
     for (id, draft) in plan.update {
         state.notes.update(|ns| {
             if let Some(n) = ns.find_mut(|n| n.id == id) {
@@ -1373,14 +1372,6 @@ async fn import_notes(state: NotesState, file: Vec<u8>) {
         });
         page.mark_dirty(id);
         page.enqueue(id);
-    }
-    let notes = |n: usize| if n == 1 { "note" } else { "notes" };
-    let mut message = format!("Imported {created} {}", notes(created));
-    if updated > 0 {
-        message.push_str(&format!(", updated {updated}"));
-    }
-    if plan.unchanged > 0 {
-        message.push_str(&format!(", {} already here", plan.unchanged));
     }
     state.import_message.set(Some(message));
     page.announce_change(created_ids);

@@ -11,6 +11,14 @@
 //!   full download of more than one page after a tombstone purge was answered
 //!   `resync_required` again, forever. Both fields are optional on the wire,
 //!   so version 1 requests keep their meaning and are still accepted.
+//! - 3: a push and a pull may name the `account` the replica's local data
+//!   belongs to. The server refuses a request whose session is another
+//!   account's ([`AppError::AccountMismatch`](crate::api::AppError)) and
+//!   changes nothing: a browser whose cookie now belongs to someone else
+//!   (another tab signed in as them) can neither push one person's notes
+//!   into the other's account nor pull the other's notes into its database.
+//!   The poke stream takes the same name as its `account` query parameter.
+//!   Optional, so version 2 requests keep their meaning.
 //!
 //! The poke stream's [`Poke`] is not versioned by this number: its `changes`
 //! are optional, and a client that predates them reads only `seq` (and the
@@ -23,11 +31,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::hlc::Hlc;
-use crate::domain::{ClientId, DomainError, MutationId, Note, NoteDraft, NoteId, Revision, LIMITS};
+use crate::domain::{
+    ClientId, DomainError, MutationId, Note, NoteDraft, NoteId, Revision, UserId, LIMITS,
+};
 use crate::wire::{needed, WireError};
 
 /// The version of the protocol this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The versions a server answers: every one whose requests still mean what
 /// they meant when it was current.
@@ -120,6 +130,10 @@ pub struct PushRequest {
     pub protocol: u32,
     pub client_id: ClientId,
     pub changes: Vec<Change>,
+    /// The account whose local data these changes are; the server refuses
+    /// the push if the session is another account's. Since version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<UserId>,
 }
 
 /// The server's answer to one change, in the order of the request.
@@ -219,6 +233,10 @@ pub struct PullRequest {
     /// against this instead of against the checkpoint. Since version 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download_head: Option<u64>,
+    /// The account whose local data the pulled entries are for; the server
+    /// refuses the pull if the session is another account's. Since version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<UserId>,
 }
 
 /// The two sides of a conflict the person should resolve; `None` is a delete.
@@ -510,6 +528,7 @@ mod tests {
             protocol: PROTOCOL_VERSION,
             client_id: client(),
             changes: vec![change("x")],
+            account: None,
         };
         assert_eq!(ok.check(), Ok(()));
         let old = PushRequest {
@@ -586,6 +605,7 @@ mod tests {
             protocol: PROTOCOL_VERSION,
             client_id: client(),
             changes: large[..fits].to_vec(),
+            account: None,
         };
         let encoded = serde_json::to_vec(&serde_json::json!({ "req": request })).expect("json");
         assert!(
@@ -621,6 +641,7 @@ mod tests {
             checkpoint: Checkpoint(0),
             limit,
             download_head: None,
+            account: None,
         };
         assert_eq!(req(10).effective_limit(), Ok(10));
         assert_eq!(req(1_000_000).effective_limit(), Ok(MAX_PULL_LIMIT));

@@ -379,6 +379,7 @@ impl World {
             checkpoint: Checkpoint(0),
             limit: MAX_PULL_LIMIT,
             download_head: None,
+            account: None,
         };
         match self.service.pull(&self.user, request).await.expect("pull") {
             PullResponse::Page {
