@@ -72,10 +72,16 @@ pub enum FromWorker {
         id: u32,
         result: Result<Note, DbError>,
     },
+    /// The server refused a request naming this database's account: the
+    /// browser's session is another account's now (someone signed in in
+    /// another tab). The worker stopped syncing, its outbox untouched.
+    WrongAccount,
 }
 
 /// What went wrong with the local database, in terms a person can act on.
-/// It crosses the bridge: the worker saves the page's edits.
+/// It crosses the bridge: the worker saves the page's edits. The messages
+/// say what failed, not what was being done: the caller says that ("could
+/// not be saved", "could not be read").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(
     tag = "error",
@@ -90,7 +96,18 @@ pub enum DbError {
     Closed,
     #[error("The notes database could not be opened: {0}")]
     Unavailable(String),
-    #[error("The browser refused to save: {0}")]
+    /// A stored record is not what this build can read.
+    #[error("A stored record is unreadable: {0}")]
+    Unreadable(String),
+    /// The database was deleted (or cleared) while this connection was
+    /// open: nothing more is written through it, so it is never recreated
+    /// empty behind the page's back.
+    #[error("The notes database was deleted while notesync was open.")]
+    Lost,
+    /// A newer build of notesync upgraded the database: this one must reload.
+    #[error("A newer version of notesync is using the notes database; reload this tab.")]
+    Outdated,
+    #[error("The browser's database failed: {0}")]
     Other(String),
 }
 
@@ -260,6 +277,7 @@ enum FromWorkerKind {
     SignedOut,
     Role,
     Saved,
+    WrongAccount,
 }
 
 impl TryFrom<FromWorkerWire> for FromWorker {
@@ -298,6 +316,7 @@ impl TryFrom<FromWorkerWire> for FromWorker {
                 id: needed(w.id, SAVED, "id")?,
                 result: needed(w.result, SAVED, "result")?,
             },
+            FromWorkerKind::WrongAccount => FromWorker::WrongAccount,
         })
     }
 }
@@ -314,6 +333,9 @@ enum DbErrorKind {
     QuotaExceeded,
     Closed,
     Unavailable,
+    Unreadable,
+    Lost,
+    Outdated,
     Other,
 }
 
@@ -327,6 +349,11 @@ impl TryFrom<DbErrorWire> for DbError {
             DbErrorKind::Unavailable => {
                 DbError::Unavailable(needed(w.detail, "unavailable", "detail")?)
             }
+            DbErrorKind::Unreadable => {
+                DbError::Unreadable(needed(w.detail, "unreadable", "detail")?)
+            }
+            DbErrorKind::Lost => DbError::Lost,
+            DbErrorKind::Outdated => DbError::Outdated,
             DbErrorKind::Other => DbError::Other(needed(w.detail, "other", "detail")?),
         })
     }
@@ -525,6 +552,7 @@ mod tests {
                 message: "disk full".into(),
             },
             FromWorker::SignedOut,
+            FromWorker::WrongAccount,
             FromWorker::Role { leader: true },
             FromWorker::Saved {
                 id: 4,
@@ -537,6 +565,18 @@ mod tests {
             FromWorker::Saved {
                 id: 6,
                 result: Err(DbError::Other("refused".into())),
+            },
+            FromWorker::Saved {
+                id: 7,
+                result: Err(DbError::Unreadable("bad".into())),
+            },
+            FromWorker::Saved {
+                id: 8,
+                result: Err(DbError::Lost),
+            },
+            FromWorker::Saved {
+                id: 9,
+                result: Err(DbError::Outdated),
             },
             FromWorker::Sync(crate::sync::engine::SyncStatus {
                 state: crate::sync::engine::SyncState::Synced,

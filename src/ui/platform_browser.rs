@@ -1,9 +1,9 @@
 //! The UI's actions in the browser: delegated to the client module.
 
 pub use crate::client::actions::{
-    auth_page_opened, create_note, delete_note, edited, export_notes, import_file, now,
-    render_markdown, resolve_conflict, restore_note, retry_saves, sign_out, start, submit_account,
-    sync_now,
+    auth_page_opened, create_note, delete_note, edited, export_notes, import_file, now, reload,
+    render_markdown, resolve_conflict, restore_note, retry_saves, sign_out, signed_in_here, start,
+    submit_account, sync_now,
 };
 pub use crate::client::pwa::apply_update;
 pub use crate::client::session::current_route;
