@@ -78,6 +78,38 @@ test('a tab of one account never syncs into another signed in meanwhile, and syn
   await context.close();
 });
 
+test('the server refuses a tab\'s sync once the browser\'s session is another account\'s, and the tab says so', async ({ browser }) => {
+  const u1 = uniqueName('uone');
+  const u2 = uniqueName('utwo');
+  const browserOfU1 = await browser.newContext();
+  const tab = new NotesApp(await browserOfU1.newPage());
+  await tab.signUp(u1);
+  await tab.create('U1 before', 'synced');
+  await tab.expectSynced();
+  const browserOfU2 = await browser.newContext();
+  const u2Device = new NotesApp(await browserOfU2.newPage());
+  await u2Device.signUp(u2);
+  await u2Device.create('U2 own', 'only for u2');
+  await u2Device.expectSynced();
+
+  // The browser's session becomes U2's without any tab hearing of it: only
+  // the server can tell.
+  await browserOfU1.clearCookies();
+  await browserOfU1.addCookies(await browserOfU2.cookies());
+  await tab.create('U1 after', 'must never reach u2');
+  await expect(tab.page.getByTestId('other-account')).toContainText(
+    `This tab belongs to ${u1}; ${u2} signed in elsewhere in this browser`,
+    { timeout: 20_000 },
+  );
+  // Long enough for another sync attempt.
+  await tab.page.waitForTimeout(3_000);
+  await u2Device.syncNow();
+  expect(await u2Device.titles()).toEqual(['U2 own']);
+  expect((await tab.titles()).sort()).toEqual(['U1 after', 'U1 before']);
+  await browserOfU1.close();
+  await browserOfU2.close();
+});
+
 test('signing in as someone else while an account is signed in is an explicit switch', async ({ page }) => {
   const app = new NotesApp(page);
   const ann = uniqueName('ann');

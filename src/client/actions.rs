@@ -808,14 +808,25 @@ impl Page {
     /// account signs in again.
     fn other_account_signed_in(&self, name: Option<String>) {
         stop_worker();
-        let name = name
-            .or_else(|| {
-                session::cached()
-                    .filter(|a| a.id != self.user)
-                    .map(|a| a.name)
-            })
-            .unwrap_or_else(|| "another account".to_string());
-        self.state.other_account.set(Some(name));
+        let known = name.or_else(|| {
+            session::cached()
+                .filter(|a| a.id != self.user)
+                .map(|a| a.name)
+        });
+        let state = self.state;
+        if known.is_none() {
+            // The server knows whose the browser's session is.
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(Some(account)) = crate::api::whoami().await {
+                    if state.other_account.get_untracked().is_some() {
+                        state.other_account.set(Some(account.name));
+                    }
+                }
+            });
+        }
+        state
+            .other_account
+            .set(Some(known.unwrap_or_else(|| "another account".to_string())));
     }
 
     /// The account signed in on this browser changed (another tab signed in
