@@ -36,6 +36,9 @@ test('a tab of one account never syncs into another signed in meanwhile, and syn
   // U1 signs out in tab 1; tab 2 still shows U1's notes, and U1 writes on.
   await tab1.page.locator('#sign-out').click();
   await tab1.page.waitForURL((url) => url.pathname === '/signin');
+  // The sign-out removed U1's database under tab 2, which writes back what
+  // it shows.
+  await expect(tab2.page.getByTestId('notice')).toContainText('You signed out in another tab');
   await tab2.create('U1 secret', 'typed in the other tab');
 
   // U2 signs up in tab 1 of the same browser, and writes.

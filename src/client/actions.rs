@@ -338,9 +338,15 @@ impl Page {
             }
         }
         let live = held.iter().filter(|n| !n.deleted).count();
+        // No account signed in: the deletion was a sign-out in another tab.
+        let why = if session::cached().is_none() {
+            "You signed out in another tab, which removed this browser's copy of your notes"
+        } else {
+            "The notes database of this browser was deleted while notesync was open"
+        };
         self.state.notice.set(Some(format!(
-            "The notes database of this browser was deleted while notesync was open. The {live} \
-             {} shown here {} written back{}; everything else on the server is downloaded again.",
+            "{why}. The {live} {} shown here {} written back{}, so nothing typed here is lost; \
+             everything else on the server is downloaded again once you are signed in.",
             if live == 1 { "note" } else { "notes" },
             if live == 1 { "was" } else { "were" },
             match back.pending.len() {
