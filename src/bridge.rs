@@ -76,6 +76,9 @@ pub enum FromWorker {
     /// browser's session is another account's now (someone signed in in
     /// another tab). The worker stopped syncing, its outbox untouched.
     WrongAccount,
+    /// Stored records the worker could not read and skipped (each named
+    /// once), for the page to report.
+    Unreadable { records: Vec<String> },
 }
 
 /// What went wrong with the local database, in terms a person can act on.
@@ -265,6 +268,7 @@ struct FromWorkerWire {
     leader: Option<bool>,
     id: Option<u32>,
     result: Option<Result<Note, DbError>>,
+    records: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +282,7 @@ enum FromWorkerKind {
     Role,
     Saved,
     WrongAccount,
+    Unreadable,
 }
 
 impl TryFrom<FromWorkerWire> for FromWorker {
@@ -317,6 +322,9 @@ impl TryFrom<FromWorkerWire> for FromWorker {
                 result: needed(w.result, SAVED, "result")?,
             },
             FromWorkerKind::WrongAccount => FromWorker::WrongAccount,
+            FromWorkerKind::Unreadable => FromWorker::Unreadable {
+                records: needed(w.records, "unreadable", "records")?,
+            },
         })
     }
 }
@@ -553,6 +561,9 @@ mod tests {
             },
             FromWorker::SignedOut,
             FromWorker::WrongAccount,
+            FromWorker::Unreadable {
+                records: vec!["the record x (bad)".into()],
+            },
             FromWorker::Role { leader: true },
             FromWorker::Saved {
                 id: 4,

@@ -225,7 +225,13 @@ test('one unreadable stored record hides no other note, and is reported as a rea
         const open = indexedDB.open(name);
         open.onsuccess = () => {
           const db = open.result;
-          const tx = db.transaction('notes', 'readwrite');
+          const tx = db.transaction(['notes', 'outbox'], 'readwrite');
+          // A pending change no build can read, in push order.
+          tx.objectStore('outbox').put({
+            note_id: '01937c8e-0000-7000-8000-000000000002',
+            first_edit_at: 1,
+            mutation_id: 'not an id',
+          });
           tx.objectStore('notes').put({
             id: '01937c8e-0000-7000-8000-000000000001',
             title: 'Bad',
@@ -249,11 +255,21 @@ test('one unreadable stored record hides no other note, and is reported as a rea
   );
   await app.reload();
   expect((await app.titles()).sort()).toEqual(['Good one', 'Good two']);
-  await expect(page.getByTestId('notice')).toContainText('1 stored record could not be read');
+  await expect(page.getByTestId('notice')).toContainText('could not be read');
+  await expect(page.getByTestId('notice')).toContainText('01937c8e-0000-7000-8000-000000000001');
   await expect(app.storageError).toBeHidden();
   await app.item('Good one').click();
   await app.body.pressSequentially(' still saves');
   await app.expectSaved();
+  // Sync reads the pending changes: the unreadable one is skipped and
+  // named, and the others reach the server.
+  await expect(page.getByTestId('notice')).toContainText('2 stored records could not be read', { timeout: 20_000 });
+  await expect(page.getByTestId('notice')).toContainText('01937c8e-0000-7000-8000-000000000002');
+  const other = await (await page.context().browser()!.newContext()).newPage();
+  const elsewhere = new NotesApp(other);
+  await elsewhere.signIn((await page.getByTestId('account-name').textContent())!);
+  await elsewhere.syncNow();
+  await expect(elsewhere.item('Good one')).toContainText('first still saves');
 });
 
 test('a note that cannot be saved marks no other note unsaved, before or after a reload', async ({ page }) => {

@@ -87,6 +87,8 @@ struct Page {
     unsynced: RefCell<HashSet<NoteId>>,
     /// The notes saved since the outbox's keys were last read.
     saved_since_read: RefCell<HashSet<NoteId>>,
+    /// The stored records this page and its worker could not read.
+    unreadable: RefCell<Vec<String>>,
     dirty: RefCell<HashSet<NoteId>>,
     /// The copy of each note as last read from IndexedDB: what an edit is
     /// based on until it is saved with a pending change.
@@ -374,20 +376,27 @@ impl Page {
         self.saved_since_read.borrow_mut().insert(id);
     }
 
-    /// Shows, once, the stored records this page or its reads skipped.
+    /// Says which stored records this page's reads skipped since.
     fn report_unreadable(&self) {
-        let skipped = newly_unreadable();
-        if skipped.is_empty() {
+        self.unreadable_found(newly_unreadable());
+    }
+
+    /// Says, once each, which stored records could not be read (by this
+    /// page, or by its worker: `records`).
+    fn unreadable_found(&self, records: Vec<String>) {
+        if records.is_empty() {
             return;
         }
-        let (count, are) = match skipped.len() {
+        let mut all = self.unreadable.borrow_mut();
+        all.extend(records);
+        let (count, are) = match all.len() {
             1 => ("1 stored record".to_string(), "is"),
             n => (format!("{n} stored records"), "are"),
         };
         self.state.notice.set(Some(format!(
             "{count} could not be read and {are} left out (kept as stored); every other note \
-             is shown. Unreadable: {}.",
-            skipped.join("; ")
+             is shown and synced. Unreadable: {}.",
+            all.join("; ")
         )));
     }
 
@@ -1125,6 +1134,11 @@ fn start_worker(page: &Rc<Page>) {
                         page.other_account_signed_in(None);
                     }
                 }
+                Ok(FromWorker::Unreadable { records }) => {
+                    if let Some(page) = page_handle() {
+                        page.unreadable_found(records);
+                    }
+                }
                 Ok(FromWorker::Role { leader }) => state.leader.set(Some(leader)),
                 Ok(FromWorker::Saved { id, result }) => {
                     if let Some(page) = page_handle() {
@@ -1424,6 +1438,7 @@ fn begin(state: NotesState, account: Account) {
         opening: futures::lock::Mutex::new(()),
         unsynced: RefCell::new(HashSet::new()),
         saved_since_read: RefCell::new(HashSet::new()),
+        unreadable: RefCell::new(Vec::new()),
         dirty: RefCell::new(HashSet::new()),
         bases: RefCell::new(HashMap::new()),
         queued: RefCell::new(HashSet::new()),

@@ -27,7 +27,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use super::db::{DbError, EditMeta, LocalDb};
+use super::db::{newly_unreadable, DbError, EditMeta, LocalDb};
 use super::{now_ms, random10};
 use crate::api::AppError;
 use crate::bridge::{decode, encode, Broadcast, FromWorker, LiveState, ToWorker};
@@ -325,6 +325,12 @@ async fn report(db: &LocalDb, ticks: u64, reply_to: Option<u32>) {
         Err(e) => post(&FromWorker::Failed {
             message: e.to_string(),
         }),
+    }
+    // What sync skipped as unreadable since (a pending change, say): the
+    // page says so, once.
+    let records = newly_unreadable();
+    if !records.is_empty() {
+        post(&FromWorker::Unreadable { records });
     }
 }
 
