@@ -21,6 +21,8 @@ async function databaseName(page: Page): Promise<string> {
 }
 
 test('a tab of one account never syncs into another signed in meanwhile, and syncs once its account is back', async ({ browser }) => {
+  // Several browsers and sign-ins on a debug build: more than the default.
+  test.setTimeout(180_000);
   const context = await browser.newContext();
   const u1 = uniqueName('uone');
   const u2 = uniqueName('utwo');
@@ -82,6 +84,8 @@ test('a tab of one account never syncs into another signed in meanwhile, and syn
 });
 
 test('the server refuses a tab\'s sync once the browser\'s session is another account\'s, and the tab says so', async ({ browser }) => {
+  // Two devices on a debug build: more than the default.
+  test.setTimeout(120_000);
   const u1 = uniqueName('uone');
   const u2 = uniqueName('utwo');
   const browserOfU1 = await browser.newContext();
@@ -168,6 +172,8 @@ test('signing out pushes first, and names the notes it would lose', async ({ pag
 });
 
 test('a database deleted under an offline tab is written back: the unsynced note survives a reload and syncs', async ({ browser }) => {
+  // Two devices on a debug build: more than the default.
+  test.setTimeout(120_000);
   const a = await device(browser);
   const { app, context } = a;
   await app.create('Synced before', 'on the server');
@@ -211,6 +217,8 @@ test('a database deleted under an offline tab is written back: the unsynced note
 });
 
 test('one unreadable stored record hides no other note, and is reported as a read', async ({ page }) => {
+  // Two devices on a debug build: more than the default.
+  test.setTimeout(120_000);
   const app = new NotesApp(page);
   await app.open();
   await app.create('Good one', 'first');

@@ -203,6 +203,8 @@ test('edits are saved by the worker while it runs, and by the page once it stopp
 });
 
 test('a recovery copy older than the stored note is merged with it, never written over it', async ({ page, browser }) => {
+  // Two devices on a debug build: more than the default.
+  test.setTimeout(120_000);
   const app = new NotesApp(page);
   const name = uniqueName('journal');
   await app.signUp(name);

@@ -899,10 +899,14 @@ impl LocalDb {
     /// identity it has (or gives it one).
     pub async fn open(user: &UserId) -> Result<Self, DbError> {
         let rexie = Self::connect(user).await?;
-        let fresh: String = super::random10()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        // Only uniqueness matters: the time and 104 random bits.
+        let random = || (js_sys::Math::random() * 2f64.powi(52)) as u64;
+        let fresh = format!(
+            "{:x}-{:013x}-{:013x}",
+            js_sys::Date::now() as u64,
+            random(),
+            random()
+        );
         let epoch = identity(&rexie, Some(fresh))
             .await?
             .ok_or_else(|| DbError::Unavailable("it has no identity".into()))?;
