@@ -67,15 +67,18 @@ fn same_text(a: &Note, b: &Note) -> bool {
 /// - The stored copy is the one the entry was typed on (same revision, same
 ///   text): the entry is restored over it.
 /// - The stored copy moved since:
-///   - a delete typed then is dropped: the note was edited, restored or
-///     deleted since, and an edit beats a delete;
-///   - text typed over a note deleted since is restored (an edit beats a
-///     delete; the server keeps the delete's side as the conflict);
-///   - otherwise the two are merged three ways over the copy typed on, the
+///   - two live copies are merged three ways over the copy typed on, the
 ///     stored side as `ours` (as when a page's save meets a moved copy): a
-///     clean merge is shown and saved over the stored copy; an overlap is
-///     restored as the page's edit read from the copy it was typed on, so
-///     the save and the server merge it like any concurrent edit.
+///     clean merge is shown and saved over the stored copy;
+///   - failing that, if no newer revision arrived and the stored copy was
+///     last edited before the entry, the stored copy is this page's own save
+///     of earlier text of the same typing, and the entry is restored over it;
+///   - a delete typed then is dropped: the note was edited or restored since,
+///     and an edit beats a delete;
+///   - otherwise (an overlap, or text typed over a note deleted since) the
+///     entry is restored as the page's edit read from the copy it was typed
+///     on, so the save and the server merge it like any concurrent edit and
+///     keep both sides.
 /// - The copy typed on is unknown: restored over the stored copy only if
 ///   that is at the revision the entry was typed at, else kept apart.
 pub fn restore_journal(stored: Option<&Note>, entry: &JournalEntry) -> Restore {
@@ -105,10 +108,7 @@ pub fn restore_journal(stored: Option<&Note>, entry: &JournalEntry) -> Restore {
             base: Some(stored.clone()),
         };
     }
-    if typed.deleted {
-        return Restore::Drop;
-    }
-    if !stored.deleted {
+    if !stored.deleted && !typed.deleted {
         let merged = merge_drafts(&base.draft(), &stored.draft(), &typed.draft(), false);
         if let (Some(content), false) = (merged.content, merged.conflicted) {
             let note = Note {
@@ -121,6 +121,19 @@ pub fn restore_journal(stored: Option<&Note>, entry: &JournalEntry) -> Restore {
                 base: Some(stored.clone()),
             };
         }
+    }
+    if stored.rev == base.rev && stored.updated_at <= typed.updated_at {
+        // No newer revision arrived: only this device changed the stored
+        // copy, before the entry's last edit. That is the page's own save of
+        // earlier text of the same typing (a tab closed inside a save), which
+        // the entry continues; merged, the two would overlap with themselves.
+        return Restore::Edit {
+            note: typed.clone(),
+            base: Some(stored.clone()),
+        };
+    }
+    if typed.deleted {
+        return Restore::Drop;
     }
     Restore::Edit {
         note: typed.clone(),
@@ -281,6 +294,46 @@ mod tests {
             "the merge stands on the stored revision"
         );
         assert_eq!(base, Some(stored), "and derives from the stored copy");
+    }
+
+    #[test]
+    fn an_entry_continuing_the_pages_own_last_save_is_restored_over_it() {
+        // The tab closed inside a save: "…wor" was the copy typed on, the
+        // save of "…word" committed, the entry holds "…words".
+        let typed_on = note("the last wor\n", 0);
+        let saved = edited(&typed_on, "the last word\n");
+        let typed = edited(&saved, "the last words\n");
+        assert_eq!(
+            restore_journal(Some(&saved), &entry(typed.clone(), Some(typed_on.clone()))),
+            Restore::Edit {
+                note: typed.clone(),
+                base: Some(saved.clone())
+            }
+        );
+        // Stored copy edited after the entry's last edit, or a newer
+        // revision: not this page's own save, so merged, both kept.
+        let later = Note {
+            updated_at: typed.updated_at + 1,
+            ..saved.clone()
+        };
+        assert_eq!(
+            restore_journal(Some(&later), &entry(typed.clone(), Some(typed_on.clone()))),
+            Restore::Edit {
+                note: typed.clone(),
+                base: Some(typed_on.clone())
+            }
+        );
+        let pulled = Note {
+            rev: Revision(1),
+            ..saved
+        };
+        assert_eq!(
+            restore_journal(Some(&pulled), &entry(typed.clone(), Some(typed_on.clone()))),
+            Restore::Edit {
+                note: typed,
+                base: Some(typed_on)
+            }
+        );
     }
 
     #[test]
