@@ -120,6 +120,7 @@ fn push_request(first: u64, count: usize) -> PushRequest {
         protocol: PROTOCOL_VERSION,
         client_id: client(),
         changes: (first..first + count as u64).map(new_note).collect(),
+        account: None,
     }
 }
 
@@ -176,6 +177,7 @@ fn pull(c: &mut Criterion) {
                     checkpoint: Checkpoint(from),
                     limit: limit as u32,
                     download_head: None,
+                    account: None,
                 };
                 group.throughput(Throughput::Elements(limit as u64));
                 group.bench_with_input(

@@ -72,10 +72,19 @@ pub enum FromWorker {
         id: u32,
         result: Result<Note, DbError>,
     },
+    /// The server refused a request naming this database's account: the
+    /// browser's session is another account's now (someone signed in in
+    /// another tab). The worker stopped syncing, its outbox untouched.
+    WrongAccount,
+    /// Stored records the worker could not read and skipped (each named
+    /// once), for the page to report.
+    Unreadable { records: Vec<String> },
 }
 
 /// What went wrong with the local database, in terms a person can act on.
-/// It crosses the bridge: the worker saves the page's edits.
+/// It crosses the bridge: the worker saves the page's edits. The messages
+/// say what failed, not what was being done: the caller says that ("could
+/// not be saved", "could not be read").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(
     tag = "error",
@@ -90,7 +99,18 @@ pub enum DbError {
     Closed,
     #[error("The notes database could not be opened: {0}")]
     Unavailable(String),
-    #[error("The browser refused to save: {0}")]
+    /// A stored record is not what this build can read.
+    #[error("A stored record is unreadable: {0}")]
+    Unreadable(String),
+    /// The database was deleted (or cleared) while this connection was
+    /// open: nothing more is written through it, so it is never recreated
+    /// empty behind the page's back.
+    #[error("The notes database was deleted while notesync was open.")]
+    Lost,
+    /// A newer build of notesync upgraded the database: this one must reload.
+    #[error("A newer version of notesync is using the notes database; reload this tab.")]
+    Outdated,
+    #[error("The browser's database failed: {0}")]
     Other(String),
 }
 
@@ -252,6 +272,7 @@ struct FromWorkerWire {
     leader: Option<bool>,
     id: Option<u32>,
     result: Option<Result<Note, DbError>>,
+    records: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -264,6 +285,8 @@ enum FromWorkerKind {
     SignedOut,
     Role,
     Saved,
+    WrongAccount,
+    Unreadable,
 }
 
 impl TryFrom<FromWorkerWire> for FromWorker {
@@ -302,6 +325,10 @@ impl TryFrom<FromWorkerWire> for FromWorker {
                 id: needed(w.id, SAVED, "id")?,
                 result: needed(w.result, SAVED, "result")?,
             },
+            FromWorkerKind::WrongAccount => FromWorker::WrongAccount,
+            FromWorkerKind::Unreadable => FromWorker::Unreadable {
+                records: needed(w.records, "unreadable", "records")?,
+            },
         })
     }
 }
@@ -318,6 +345,9 @@ enum DbErrorKind {
     QuotaExceeded,
     Closed,
     Unavailable,
+    Unreadable,
+    Lost,
+    Outdated,
     Other,
 }
 
@@ -331,6 +361,11 @@ impl TryFrom<DbErrorWire> for DbError {
             DbErrorKind::Unavailable => {
                 DbError::Unavailable(needed(w.detail, "unavailable", "detail")?)
             }
+            DbErrorKind::Unreadable => {
+                DbError::Unreadable(needed(w.detail, "unreadable", "detail")?)
+            }
+            DbErrorKind::Lost => DbError::Lost,
+            DbErrorKind::Outdated => DbError::Outdated,
             DbErrorKind::Other => DbError::Other(needed(w.detail, "other", "detail")?),
         })
     }
@@ -532,6 +567,10 @@ mod tests {
                 message: "disk full".into(),
             },
             FromWorker::SignedOut,
+            FromWorker::WrongAccount,
+            FromWorker::Unreadable {
+                records: vec!["the record x (bad)".into()],
+            },
             FromWorker::Role { leader: true },
             FromWorker::Saved {
                 id: 4,
@@ -544,6 +583,18 @@ mod tests {
             FromWorker::Saved {
                 id: 6,
                 result: Err(DbError::Other("refused".into())),
+            },
+            FromWorker::Saved {
+                id: 7,
+                result: Err(DbError::Unreadable("bad".into())),
+            },
+            FromWorker::Saved {
+                id: 8,
+                result: Err(DbError::Lost),
+            },
+            FromWorker::Saved {
+                id: 9,
+                result: Err(DbError::Outdated),
             },
             FromWorker::Sync(crate::sync::engine::SyncStatus {
                 state: crate::sync::engine::SyncState::Synced,

@@ -4,16 +4,25 @@
 //! Promises:
 //! - an export keeps each note's id, so importing it again (here, into
 //!   another account, on another device) is idempotent: a note whose id is
-//!   already held with the same content is skipped, with other content it is
-//!   updated through a normal edit; files without ids (written by hand or by
-//!   another tool) are matched on title and body instead;
+//!   already held with the same content is skipped; files without ids
+//!   (written by hand or by another tool) are matched on title and body
+//!   instead;
+//! - an import never reverts: a note held here with other content is
+//!   updated (a normal edit) only when the file's copy is newer than the one
+//!   here; an older copy is skipped, and so is a note deleted here after the
+//!   file's copy was made. The result says how many of each, and how many
+//!   deleted notes a newer copy brought back;
+//! - a file that holds one id twice is read with the latest copy of it, and
+//!   the result says so;
 //! - a file is checked whole before anything is stored: it is imported whole
 //!   or not at all, and the error names the first bad note and what is wrong;
 //! - export then import gives back the same titles, bodies, tags and pins.
 //!
 //! JSON: a list of `{"id"?, "title", "body", "tags"?, "pinned"?,
 //! "created_at"?, "updated_at"?}` (only `title` and `body` required; the
-//! hand-written files accepted before export existed still are).
+//! hand-written files accepted before export existed still are), in UTF-8,
+//! with or without a byte-order mark. A copy without `updated_at` counts as
+//! older than any copy held here.
 //!
 //! Markdown: one `<title>-<id tail>.md` per note, a front matter block whose
 //! values are JSON (so also valid YAML), then the body verbatim:
@@ -38,7 +47,7 @@
 //! page, and a notes export is small. Zips written by other tools with
 //! deflate compression are therefore refused with a message saying so.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read, Write};
 
 use serde::{Deserialize, Serialize};
@@ -74,7 +83,12 @@ pub struct ImportedNote {
     pub id: Option<NoteId>,
     pub draft: NoteDraft,
     pub created_at: Option<u64>,
+    /// When the copy in the file was last edited, if the file says.
+    pub updated_at: Option<u64>,
 }
+
+/// The UTF-8 byte-order mark some editors put at the start of a text file.
+const BOM: &str = "\u{feff}";
 
 fn live(notes: &[Note]) -> impl Iterator<Item = &Note> {
     notes.iter().filter(|n| !n.deleted)
@@ -174,6 +188,7 @@ pub fn parse_import(bytes: &[u8]) -> Result<Vec<ImportedNote>, String> {
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         return parse_zip(bytes);
     }
+    let bytes = bytes.strip_prefix(BOM.as_bytes()).unwrap_or(bytes);
     std::str::from_utf8(bytes)
         .map_err(|_| "This file is neither a notes file (JSON) nor a zip of notes.".to_string())?;
     let notes: Vec<JsonNote> = serde_json::from_slice(bytes).map_err(|e| {
@@ -191,6 +206,7 @@ pub fn parse_import(bytes: &[u8]) -> Result<Vec<ImportedNote>, String> {
                     id: n.id,
                     draft: draft.with_pin(n.pinned),
                     created_at: n.created_at,
+                    updated_at: n.updated_at,
                 })
                 .map_err(|e| format!("Note {} of the file cannot be imported: {e}.", i + 1))
         })
@@ -242,6 +258,7 @@ fn parse_zip(bytes: &[u8]) -> Result<Vec<ImportedNote>, String> {
 /// Reads one markdown file; `stem` (its file name without `.md`) is the
 /// title when the file has no front matter.
 pub fn parse_markdown(text: &str, stem: &str) -> Result<ImportedNote, String> {
+    let text = text.strip_prefix(BOM).unwrap_or(text);
     // A file whose front matter has Windows line ends was written by hand:
     // read it all with plain ones. Exports use plain line ends, so a body
     // holding "\r\n" comes back byte for byte.
@@ -259,6 +276,7 @@ pub fn parse_markdown(text: &str, stem: &str) -> Result<ImportedNote, String> {
             id: None,
             draft,
             created_at: None,
+            updated_at: None,
         });
     };
     let (head, body) = match rest.find("\n---\n") {
@@ -289,7 +307,10 @@ pub fn parse_markdown(text: &str, stem: &str) -> Result<ImportedNote, String> {
             "created_at" => {
                 note.created_at = Some(serde_json::from_slice(value.as_bytes()).map_err(field)?)
             }
-            // Informational, and other tools' keys: ignored.
+            "updated_at" => {
+                note.updated_at = Some(serde_json::from_slice(value.as_bytes()).map_err(field)?)
+            }
+            // Other tools' keys: ignored.
             _ => {}
         }
     }
@@ -300,6 +321,7 @@ pub fn parse_markdown(text: &str, stem: &str) -> Result<ImportedNote, String> {
         id: note.id,
         draft,
         created_at: note.created_at,
+        updated_at: note.updated_at,
     })
 }
 
@@ -310,35 +332,126 @@ pub struct ImportPlan {
     /// has them.
     pub create: Vec<Note>,
     /// Notes already held (live or deleted) whose content becomes the
-    /// file's: normal edits.
+    /// file's, which is newer: normal edits.
     pub update: Vec<(NoteId, NoteDraft)>,
+    /// Of `update`, how many bring a note deleted here back.
+    pub restored: usize,
     /// Notes of the file already held with the same content.
     pub unchanged: usize,
+    /// Notes held here with other content that is as new as the file's copy
+    /// or newer: kept as they are.
+    pub older: usize,
+    /// Notes deleted here after the file's copy was made: left deleted.
+    pub deleted_here: usize,
+    /// Copies of an id the file holds more than once, past the one used.
+    pub repeated: usize,
+}
+
+impl ImportPlan {
+    /// What a person is told the import did.
+    pub fn summary(&self) -> String {
+        let notes = |n: usize| if n == 1 { "note" } else { "notes" };
+        let created = self.create.len();
+        let mut said = format!("Imported {created} {}", notes(created));
+        let updated = self.update.len() - self.restored;
+        if updated > 0 {
+            said.push_str(&format!(", updated {updated}"));
+        }
+        if self.restored > 0 {
+            said.push_str(&format!(
+                ", brought back {} deleted {}",
+                self.restored,
+                notes(self.restored)
+            ));
+        }
+        if self.unchanged > 0 {
+            said.push_str(&format!(", {} already here", self.unchanged));
+        }
+        if self.older > 0 {
+            said.push_str(&format!(
+                "; kept {} {} newer here than in the file",
+                self.older,
+                notes(self.older)
+            ));
+        }
+        if self.deleted_here > 0 {
+            said.push_str(&format!(
+                "; left {} {} deleted here since the file was made",
+                self.deleted_here,
+                notes(self.deleted_here)
+            ));
+        }
+        if self.repeated > 0 {
+            said.push_str(&format!(
+                "; the file holds {} more {} of an id it already had (the latest copy was used)",
+                self.repeated,
+                if self.repeated == 1 { "copy" } else { "copies" }
+            ));
+        }
+        said
+    }
+}
+
+/// The copies of `imported` to plan, in file order: of the notes with the
+/// same id, only the one edited last (the first of equals); and how many
+/// were left out.
+fn latest_of_each_id(imported: Vec<ImportedNote>) -> (Vec<ImportedNote>, usize) {
+    let mut at: HashMap<NoteId, usize> = HashMap::new();
+    let mut kept: Vec<Option<ImportedNote>> = Vec::with_capacity(imported.len());
+    let mut repeated = 0;
+    for note in imported {
+        match note.id.and_then(|id| at.get(&id).copied()) {
+            Some(i) => {
+                repeated += 1;
+                let newer = kept[i]
+                    .as_ref()
+                    .is_some_and(|first| note.updated_at > first.updated_at);
+                if newer {
+                    kept[i] = Some(note);
+                }
+            }
+            None => {
+                if let Some(id) = note.id {
+                    at.insert(id, kept.len());
+                }
+                kept.push(Some(note));
+            }
+        }
+    }
+    (kept.into_iter().flatten().collect(), repeated)
 }
 
 /// Decides what an import does (see the module doc): `existing` is every
 /// note the browser holds, tombstones included; `fresh_id` makes ids for
-/// notes the file has none for. Within one file a later duplicate of an id
-/// or (without ids) of a title and body is skipped.
+/// notes the file has none for. Within one file, a note without an id whose
+/// title and body came before is skipped.
 pub fn plan_import(
     existing: &[Note],
     imported: Vec<ImportedNote>,
     now_ms: u64,
     mut fresh_id: impl FnMut() -> NoteId,
 ) -> ImportPlan {
-    let mut plan = ImportPlan::default();
-    let mut seen_ids = HashSet::new();
+    let (imported, repeated) = latest_of_each_id(imported);
+    let mut plan = ImportPlan {
+        repeated,
+        ..ImportPlan::default()
+    };
+    let held: HashMap<NoteId, &Note> = existing.iter().map(|n| (n.id, n)).collect();
     let mut seen_text: HashSet<(String, String)> = live(existing)
         .map(|n| (n.title.clone(), n.body.clone()))
         .collect();
     for note in imported {
         if let Some(id) = note.id {
-            if !seen_ids.insert(id) {
-                continue;
-            }
-            match existing.iter().find(|n| n.id == id) {
+            // A copy of unknown age is taken for older than the one here.
+            let newer_than = |held: &Note| note.updated_at.is_some_and(|at| at > held.updated_at);
+            match held.get(&id) {
                 Some(held) if !held.deleted && held.draft() == note.draft => plan.unchanged += 1,
-                Some(_) => plan.update.push((id, note.draft)),
+                Some(held) if newer_than(held) => {
+                    plan.restored += usize::from(held.deleted);
+                    plan.update.push((id, note.draft));
+                }
+                Some(held) if held.deleted => plan.deleted_here += 1,
+                Some(_) => plan.older += 1,
                 None => {
                     let created = note.created_at.unwrap_or(now_ms).min(now_ms);
                     seen_text.insert((note.draft.title.clone(), note.draft.body.clone()));
@@ -507,13 +620,14 @@ mod tests {
                 ..ImportPlan::default()
             }
         );
-        // A held note with other text, or deleted since, is updated.
+        // A held note edited, or deleted, after the file was made keeps its
+        // edit or its delete (next test).
         let mut changed = first.create.clone();
         changed[0].body = "edited".into();
         changed[1] = changed[1].tombstone(9_600);
         let third = plan_import(&changed, file, 9_700, &mut fresh);
-        assert_eq!(third.update.len(), 2);
-        assert!(third.create.is_empty());
+        assert!(third.update.is_empty() && third.create.is_empty());
+        assert_eq!((third.older, third.deleted_here), (1, 1));
         // Without ids, title and body decide, within the file too.
         let hand =
             parse_import(br#"[{"title":"x","body":"y"},{"title":"x","body":"y"}]"#).expect("reads");
@@ -521,6 +635,133 @@ mod tests {
         assert_eq!((once.create.len(), once.unchanged), (1, 1));
         let again = plan_import(&once.create, hand, 2, &mut fresh);
         assert_eq!((again.create.len(), again.unchanged), (0, 2));
+    }
+
+    /// A file holding `notes` as JSON, each with `updated_at`.
+    fn file_of(notes: &[(u64, &str, u64)]) -> Vec<ImportedNote> {
+        let list: Vec<serde_json::Value> = notes
+            .iter()
+            .map(|(n, body, updated_at)| {
+                serde_json::json!({
+                    "id": id(*n), "title": "t", "body": body, "updated_at": updated_at
+                })
+            })
+            .collect();
+        parse_import(serde_json::to_string(&list).expect("json").as_bytes()).expect("reads")
+    }
+
+    #[test]
+    fn an_import_never_reverts_a_newer_edit_nor_brings_a_delete_back_unsaid() {
+        let mut fresh = || id(99);
+        let here = |body: &str, updated_at: u64| {
+            Note::new(id(1), 1).with_draft(
+                NoteDraft::validated("t".into(), body.into(), vec![]).expect("valid"),
+                updated_at,
+            )
+        };
+        // The file's copy is older than the edit here: the edit stays.
+        let older = plan_import(
+            &[here("newer here", 5_000)],
+            file_of(&[(1, "old", 4_000)]),
+            9_000,
+            &mut fresh,
+        );
+        assert_eq!((older.update.len(), older.older), (0, 1));
+        assert!(
+            older
+                .summary()
+                .contains("kept 1 note newer here than in the file"),
+            "{}",
+            older.summary()
+        );
+        // A copy without a date is never taken for newer.
+        let undated =
+            parse_import(format!(r#"[{{"id":"{}","title":"t","body":"x"}}]"#, id(1)).as_bytes())
+                .expect("reads");
+        assert_eq!(
+            plan_import(&[here("here", 5)], undated, 9_000, &mut fresh).older,
+            1
+        );
+        // The file's copy is newer: it is a normal edit.
+        let newer = plan_import(
+            &[here("stale here", 3_000)],
+            file_of(&[(1, "newer in the file", 4_000)]),
+            9_000,
+            &mut fresh,
+        );
+        assert_eq!(
+            newer.update,
+            vec![(
+                id(1),
+                file_of(&[(1, "newer in the file", 0)])[0].draft.clone()
+            )]
+        );
+        assert_eq!(newer.summary(), "Imported 0 notes, updated 1");
+        // Deleted here after the file was made: left deleted, and said.
+        let gone = here("text", 3_000).tombstone(6_000);
+        let kept_deleted = plan_import(
+            std::slice::from_ref(&gone),
+            file_of(&[(1, "text", 3_000)]),
+            9_000,
+            &mut fresh,
+        );
+        assert!(kept_deleted.update.is_empty());
+        assert_eq!(kept_deleted.deleted_here, 1);
+        assert!(
+            kept_deleted.summary().contains("left 1 note deleted here"),
+            "{}",
+            kept_deleted.summary()
+        );
+        // Edited in the file after the delete here: brought back, and said.
+        let back = plan_import(
+            &[gone],
+            file_of(&[(1, "edited later", 7_000)]),
+            9_000,
+            &mut fresh,
+        );
+        assert_eq!((back.update.len(), back.restored), (1, 1));
+        assert!(
+            back.summary().contains("brought back 1 deleted note"),
+            "{}",
+            back.summary()
+        );
+    }
+
+    #[test]
+    fn a_file_repeating_an_id_is_read_with_its_latest_copy_and_says_so() {
+        let mut fresh = || id(99);
+        let plan = plan_import(
+            &[],
+            file_of(&[
+                (1, "first", 10),
+                (2, "other", 10),
+                (1, "latest", 30),
+                (1, "middle", 20),
+            ]),
+            100,
+            &mut fresh,
+        );
+        let bodies: Vec<&str> = plan.create.iter().map(|n| n.body.as_str()).collect();
+        assert_eq!(bodies, ["latest", "other"]);
+        assert_eq!(plan.repeated, 2);
+        assert!(
+            plan.summary()
+                .starts_with("Imported 2 notes; the file holds 2 more copies of an id"),
+            "{}",
+            plan.summary()
+        );
+    }
+
+    #[test]
+    fn a_utf8_byte_order_mark_is_accepted() {
+        let json = "\u{feff}[{\"title\":\"bom\",\"body\":\"from an editor that writes one\"}]";
+        let notes = parse_import(json.as_bytes()).expect("reads past the mark");
+        assert_eq!(notes[0].draft.title, "bom");
+        let md = parse_markdown("\u{feff}---\ntitle: \"front\"\n---\nbody", "file").expect("reads");
+        assert_eq!(
+            (md.draft.title.as_str(), md.draft.body.as_str()),
+            ("front", "body")
+        );
     }
 
     proptest! {

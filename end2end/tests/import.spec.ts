@@ -1,4 +1,5 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
+import { readFileSync } from 'node:fs';
 import { NotesApp, device } from '../fixtures/app';
 
 function notesFile(notes: unknown) {
@@ -60,6 +61,52 @@ test('a file with one bad note imports nothing and says which note is wrong', as
   await expect(page.getByTestId('import-status')).toContainText('This file is not a notes file');
   await app.reload();
   await expect(app.empty).toBeVisible();
+});
+
+test('importing an older export never reverts newer edits, nor brings deleted notes back unsaid', async ({ page }) => {
+  const app = new NotesApp(page);
+  await app.open();
+  await app.create('Kept', 'first version');
+  await app.create('Gone', 'deleted after the export');
+  await app.expectSaved();
+  const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#export-json').click()]);
+  const exported = readFileSync((await download.path())!);
+
+  await app.item('Kept').click();
+  await app.body.press('End');
+  await app.body.pressSequentially(', then edited');
+  await app.expectSaved();
+  await app.item('Gone').click();
+  await app.deleteButton.click();
+  await expect(app.item('Gone')).toHaveCount(0);
+
+  await page.locator('#import-file').setInputFiles({ name: 'older.json', mimeType: 'application/json', buffer: exported });
+  await expect(app.importStatus).toContainText('kept 1 note newer here than in the file');
+  await expect(app.importStatus).toContainText('left 1 note deleted here since the file was made');
+  expect(await app.titles()).toEqual(['Kept']);
+  await app.item('Kept').click();
+  await expect(app.body).toHaveValue('first version, then edited');
+  await app.reload();
+  expect(await app.titles()).toEqual(['Kept']);
+  await app.item('Kept').click();
+  await expect(app.body).toHaveValue('first version, then edited');
+});
+
+test('a file with a byte-order mark imports, and one holding an id twice says so', async ({ page }) => {
+  const app = new NotesApp(page);
+  await app.open();
+  const id = '01937c8e-0000-7000-8000-0000000000aa';
+  const json = JSON.stringify([
+    { id, title: 'Twice', body: 'older copy', updated_at: 1_700_000_000_000 },
+    { id, title: 'Twice', body: 'newer copy', updated_at: 1_700_000_100_000 },
+  ]);
+  const buffer = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(json)]);
+  await page.locator('#import-file').setInputFiles({ name: 'bom.json', mimeType: 'application/json', buffer });
+  await expect(app.importStatus).toHaveText(
+    'Imported 1 note; the file holds 1 more copy of an id it already had (the latest copy was used)',
+  );
+  await app.item('Twice').click();
+  await expect(app.body).toHaveValue('newer copy');
 });
 
 test('a large import is pushed in batches and every note reaches another device', async ({ browser }) => {

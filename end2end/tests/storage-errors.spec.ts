@@ -1,5 +1,5 @@
 import { test, expect, type Page, type Worker } from '@playwright/test';
-import { NotesApp } from '../fixtures/app';
+import { NotesApp, uniqueName } from '../fixtures/app';
 
 // Fault injection: IndexedDB calls fail on demand, exactly as the browser
 // fails them (a DOMException with the real name), in the page and in its
@@ -200,4 +200,45 @@ test('edits are saved by the worker while it runs, and by the page once it stopp
   await app.reload();
   await app.item('Where').click();
   await expect(app.body).toHaveValue('one two three');
+});
+
+test('a recovery copy older than the stored note is merged with it, never written over it', async ({ page, browser }) => {
+  // Two devices on a debug build: more than the default.
+  test.setTimeout(120_000);
+  const app = new NotesApp(page);
+  const name = uniqueName('journal');
+  await app.signUp(name);
+  await app.create('Shared', 'first\nmiddle\nlast');
+  await app.expectSynced();
+  const other = new NotesApp(await (await browser.newContext()).newPage());
+  await other.signIn(name);
+  await other.syncNow();
+  await expect(other.item('Shared')).toHaveCount(1);
+
+  // This device types, but its edit cannot be stored: the text is only on
+  // the page and in the recovery copy.
+  await fault(page, '__notesyncFailPutOn', 'outbox');
+  await app.item('Shared').click();
+  await app.body.press('End');
+  await app.body.pressSequentially(' mine');
+  await expect(app.storageError).toBeVisible();
+
+  // Meanwhile the other device changes the first line; this device's sync
+  // stores that newer copy (a pulled note needs no outbox write).
+  await other.item('Shared').click();
+  await other.body.press('Control+Home');
+  await other.body.press('Shift+End');
+  await other.body.pressSequentially('FIRST');
+  await other.expectSynced();
+  await app.syncNow();
+  await expect.poll(async () => (await stored(page, (await app.item('Shared').getAttribute('data-note-id'))!)).body).toBe('FIRST\nmiddle\nlast');
+
+  // Reopened, the recovery copy is merged with the newer copy: both edits.
+  await app.reload();
+  await app.item('Shared').click();
+  await expect(app.body).toHaveValue('FIRST\nmiddle\nlast mine');
+  await app.expectSynced();
+  await other.syncNow();
+  await other.item('Shared').click();
+  await expect(other.body).toHaveValue('FIRST\nmiddle\nlast mine');
 });

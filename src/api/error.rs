@@ -37,6 +37,11 @@ pub enum AppError {
     /// A state-changing request from another site (CSRF).
     #[error("the request came from another site and was refused")]
     Forbidden,
+    /// The request named the account its local data belongs to, and the
+    /// session is another account's (someone else signed in in this
+    /// browser since): refused, and nothing changed.
+    #[error("this browser is now signed in to another account; nothing was synced")]
+    AccountMismatch,
     /// The server failed; the details are in its log.
     #[error("the server had a problem; your changes are kept and will be retried")]
     Internal,
@@ -68,7 +73,7 @@ impl AppError {
             AppError::Unauthorized | AppError::BadCredentials => 401,
             AppError::InvalidAccount(_) => 400,
             AppError::Forbidden => 403,
-            AppError::NameTaken => 409,
+            AppError::NameTaken | AppError::AccountMismatch => 409,
             AppError::TooManyAttempts(_) => 429,
             AppError::Internal => 500,
             AppError::Unreachable(_) => 503,
@@ -128,6 +133,8 @@ mod tests {
         );
         assert_eq!(AppError::Protocol(ProtocolError::EmptyBatch).status(), 400);
         assert_eq!(AppError::Unauthorized.status(), 401);
+        assert_eq!(AppError::AccountMismatch.status(), 409);
+        assert!(!AppError::AccountMismatch.is_retryable());
         assert!(AppError::Internal.is_retryable());
         assert!(!AppError::BadRequest("x".into()).is_retryable());
     }

@@ -16,9 +16,22 @@
 //! - what other contexts store (another tab's edits, the sync leader's
 //!   pulls) reaches the page as the ids of the changed notes, read back from
 //!   IndexedDB one batch at a time, in order, after the first load;
-//! - a failed write is shown with the reason, kept as "not saved", and
-//!   retried by the next edit or the Retry button; a closed database is
-//!   reopened and the write retried once.
+//! - a failed write is shown with the reason, kept as "not saved" for that
+//!   note alone, and retried by the next edit or the Retry button; a closed
+//!   database is reopened and the write retried once;
+//! - a database deleted or cleared while the page is open is never written
+//!   into as if nothing happened: the page writes back every note it holds,
+//!   with a pending change for each it may not have synced
+//!   ([`crate::sync::recovery::write_back`]), says so, and the sync worker
+//!   downloads everything else again;
+//! - the recovery journal is restored on load only over the copy it was
+//!   typed on, else merged ([`crate::sync::recovery::restore_journal`]);
+//! - this tab's notes belong to its account: when the browser is signed in
+//!   as someone else (another tab, or the server refusing a request naming
+//!   this account), the tab stops syncing at once, keeps saving locally, and
+//!   says so; it syncs again once its account signs in again;
+//! - signing out first tries to push what is unsynced, then names the notes
+//!   that would be lost before deleting anything.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -27,11 +40,12 @@ use std::rc::Rc;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use gloo_timers::callback::{Interval, Timeout};
+use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::db::{DbError, EditMeta, LocalDb};
+use super::db::{newly_unreadable, DbError, DbEvent, EditMeta, LocalDb};
 use super::worker::CHANNEL_NAME;
 use super::{now_ms, random10, session, timings};
 use crate::api::Account;
@@ -40,6 +54,8 @@ use crate::client::split;
 use crate::domain::{
     newest_first, ClientId, MutationId, Note, NoteDraft, NoteId, Revision, UserId,
 };
+use crate::sync::engine::{SyncState, SyncStatus};
+use crate::sync::recovery::{restore_journal, write_back, JournalEntry, Restore};
 use crate::transfer::{export_json, plan_import};
 use crate::ui::model::{
     copy_title, restored, stale_trash, step_in, SaveState, Trashed, WorkerView,
@@ -67,6 +83,17 @@ struct Page {
     state: NotesState,
     user: UserId,
     db: RefCell<Option<Rc<LocalDb>>>,
+    /// Held while the database is opened (and, if it was lost, written
+    /// back): one opening at a time.
+    opening: futures::lock::Mutex<()>,
+    /// The notes that may have a pending change in the outbox: its keys as
+    /// last read, and every note saved since. What a write-back sends as
+    /// changes, if the database goes away (a superset is safe).
+    unsynced: RefCell<HashSet<NoteId>>,
+    /// The notes saved since the outbox's keys were last read.
+    saved_since_read: RefCell<HashSet<NoteId>>,
+    /// The stored records this page and its worker could not read.
+    unreadable: RefCell<Vec<String>>,
     dirty: RefCell<HashSet<NoteId>>,
     /// The copy of each note as last read from IndexedDB: what an edit is
     /// based on until it is saved with a pending change.
@@ -164,16 +191,20 @@ fn local_storage() -> Option<web_sys::Storage> {
 
 mod journal {
     //! The recovery journal: a synchronous copy of every unsaved note in
-    //! localStorage, written on each keystroke and removed once IndexedDB
-    //! holds the same text.
+    //! localStorage, with the stored copy its text was typed on, written on
+    //! each keystroke and removed once IndexedDB holds the same text.
     use super::*;
 
     fn key(id: NoteId) -> String {
         JOURNAL.with(|j| format!("{}{id}", j.borrow()))
     }
 
-    pub fn put(note: &Note) {
-        if let (Some(storage), Ok(json)) = (local_storage(), serde_json::to_string(note)) {
+    pub fn put(note: &Note, typed_on: Option<&Note>) {
+        let entry = JournalEntry {
+            note: note.clone(),
+            typed_on: typed_on.cloned(),
+        };
+        if let (Some(storage), Ok(json)) = (local_storage(), serde_json::to_string(&entry)) {
             // Best effort: if this fails too, the text is still on the page.
             let _ = storage.set_item(&key(note.id), &json);
         }
@@ -185,7 +216,9 @@ mod journal {
         }
     }
 
-    pub fn all() -> Vec<Note> {
+    /// Every entry; one written by an older build (a bare note) reads
+    /// without the copy it was typed on.
+    pub fn all() -> Vec<JournalEntry> {
         let Some(storage) = local_storage() else {
             return Vec::new();
         };
@@ -197,19 +230,179 @@ mod journal {
         keys.into_iter()
             .filter(|k| !prefix.is_empty() && k.starts_with(&prefix))
             .filter_map(|k| storage.get_item(&k).ok().flatten())
-            .filter_map(|json| serde_json::from_slice::<Note>(json.as_bytes()).ok())
+            .filter_map(|json| {
+                serde_json::from_slice::<JournalEntry>(json.as_bytes())
+                    .ok()
+                    .or_else(|| {
+                        let note = serde_json::from_slice::<Note>(json.as_bytes()).ok()?;
+                        Some(JournalEntry {
+                            note,
+                            typed_on: None,
+                        })
+                    })
+            })
             .collect()
     }
 }
 
 impl Page {
+    fn usable_db(&self) -> Option<Rc<LocalDb>> {
+        self.db.borrow().clone().filter(|db| db.usable())
+    }
+
+    /// The local database. Opened on first use, and again once the handle
+    /// is unusable: if the database it opened is gone (deleted or cleared
+    /// meanwhile, [`DbError::Lost`]), what this page holds is written back
+    /// into the new one before anything else may use it.
     async fn db(&self) -> Result<Rc<LocalDb>, DbError> {
-        if let Some(db) = self.db.borrow().clone() {
+        if let Some(db) = self.usable_db() {
             return Ok(db);
         }
-        let db = Rc::new(LocalDb::open(&self.user).await?);
-        *self.db.borrow_mut() = Some(db.clone());
-        Ok(db)
+        let _opening = self.opening.lock().await;
+        if let Some(db) = self.usable_db() {
+            return Ok(db);
+        }
+        let previous = self.db.borrow_mut().take();
+        let fresh = match LocalDb::open(&self.user).await {
+            Ok(db) => Rc::new(db),
+            Err(e) => {
+                *self.db.borrow_mut() = previous;
+                return Err(e);
+            }
+        };
+        if previous.is_some_and(|p| p.epoch() != fresh.epoch()) {
+            if let Err(e) = self.write_back(&fresh).await {
+                fresh.close();
+                self.fail(format!(
+                    "The notes database was deleted while notesync was open, and the notes on \
+                     this page could not be written back: {e} They stay on this page and the \
+                     recovery copy holds your latest text; do not close this tab."
+                ));
+                return Err(e);
+            }
+        }
+        fresh.listen(|event| {
+            if let Some(page) = page() {
+                page.database_event(event);
+            }
+        });
+        *self.db.borrow_mut() = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// The database changed under this page ([`DbEvent`]): its connections
+    /// are closed already.
+    fn database_event(self: &Rc<Self>, event: DbEvent) {
+        match event {
+            DbEvent::Upgraded => {
+                stop_worker();
+                self.state.outdated.set(true);
+            }
+            DbEvent::Gone => {
+                // The worker's handle met the same: it starts again on the
+                // database as it is once this page has written back.
+                stop_worker();
+                let page = self.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let current = page.db.borrow().clone();
+                    if let Some(db) = current {
+                        // Reconnects, and finds out whether it is the same
+                        // database.
+                        let _ = db.verify().await;
+                    }
+                    match page.db().await {
+                        Ok(_) => restart_worker(),
+                        Err(DbError::Outdated) => page.state.outdated.set(true),
+                        Err(_) => {}
+                    }
+                });
+            }
+        }
+    }
+
+    /// Writes what this page holds back into `db`, a new database that
+    /// replaced the one it had (see [`write_back`]).
+    async fn write_back(&self, db: &LocalDb) -> Result<(), DbError> {
+        let held = self.state.notes.with_untracked(|ns| ns.to_vec());
+        let maybe_unsynced: HashSet<NoteId> = self
+            .unsynced
+            .borrow()
+            .iter()
+            .chain(self.dirty.borrow().iter())
+            .copied()
+            .collect();
+        let back = write_back(
+            &held,
+            |n| maybe_unsynced.contains(&n.id),
+            || MutationId::new(now_ms(), random10()),
+        );
+        let trash = self.state.trash.get_untracked();
+        db.write_back(&back, &trash).await?;
+        {
+            let mut bases = self.bases.borrow_mut();
+            for note in &held {
+                bases.insert(note.id, note.clone());
+            }
+        }
+        let live = held.iter().filter(|n| !n.deleted).count();
+        // No account signed in: the deletion was a sign-out in another tab.
+        let why = if session::cached().is_none() {
+            "You signed out in another tab, which removed this browser's copy of your notes"
+        } else {
+            "The notes database of this browser was deleted while notesync was open"
+        };
+        self.state.notice.set(Some(format!(
+            "{why}. The {live} {} shown here {} written back{}, so nothing typed here is lost; \
+             everything else on the server is downloaded again once you are signed in.",
+            if live == 1 { "note" } else { "notes" },
+            if live == 1 { "was" } else { "were" },
+            match back.pending.len() {
+                0 => String::new(),
+                n => format!(", with the changes of {n} not yet on the server"),
+            }
+        )));
+        Ok(())
+    }
+
+    /// Reads which notes have a pending change again, keeping those saved
+    /// meanwhile.
+    async fn refresh_unsynced(&self) {
+        let Ok(db) = self.db().await else { return };
+        self.saved_since_read.borrow_mut().clear();
+        if let Ok(ids) = db.pending_ids().await {
+            let mut unsynced: HashSet<NoteId> = ids.into_iter().collect();
+            unsynced.extend(self.saved_since_read.borrow().iter().copied());
+            *self.unsynced.borrow_mut() = unsynced;
+        }
+    }
+
+    fn saved(&self, id: NoteId) {
+        self.unsynced.borrow_mut().insert(id);
+        self.saved_since_read.borrow_mut().insert(id);
+    }
+
+    /// Says which stored records this page's reads skipped since.
+    fn report_unreadable(&self) {
+        self.unreadable_found(newly_unreadable());
+    }
+
+    /// Says, once each, which stored records could not be read (by this
+    /// page, or by its worker: `records`).
+    fn unreadable_found(&self, records: Vec<String>) {
+        if records.is_empty() {
+            return;
+        }
+        let mut all = self.unreadable.borrow_mut();
+        all.extend(records);
+        let (count, are) = match all.len() {
+            1 => ("1 stored record".to_string(), "is"),
+            n => (format!("{n} stored records"), "are"),
+        };
+        self.state.notice.set(Some(format!(
+            "{count} could not be read and {are} left out (kept as stored); every other note \
+             is shown and synced. Unreadable: {}.",
+            all.join("; ")
+        )));
     }
 
     fn current(&self, id: NoteId) -> Option<Note> {
@@ -221,8 +414,11 @@ impl Page {
     async fn write(&self, note: &Note) -> Result<(Note, SavedBy), DbError> {
         let base = self.bases.borrow().get(&note.id).cloned();
         if let Some(answer) = self.write_in_worker(note, base.clone()) {
-            if let Ok(result) = answer.await {
-                return result.map(|stored| (stored, SavedBy::Worker));
+            match answer.await {
+                // The worker's handle met a database gone: the page's own
+                // saves write back first.
+                Ok(Err(DbError::Lost | DbError::Closed)) | Err(_) => {}
+                Ok(result) => return result.map(|stored| (stored, SavedBy::Worker)),
             }
         }
         self.write_here(note, base)
@@ -239,8 +435,10 @@ impl Page {
         };
         let db = self.db().await?;
         match db.save_edit(note, base.as_ref(), meta()).await {
-            Err(e) if e.needs_reopen() => {
-                *self.db.borrow_mut() = None;
+            Err(e) if e.needs_reopen() || e == DbError::Lost => {
+                // Reconnects onto the same database, or finds it gone: then
+                // the next handle is opened after writing back.
+                let _ = db.verify().await;
                 self.db()
                     .await?
                     .save_edit(note, base.as_ref(), meta())
@@ -282,7 +480,10 @@ impl Page {
         };
         if !note.deleted {
             if let Err(e) = note.draft().revalidate() {
-                self.fail(format!("This note cannot be saved: {e}."));
+                self.fail_save(
+                    id,
+                    format!("“{}” cannot be saved: {e}.", note.display_title()),
+                );
                 return;
             }
         }
@@ -306,44 +507,67 @@ impl Page {
                     // over: a pulled copy is judged newer or older than what
                     // this page holds by that revision (`take_pulled`), and
                     // one at the revision this text was saved over is older.
-                    self.state.notes.maybe_update(|ns| {
-                        match ns.find_mut(|n| n.id == id) {
+                    self.state
+                        .notes
+                        .maybe_update(|ns| match ns.find_mut(|n| n.id == id) {
                             Some(n) if n.rev < stored.rev => {
                                 n.rev = stored.rev;
                                 n.created_at = stored.created_at;
                                 true
                             }
                             _ => false,
-                        }
-                    });
+                        });
                 }
                 // The page's text derives from what it shows: the merge if it
                 // took it, else its own note (typing that went on meanwhile is
                 // merged into the stored copy by the next save).
                 let derives_from = if unchanged_since { stored } else { note };
                 self.bases.borrow_mut().insert(id, derives_from);
+                self.saved(id);
                 if unchanged_since {
                     self.dirty.borrow_mut().remove(&id);
                     journal::remove(id);
-                }
-                if self.dirty.borrow().is_empty() {
-                    self.state.save_state.set(SaveState::Saved);
-                    self.state.storage_error.set(None);
+                    let mut none_failed = false;
+                    self.state.save_states.update(|states| {
+                        states.remove(&id);
+                        none_failed = !states.values().any(|s| *s == SaveState::Failed);
+                    });
+                    if none_failed {
+                        self.state.storage_error.set(None);
+                    }
                 }
                 match saved_by {
                     SavedBy::Page => self.announce_change(vec![id]),
                     SavedBy::Worker => super::pwa::note_saved(self.state),
                 }
             }
-            Err(e) => self.fail(format!(
-                "{e} Your latest text is kept on this page and in a recovery copy, so nothing is lost. \
-                 Free some space or close other tabs of notesync, then retry."
-            )),
+            Err(DbError::Outdated) => {
+                self.state.outdated.set(true);
+                self.fail_save(id, DbError::Outdated.to_string());
+            }
+            Err(e) => self.fail_save(
+                id,
+                format!(
+                    "“{}” could not be saved: {e} Your latest text is kept on this page and in a \
+                     recovery copy, so nothing is lost. Free some space or close other tabs of \
+                     notesync, then retry.",
+                    note.display_title()
+                ),
+            ),
         }
     }
 
+    /// Note `id` could not be saved: it alone shows as not saved.
+    fn fail_save(&self, id: NoteId, message: String) {
+        self.state.save_states.update(|states| {
+            states.insert(id, SaveState::Failed);
+        });
+        self.state.storage_error.set(Some(message));
+    }
+
+    /// Something other than a save failed (a read, keeping a deleted
+    /// note's text): said, with no note marked unsaved.
     fn fail(&self, message: String) {
-        self.state.save_state.set(SaveState::Failed);
         self.state.storage_error.set(Some(message));
     }
 
@@ -355,9 +579,14 @@ impl Page {
 
     fn mark_dirty(&self, id: NoteId) {
         self.dirty.borrow_mut().insert(id);
-        if self.state.save_state.get_untracked() != SaveState::Failed {
-            self.state.save_state.set(SaveState::Saving);
-        }
+        // A note that failed stays "not saved" until a save of it succeeds.
+        self.state.save_states.maybe_update(|states| {
+            if states.contains_key(&id) {
+                return false;
+            }
+            states.insert(id, SaveState::Saving);
+            true
+        });
         // The journal copy is written once per task, after every event of
         // it (a paste arrives as one input event per line), and at once
         // when the page is hidden or closed ([`flush`]).
@@ -376,7 +605,7 @@ impl Page {
                 continue;
             }
             if let Some(note) = self.current(id) {
-                journal::put(&note);
+                journal::put(&note, self.bases.borrow().get(&id));
             }
         }
     }
@@ -431,8 +660,9 @@ impl Page {
                 }
                 self.load_conflicts(&db).await;
                 self.load_trash(&db).await;
+                self.report_unreadable();
             }
-            Err(e) => self.fail(e.to_string()),
+            Err(e) => self.fail(format!("Your notes could not be read: {e}")),
         }
     }
 }
@@ -446,13 +676,14 @@ impl Page {
         if !ids.is_empty() {
             match db.notes_by_id(ids).await {
                 Ok(found) => self.take_stored(found, |_, _| true),
-                Err(e) => return self.fail(e.to_string()),
+                Err(e) => return self.fail(format!("Your notes could not be read: {e}")),
             }
         }
         if others {
             self.load_conflicts(&db).await;
             self.load_trash(&db).await;
         }
+        self.report_unreadable();
     }
 
     /// Moves the page's copy of each note the server no longer had (deleted
@@ -593,12 +824,14 @@ impl Page {
                 if !stale.is_empty() {
                     trash.retain(|t| !stale.contains(&t.id));
                     if let Err(e) = db.drop_trash(&stale).await {
-                        self.fail(e.to_string());
+                        self.fail(format!(
+                            "Kept texts of deleted notes could not be dropped: {e}"
+                        ));
                     }
                 }
                 self.state.trash.set(trash);
             }
-            Err(e) => self.fail(e.to_string()),
+            Err(e) => self.fail(format!("The recently deleted notes could not be read: {e}")),
         }
     }
 
@@ -608,7 +841,9 @@ impl Page {
                 .state
                 .conflicts
                 .set(records.into_iter().map(|r| (r.note_id, r.sides)).collect()),
-            Err(e) => self.fail(e.to_string()),
+            Err(e) => self.fail(format!(
+                "The notes that need your choice could not be read: {e}"
+            )),
         }
     }
 
@@ -616,6 +851,130 @@ impl Page {
         if let Some(worker) = self.worker.borrow().as_ref() {
             let _ = worker.post_message(&JsValue::from_str(&encode(message)));
         }
+    }
+
+    /// The sync leader's status: once nothing is pending, which notes may
+    /// be unsynced is read again.
+    fn sync_status(&self, status: &SyncStatus) {
+        let had_pending = self
+            .state
+            .sync
+            .with_untracked(|s| s.as_ref().is_none_or(|s| s.pending > 0));
+        if status.pending == 0 && had_pending {
+            if let Some(page) = page() {
+                wasm_bindgen_futures::spawn_local(async move { page.refresh_unsynced().await });
+            }
+        }
+    }
+
+    /// The browser is signed in as another account now (`name`, when
+    /// known): this tab stops syncing at once and says so. Its edits go on
+    /// being saved here, its outbox untouched, and sync when this tab's
+    /// account signs in again.
+    fn other_account_signed_in(&self, name: Option<String>) {
+        stop_worker();
+        let known = name.or_else(|| {
+            session::cached()
+                .filter(|a| a.id != self.user)
+                .map(|a| a.name)
+        });
+        let state = self.state;
+        if known.is_none() {
+            // The server knows whose the browser's session is.
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(Some(account)) = crate::api::whoami().await {
+                    if state.other_account.get_untracked().is_some() {
+                        state.other_account.set(Some(account.name));
+                    }
+                }
+            });
+        }
+        state
+            .other_account
+            .set(Some(known.unwrap_or_else(|| "another account".to_string())));
+    }
+
+    /// The account signed in on this browser changed (another tab signed in
+    /// or out): `now` is who is signed in.
+    fn account_changed(&self, now: Option<Account>) {
+        match now {
+            Some(account) if account.id != self.user => {
+                self.other_account_signed_in(Some(account.name));
+            }
+            Some(_) => {
+                // This tab's account is signed in again: sync resumes.
+                self.state.session_ended.set(false);
+                if self.state.other_account.get_untracked().is_some() {
+                    self.state.other_account.set(None);
+                    restart_worker();
+                }
+                self.tell_worker(&ToWorker::SyncNow);
+            }
+            None => {}
+        }
+    }
+
+    /// Before signing out: saves what is typed, asks the sync leader to push
+    /// what is unsynced and waits for it (a while), then names the notes
+    /// whose changes have still not reached the server.
+    async fn last_push(&self) -> Vec<String> {
+        flush();
+        let deadline = now_ms() + 5_000;
+        while now_ms() < deadline && self.dirty.borrow().iter().any(|id| !self.failed(*id)) {
+            TimeoutFuture::new(100).await;
+        }
+        let pending = || async {
+            match self.db().await {
+                Ok(db) => db.pending_ids().await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            }
+        };
+        let online = web_sys::window().is_some_and(|w| w.navigator().on_line());
+        if online
+            && self.state.other_account.get_untracked().is_none()
+            && !pending().await.is_empty()
+        {
+            self.state.notice.set(Some(
+                "Sending your last changes to the server before signing out…".into(),
+            ));
+            self.tell_worker(&ToWorker::SyncNow);
+            self.broadcast(&Broadcast::SyncNow);
+            let asked = now_ms();
+            let deadline = asked + 10_000;
+            loop {
+                TimeoutFuture::new(200).await;
+                let given_up = self.state.sync.with_untracked(|s| {
+                    s.as_ref().is_some_and(|s| {
+                        matches!(s.state, SyncState::Error { .. } | SyncState::Offline)
+                    })
+                }) && now_ms() > asked + 2_000;
+                if now_ms() > deadline || given_up || pending().await.is_empty() {
+                    break;
+                }
+            }
+            self.state.notice.set(None);
+        }
+        let mut ids: HashSet<NoteId> = pending().await.into_iter().collect();
+        ids.extend(self.dirty.borrow().iter().copied());
+        let mut titles: Vec<String> = ids
+            .into_iter()
+            .filter_map(|id| self.current(id))
+            .map(|n| {
+                if n.deleted {
+                    "a deleted note".to_string()
+                } else {
+                    format!("“{}”", n.display_title())
+                }
+            })
+            .collect();
+        titles.sort();
+        titles
+    }
+
+    fn failed(&self, id: NoteId) -> bool {
+        self.state
+            .save_states
+            .with_untracked(|states| states.get(&id) == Some(&SaveState::Failed))
     }
 }
 
@@ -650,6 +1009,9 @@ async fn refresh_loop(page: Rc<Page>, mut changes: mpsc::UnboundedReceiver<Refre
                 Refresh::Notes(more) => {
                     // A tab's delete or restore also touches kept texts.
                     others = true;
+                    for id in &more {
+                        page.saved(*id);
+                    }
                     ids.extend(more.into_iter().filter(|id| seen.insert(*id)));
                 }
                 Refresh::Pulled {
@@ -690,7 +1052,7 @@ async fn load(page: Rc<Page>, refreshes: mpsc::UnboundedReceiver<Refresh>) {
                 notes
             }
             Err(e) => {
-                page.fail(e.to_string());
+                page.fail(format!("Your notes could not be read: {e}"));
                 Vec::new()
             }
         },
@@ -701,6 +1063,7 @@ async fn load(page: Rc<Page>, refreshes: mpsc::UnboundedReceiver<Refresh>) {
             Vec::new()
         }
     };
+    page.refresh_unsynced().await;
     {
         let mut bases = page.bases.borrow_mut();
         for n in &notes {
@@ -708,20 +1071,47 @@ async fn load(page: Rc<Page>, refreshes: mpsc::UnboundedReceiver<Refresh>) {
         }
     }
     let mut recovered = Vec::new();
-    for draft in journal::all() {
-        match notes.iter_mut().find(|n| n.id == draft.id) {
-            Some(stored) if stored.draft() == draft.draft() && stored.deleted == draft.deleted => {
-                journal::remove(draft.id);
+    let mut kept_apart = Vec::new();
+    for entry in journal::all() {
+        let id = entry.note.id;
+        let at = notes.iter().position(|n| n.id == id);
+        match restore_journal(at.map(|i| &notes[i]), &entry) {
+            Restore::Drop => journal::remove(id),
+            Restore::Edit { note, base } => {
+                // The save merges it into the stored copy as an edit read
+                // from `base`, like a keystroke.
+                match base {
+                    Some(base) => page.bases.borrow_mut().insert(id, base),
+                    None => page.bases.borrow_mut().remove(&id),
+                };
+                match at {
+                    Some(i) => notes[i] = note,
+                    None => notes.push(note),
+                }
+                recovered.push(id);
             }
-            Some(stored) => {
-                *stored = draft.clone();
-                recovered.push(draft.id);
-            }
-            None => {
-                recovered.push(draft.id);
-                notes.push(draft);
+            Restore::Separate(note) => {
+                let now = now_ms();
+                let copy = Note {
+                    id: NoteId::new(now, random10()),
+                    rev: Revision::NEW,
+                    created_at: now,
+                    title: format!("{} (recovered)", note.display_title()),
+                    ..note
+                };
+                journal::remove(id);
+                kept_apart.push(copy.display_title());
+                recovered.push(copy.id);
+                notes.push(copy);
             }
         }
+    }
+    if !kept_apart.is_empty() {
+        state.notice.set(Some(format!(
+            "Text kept from an earlier visit was older than the synced copy of its note, so it \
+             was restored as a note of its own: {}.",
+            kept_apart.join(", ")
+        )));
     }
     notes.sort_by(newest_first);
     let first = notes.iter().find(|n| !n.deleted).map(|n| n.id);
@@ -736,6 +1126,7 @@ async fn load(page: Rc<Page>, refreshes: mpsc::UnboundedReceiver<Refresh>) {
     if let Ok(db) = page.db().await {
         page.load_trash(&db).await;
     }
+    page.report_unreadable();
     state.loaded.set(true);
     timings::end("page: load", t_load);
     // Changes announced during the load wait until now: applied before it,
@@ -785,6 +1176,9 @@ fn start_worker(page: &Rc<Page>) {
                     pending,
                 }),
                 Ok(FromWorker::Sync(status)) => {
+                    if let Some(page) = page_handle() {
+                        page.sync_status(&status);
+                    }
                     state.sync.set(Some(status));
                     // The footer's counts must agree with the indicator: ask again.
                     let _ =
@@ -792,6 +1186,16 @@ fn start_worker(page: &Rc<Page>) {
                 }
                 Ok(FromWorker::Failed { message }) => state.worker.set(WorkerView::Failed(message)),
                 Ok(FromWorker::SignedOut) => state.session_ended.set(true),
+                Ok(FromWorker::WrongAccount) => {
+                    if let Some(page) = page_handle() {
+                        page.other_account_signed_in(None);
+                    }
+                }
+                Ok(FromWorker::Unreadable { records }) => {
+                    if let Some(page) = page_handle() {
+                        page.unreadable_found(records);
+                    }
+                }
                 Ok(FromWorker::Role { leader }) => state.leader.set(Some(leader)),
                 Ok(FromWorker::Saved { id, result }) => {
                     if let Some(page) = page_handle() {
@@ -852,6 +1256,7 @@ fn listen(page: &Rc<Page>) {
                         });
                     }
                     Ok(Broadcast::Sync(status)) => {
+                        page.sync_status(&status);
                         state.sync.set(Some(status));
                         // The footer's counts must agree with the indicator.
                         page.tell_worker(&ToWorker::Ping { id: 3 });
@@ -883,6 +1288,16 @@ fn listen(page: &Rc<Page>) {
     let _ = window_event_listener(leptos::ev::pageshow, move |event| {
         if event.persisted() {
             restart_worker();
+        }
+    });
+    // Another tab signed in or out: this tab's account may not be the
+    // browser's any more.
+    let _ = window_event_listener(leptos::ev::storage, move |event| {
+        if event.key().as_deref() != Some(session::ACCOUNT_KEY) {
+            return;
+        }
+        if let Some(page) = page_handle() {
+            page.account_changed(event.new_value().as_deref().and_then(session::read_account));
         }
     });
     let _ = window_event_listener(leptos::ev::online, move |_| connectivity(true));
@@ -922,9 +1337,14 @@ fn stop_worker() {
     }
 }
 
+/// Starts the tab's worker again, unless the tab must not sync: its
+/// account is not the browser's any more, or a newer build owns the
+/// database.
 fn restart_worker() {
     if let Some(page) = page() {
-        if page.worker.borrow().is_none() {
+        let held_back = page.state.other_account.get_untracked().is_some()
+            || page.state.outdated.get_untracked();
+        if page.worker.borrow().is_none() && !held_back {
             start_worker(&page);
         }
     }
@@ -1074,6 +1494,10 @@ fn begin(state: NotesState, account: Account) {
         state,
         user: account.id.clone(),
         db: RefCell::new(None),
+        opening: futures::lock::Mutex::new(()),
+        unsynced: RefCell::new(HashSet::new()),
+        saved_since_read: RefCell::new(HashSet::new()),
+        unreadable: RefCell::new(Vec::new()),
         dirty: RefCell::new(HashSet::new()),
         bases: RefCell::new(HashMap::new()),
         queued: RefCell::new(HashSet::new()),
@@ -1095,25 +1519,40 @@ fn begin(state: NotesState, account: Account) {
     wasm_bindgen_futures::spawn_local(super::pwa::refresh_storage(state));
 }
 
-/// Signs out after a warning if changes have not synced: the server deletes
-/// the session, then the next page deletes this person's local data.
+/// Signs out: first a last push of what has not synced, then, if some
+/// changes still have not reached the server, a warning naming their notes;
+/// then the server deletes the session, and the next page deletes this
+/// person's local data. In a tab whose browser is signed in as another
+/// account now, there is no session of this tab's account to end: it does
+/// nothing (the alert offers signing in as this account, or reloading).
 pub fn sign_out(state: NotesState) {
     let Some(page) = page() else { return };
+    if state.signing_out.get_untracked() || state.other_account.get_untracked().is_some() {
+        return;
+    }
+    state.signing_out.set(true);
     wasm_bindgen_futures::spawn_local(async move {
-        let unsynced = match page.db().await {
-            Ok(db) => db.counts().await.map(|(_, pending)| pending).unwrap_or(0),
-            Err(_) => 0,
-        } as usize
-            + page.dirty.borrow().len();
-        if unsynced > 0 {
+        let unsynced = page.last_push().await;
+        if !unsynced.is_empty() {
+            const NAMED: usize = 10;
+            let mut names = unsynced
+                .iter()
+                .take(NAMED)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if unsynced.len() > NAMED {
+                names.push_str(&format!(" and {} more", unsynced.len() - NAMED));
+            }
             let question = format!(
-                "{unsynced} change(s) have not reached the server yet and will be lost from this \
-                 device if you sign out. Sign out anyway?"
+                "These notes have changes that have not reached the server, and signing out \
+                 deletes them from this device: {names}. Sign out anyway?"
             );
             let confirmed = web_sys::window()
                 .and_then(|w| w.confirm_with_message(&question).ok())
                 .unwrap_or(false);
             if !confirmed {
+                state.signing_out.set(false);
                 return;
             }
         }
@@ -1122,9 +1561,12 @@ pub fn sign_out(state: NotesState) {
                 session::signed_out(&page.user);
                 session::go("/signin");
             }
-            Err(e) => state.storage_error.set(Some(format!(
-                "Could not sign out: {e}. Nothing was removed; try again when online."
-            ))),
+            Err(e) => {
+                state.signing_out.set(false);
+                state.storage_error.set(Some(format!(
+                    "Could not sign out: {e}. Nothing was removed; try again when online."
+                )));
+            }
         }
     });
 }
@@ -1153,9 +1595,25 @@ pub fn submit_account(
     });
 }
 
-/// On the sign-in page: removes the data of a person who just signed out.
-pub fn auth_page_opened() {
-    wasm_bindgen_futures::spawn_local(session::clear_signed_out_data());
+/// On the sign-in page: removes the data of a person who just signed out;
+/// `blocked` is set while a tab of an older build holds it open.
+pub fn auth_page_opened(blocked: RwSignal<bool>) {
+    wasm_bindgen_futures::spawn_local(async move {
+        session::clear_signed_out_data(move || blocked.set(true)).await;
+        blocked.set(false);
+    });
+}
+
+/// The name of the account signed in on this browser, if any.
+pub fn signed_in_here() -> Option<String> {
+    session::cached().map(|account| account.name)
+}
+
+/// Loads this page again.
+pub fn reload() {
+    if let Some(w) = web_sys::window() {
+        let _ = w.location().reload();
+    }
 }
 
 fn channel_name(user: &UserId) -> String {
@@ -1409,7 +1867,7 @@ async fn import_notes(state: NotesState, file: Vec<u8>) {
             .set(Some(format!("Nothing was imported: {e}")));
         return;
     }
-    let created = plan.create.len();
+    let message = plan.summary();
     let created_ids: Vec<NoteId> = plan.create.iter().map(|n| n.id).collect();
     {
         let mut bases = page.bases.borrow_mut();
@@ -1418,9 +1876,8 @@ async fn import_notes(state: NotesState, file: Vec<u8>) {
         }
     }
     state.notes.update(|ns| ns.extend(plan.create));
-    // Notes already held with other content: normal edits, saved one by one
-    // through the writer like typing.
-    let updated = plan.update.len();
+    // Notes held here whose copy in the file is newer: normal edits, saved
+    // one by one through the writer like typing.
     for (id, draft) in plan.update {
         state.notes.update(|ns| {
             if let Some(n) = ns.find_mut(|n| n.id == id) {
@@ -1432,14 +1889,6 @@ async fn import_notes(state: NotesState, file: Vec<u8>) {
         });
         page.mark_dirty(id);
         page.enqueue(id);
-    }
-    let notes = |n: usize| if n == 1 { "note" } else { "notes" };
-    let mut message = format!("Imported {created} {}", notes(created));
-    if updated > 0 {
-        message.push_str(&format!(", updated {updated}"));
-    }
-    if plan.unchanged > 0 {
-        message.push_str(&format!(", {} already here", plan.unchanged));
     }
     state.import_message.set(Some(message));
     page.announce_change(created_ids);

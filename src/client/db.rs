@@ -11,7 +11,8 @@
 //!   [`push_order`](crate::sync::replica::push_order)) and by refusal (`refused`:
 //!   only refused entries have a `rejected` reason, a valid key), so a push
 //!   reads only its batch;
-//! - `meta`: small key/value records (client id, checkpoint), keyed by `key`;
+//! - `meta`: small key/value records (client id, checkpoint, the database's
+//!   identity), keyed by `key`;
 //! - `conflicts`: notes whose concurrent edits need a person's choice;
 //! - `versions` (since version 3): one record, `outbox`, a fresh token
 //!   written with every change to the outbox, so a push can tell that its
@@ -26,6 +27,22 @@
 //! transaction, so they can never disagree; no transaction is held across an
 //! unrelated await; every failure comes back as a [`DbError`] a person can read.
 //!
+//! One database, one life: each database carries an identity (a random
+//! `epoch` in `meta`, written when it is first opened), and a [`LocalDb`]
+//! holds the one it opened. A connection the browser closed is opened again
+//! only onto the same database: if it was deleted or cleared meanwhile, the
+//! handle refuses every use from then on ([`DbError::Lost`]), so a database
+//! deleted under an open page is never silently recreated empty and written
+//! into; the page writes back what it holds through a new handle
+//! ([`LocalDb::write_back`]). Each handle also keeps a second, idle
+//! connection that only listens ([`Watch`]): when another context deletes
+//! the database or a newer build upgrades it, both connections are closed at
+//! once, so neither is blocked by this build, and the owner hears of it
+//! ([`DbEvent`]).
+//!
+//! A stored record this build cannot read is skipped, never allowed to hide
+//! the others, and reported once ([`newly_unreadable`]).
+//!
 //! Speed: IndexedDB answers requests in the order they were made within a
 //! transaction, so the requests of one step are all issued before any is
 //! awaited (`try_join_all`): a page of 5,000 pulled notes costs a few event
@@ -33,14 +50,16 @@
 //! rules of [`crate::sync::replica`], over an in-memory view that includes
 //! the step's own earlier writes), then every write.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
 
 use futures::future::{try_join_all, FutureExt, LocalBoxFuture};
 use rexie::{Index, ObjectStore, Rexie, TransactionMode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::Closure;
+use wasm_bindgen::{JsCast, JsValue};
 
 use super::timings;
 use crate::domain::{ClientId, MutationId, Note, NoteId, UserId};
@@ -50,6 +69,7 @@ use crate::sync::driver::{
 use crate::sync::protocol::{
     ChangeResult, Checkpoint, ConflictSides, FeedEntry, PUSH_REQUEST_BUDGET,
 };
+use crate::sync::recovery::WriteBack;
 use crate::sync::replica::{
     acknowledge, apply_entry, clock_after_pull, edit_base, is_newer, push_order, save_edit,
     AckDecision, EditStamp, EntryDecision,
@@ -91,6 +111,8 @@ const RESYNC_KEY: &str = "resync";
 const IN_FLIGHT_KEY: &str = "in_flight";
 /// Present once every tombstone carries `gone` (schema 3).
 const TOMBSTONES_MARKED_KEY: &str = "tombstones_marked";
+/// The database's identity: a random text written when it is first opened.
+const IDENTITY_KEY: &str = "identity";
 
 /// A note as the `notes` store holds it: the note's own fields, and for a
 /// tombstone `gone`, its delete time, which the `tombstones` index lists.
@@ -143,6 +165,10 @@ impl DbError {
         // so its name is the stable part to match on.
         if text.contains("QuotaExceededError") {
             DbError::QuotaExceeded
+        } else if text.contains("VersionError") {
+            // Opened at a lower version than the stored one: a newer build
+            // upgraded it.
+            DbError::Outdated
         } else if text.contains("InvalidStateError") || text.contains("connection is closing") {
             DbError::Closed
         } else {
@@ -183,25 +209,81 @@ fn from_js<T: DeserializeOwned>(value: JsValue) -> Result<T, DbError> {
     serde_json::from_slice(text.as_bytes()).map_err(unreadable)
 }
 
-/// Many records read back at once: one `JSON.stringify` and one parse.
+/// Many records read back at once: one `JSON.stringify` and one parse. A
+/// record this build cannot read is skipped and reported
+/// ([`newly_unreadable`]); it stays stored as it is.
 fn from_js_all<T: DeserializeOwned>(values: Vec<JsValue>) -> Result<Vec<T>, DbError> {
+    Ok(from_js_each(values)?.into_iter().flatten().collect())
+}
+
+/// As [`from_js_all`], each record in its place: `None` where one could not
+/// be read.
+fn from_js_each<T: DeserializeOwned>(values: Vec<JsValue>) -> Result<Vec<Option<T>>, DbError> {
     if values.is_empty() {
         return Ok(Vec::new());
     }
-    let array: js_sys::Array = values.into_iter().collect();
+    let array: js_sys::Array = values.iter().collect();
     let text = js_text(&array)?;
-    serde_json::from_slice(text.as_bytes()).map_err(unreadable)
+    if let Ok(all) = serde_json::from_slice::<Vec<T>>(text.as_bytes()) {
+        return Ok(all.into_iter().map(Some).collect());
+    }
+    // One bad record must not hide the others: read them one at a time.
+    Ok(values
+        .into_iter()
+        .map(|value| match from_js(value.clone()) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                skipped(&value, &e);
+                None
+            }
+        })
+        .collect())
+}
+
+/// Records skipped as unreadable in this context, and those reported.
+#[derive(Default)]
+struct Unreadable {
+    reported: HashSet<String>,
+    fresh: Vec<String>,
+}
+
+thread_local! {
+    static UNREADABLE: RefCell<Unreadable> = RefCell::new(Unreadable::default());
+}
+
+/// Notes that a record could not be read, naming it by its key.
+fn skipped(record: &JsValue, error: &DbError) {
+    let key = ["id", "note_id", "key"]
+        .iter()
+        .find_map(|field| {
+            js_sys::Reflect::get(record, &JsValue::from_str(field))
+                .ok()?
+                .as_string()
+        })
+        .unwrap_or_else(|| "without a key".to_string());
+    UNREADABLE.with(|u| {
+        let mut u = u.borrow_mut();
+        if u.reported.insert(key.clone()) {
+            u.fresh.push(format!("the record {key} ({error})"));
+        }
+    });
+}
+
+/// The records skipped as unreadable since the last call, each named once
+/// in the life of this page or worker.
+pub fn newly_unreadable() -> Vec<String> {
+    UNREADABLE.with(|u| std::mem::take(&mut u.borrow_mut().fresh))
 }
 
 fn js_text(value: &JsValue) -> Result<String, DbError> {
     js_sys::JSON::stringify(value)
         .ok()
         .and_then(|text| text.as_string())
-        .ok_or_else(|| DbError::Other("a stored record is unreadable: not JSON data".into()))
+        .ok_or_else(|| DbError::Unreadable("not JSON data".into()))
 }
 
 fn unreadable(e: serde_json::Error) -> DbError {
-    DbError::Other(format!("a stored record is unreadable: {e}"))
+    DbError::Unreadable(e.to_string())
 }
 
 async fn put_checkpoint(meta: &rexie::Store, checkpoint: Checkpoint) -> Result<(), DbError> {
@@ -273,7 +355,7 @@ async fn read_in_flight(meta: &rexie::Store) -> Result<Vec<PendingChange>, DbErr
     let text = js_sys::Reflect::get(&record, &JsValue::from_str("value"))
         .ok()
         .and_then(|v| v.as_string())
-        .ok_or_else(|| DbError::Other("a stored record is unreadable: in_flight".into()))?;
+        .ok_or_else(|| DbError::Unreadable("in_flight".into()))?;
     serde_json::from_slice(text.as_bytes()).map_err(unreadable)
 }
 
@@ -377,6 +459,14 @@ fn push_order_key(p: &PendingChange) -> JsValue {
         &JsValue::from_str(&p.note_id.to_string()),
     )
     .into()
+}
+
+/// A stored outbox record's key in the `push_order` index, read from the
+/// record itself.
+fn raw_push_order_key(record: &JsValue) -> JsValue {
+    let field =
+        |name: &str| js_sys::Reflect::get(record, &JsValue::from_str(name)).unwrap_or_default();
+    js_sys::Array::of2(&field("first_edit_at"), &field("note_id")).into()
 }
 
 /// The outbox entries of a pushed batch as they are now (`None`: gone), in
@@ -524,8 +614,9 @@ async fn read_records<T: DeserializeOwned>(
         .into_iter()
         .filter_map(|(id, v)| Some((id, v?)))
         .unzip();
-    let records: Vec<T> = from_js_all(held_values)?;
-    found.extend(held_ids.into_iter().zip(records.into_iter().map(Some)));
+    // An unreadable record is as good as absent: a pulled copy replaces it.
+    let records: Vec<Option<T>> = from_js_each(held_values)?;
+    found.extend(held_ids.into_iter().zip(records));
     Ok(found)
 }
 
@@ -609,12 +700,198 @@ impl ReplicaStore for LocalDb {
     }
 }
 
-/// An open handle on the local database. If the browser closes the
-/// connection (site data cleared, its storage process restarted), the next
-/// transaction opens a new one and goes on.
+/// What happened to the database under an open [`LocalDb`], as its owner
+/// hears it ([`LocalDb::listen`]). Either way the handle's connections are
+/// closed already, so this build never blocks another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbEvent {
+    /// Another context deleted the database, or the browser closed the
+    /// connection (site data cleared, storage pressure, its storage process
+    /// gone). The next use of the handle finds out whether the database is
+    /// still the one it opened; if not, the handle is [`DbError::Lost`].
+    Gone,
+    /// A newer build upgraded the database: this build must reload.
+    Upgraded,
+}
+
+/// Whether a handle may still be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Open,
+    /// Its database was deleted or replaced: never used again.
+    Lost,
+    /// A newer build upgraded the database.
+    Outdated,
+}
+
+/// The parts of a handle its [`Watch`] reaches from the browser's events.
+struct Shared {
+    /// The working connection; `None` once closed, until reopened.
+    rexie: RefCell<Option<Rexie>>,
+    health: Cell<Health>,
+    watch: RefCell<Option<Watch>>,
+    listener: RefCell<Option<Listener>>,
+}
+
+/// Who hears a handle's [`DbEvent`]s.
+type Listener = Rc<dyn Fn(DbEvent)>;
+
+impl Shared {
+    /// Closes both connections (a transaction under way still finishes) and
+    /// tells the owner.
+    fn let_go(self: &Rc<Self>, event: DbEvent, health: Health) {
+        if let Some(rexie) = self.rexie.borrow_mut().take() {
+            rexie.close();
+        }
+        let watch = self.watch.borrow_mut().take();
+        if let Some(watch) = &watch {
+            watch.db.close();
+        }
+        if self.health.get() == Health::Open {
+            self.health.set(health);
+        }
+        // Dropped after this event's handler returns: a closure must not be
+        // freed while it runs.
+        wasm_bindgen_futures::spawn_local(async move { drop(watch) });
+        self.tell(event);
+    }
+
+    fn tell(&self, event: DbEvent) {
+        let listener = self.listener.borrow().clone();
+        if let Some(listener) = listener {
+            listener(event);
+        }
+    }
+}
+
+/// A second connection to the database that does nothing but listen: rexie
+/// keeps its own connection's events to itself, and without a
+/// `versionchange` handler an open connection blocks every deletion and
+/// upgrade of the database, by any tab, until its page closes.
+struct Watch {
+    db: web_sys::IdbDatabase,
+    _on_version_change: Closure<dyn FnMut(web_sys::IdbVersionChangeEvent)>,
+    _on_close: Closure<dyn FnMut(web_sys::Event)>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.db.set_onversionchange(None);
+        self.db.set_onclose(None);
+        self.db.close();
+    }
+}
+
+/// The browser's `indexedDB`, in a page or a worker.
+fn idb_factory() -> Option<web_sys::IdbFactory> {
+    js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB"))
+        .ok()?
+        .dyn_into()
+        .ok()
+}
+
+/// The outcome of a request of `indexedDB` (open, delete), waited for;
+/// `on_blocked` is called each time the browser says other connections hold
+/// it back.
+async fn settled(
+    request: &web_sys::IdbOpenDbRequest,
+    on_blocked: impl Fn() + 'static,
+) -> Result<JsValue, String> {
+    let (done, outcome) = futures::channel::oneshot::channel::<Result<JsValue, String>>();
+    let done = Rc::new(RefCell::new(Some(done)));
+    let finish = {
+        let request = request.clone();
+        let done = done.clone();
+        move |ok: bool| {
+            let result = if ok {
+                request.result().map_err(|e| format!("{e:?}"))
+            } else {
+                Err(request.error().ok().flatten().map_or_else(
+                    || "refused".to_string(),
+                    |e| format!("{}: {}", e.name(), e.message()),
+                ))
+            };
+            if let Some(done) = done.borrow_mut().take() {
+                let _ = done.send(result);
+            }
+        }
+    };
+    let on_success = {
+        let finish = finish.clone();
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |_| finish(true))
+    };
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| finish(false));
+    let on_blocked = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| on_blocked());
+    request.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
+    request.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    request.set_onblocked(Some(on_blocked.as_ref().unchecked_ref()));
+    let result = outcome.await.unwrap_or_else(|_| Err("abandoned".into()));
+    request.set_onsuccess(None);
+    request.set_onerror(None);
+    request.set_onblocked(None);
+    result
+}
+
+impl Watch {
+    /// Opens the listening connection to `name` as it is, and attaches it to
+    /// `shared`; `None` if the database is gone already (it is not created).
+    async fn open(name: &str, shared: &Rc<Shared>) -> Option<Self> {
+        let request = idb_factory()?.open(name).ok()?;
+        // Only a database that does not exist needs an upgrade here: let it
+        // stay not existing.
+        let on_upgrade = {
+            let request = request.clone();
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+                if let Some(tx) = request.transaction() {
+                    let _ = tx.abort();
+                }
+            })
+        };
+        request.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
+        let opened = settled(&request, || {}).await;
+        request.set_onupgradeneeded(None);
+        let db: web_sys::IdbDatabase = opened.ok()?.dyn_into().ok()?;
+        let weak = Rc::downgrade(shared);
+        let on_version_change = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new(
+            move |event: web_sys::IdbVersionChangeEvent| {
+                let Some(shared) = weak.upgrade() else { return };
+                // No new version: a deletion. A version above this build's: a
+                // newer build's upgrade.
+                match event.new_version() {
+                    Some(v) if v > f64::from(SCHEMA_VERSION) => {
+                        shared.let_go(DbEvent::Upgraded, Health::Outdated);
+                    }
+                    _ => shared.let_go(DbEvent::Gone, Health::Lost),
+                }
+            },
+        );
+        let weak = Rc::downgrade(shared);
+        let on_close = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            // Closed by the browser: whether the database survived is
+            // found out when it is next used.
+            if let Some(shared) = weak.upgrade() {
+                shared.let_go(DbEvent::Gone, Health::Open);
+            }
+        });
+        db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+        db.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        Some(Self {
+            db,
+            _on_version_change: on_version_change,
+            _on_close: on_close,
+        })
+    }
+}
+
+/// An open handle on the local database, bound to the database it opened
+/// (its identity, see the module doc). If the browser closes the connection
+/// (its storage process restarted), the next transaction opens a new one
+/// and goes on, if the database is still that one.
 pub struct LocalDb {
     user: UserId,
-    rexie: RefCell<Rexie>,
+    /// The identity of the database this handle opened.
+    epoch: String,
+    shared: Rc<Shared>,
     /// The last batch [`LocalDb::oldest_pushable`] read, with the outbox's
     /// version then: settling it reads the outbox again only if the version
     /// moved (an edit, another tab) in between.
@@ -627,16 +904,101 @@ pub struct EditMeta {
     pub at_ms: u64,
 }
 
+/// The identity of the database `rexie` is connected to, made now if it has
+/// none yet (`make` gives it).
+async fn identity(rexie: &Rexie, make: Option<String>) -> Result<Option<String>, DbError> {
+    let mode = if make.is_some() {
+        TransactionMode::ReadWrite
+    } else {
+        TransactionMode::ReadOnly
+    };
+    let tx = rexie.transaction(&[META], mode)?;
+    let meta = tx.store(META)?;
+    if let Some(value) = meta.get(JsValue::from_str(IDENTITY_KEY)).await? {
+        return Ok(Some(from_js::<MetaRecord<String>>(value)?.value));
+    }
+    let Some(epoch) = make else {
+        return Ok(None);
+    };
+    let record = MetaRecord {
+        key: IDENTITY_KEY.to_string(),
+        value: epoch.clone(),
+    };
+    meta.put(&to_js(&record)?, None).await?;
+    commit(tx).await?;
+    Ok(Some(epoch))
+}
+
 impl LocalDb {
-    /// Opens (and if needed creates or upgrades) the database.
+    /// Opens (and if needed creates or upgrades) the database, and takes the
+    /// identity it has (or gives it one).
     pub async fn open(user: &UserId) -> Result<Self, DbError> {
+        let rexie = Self::connect(user).await?;
+        // Only uniqueness matters: the time and 104 random bits.
+        let random = || (js_sys::Math::random() * 2f64.powi(52)) as u64;
+        let fresh = format!(
+            "{:x}-{:013x}-{:013x}",
+            js_sys::Date::now() as u64,
+            random(),
+            random()
+        );
+        let epoch = identity(&rexie, Some(fresh))
+            .await?
+            .ok_or_else(|| DbError::Unavailable("it has no identity".into()))?;
         let db = Self {
             user: user.clone(),
-            rexie: RefCell::new(Self::connect(user).await?),
+            epoch,
+            shared: Rc::new(Shared {
+                rexie: RefCell::new(Some(rexie)),
+                health: Cell::new(Health::Open),
+                watch: RefCell::new(None),
+                listener: RefCell::new(None),
+            }),
             last_batch: RefCell::new(None),
         };
+        db.watch().await;
         db.mark_tombstones().await?;
         Ok(db)
+    }
+
+    /// Starts listening for the database's deletion or upgrade, if not yet.
+    async fn watch(&self) {
+        if self.shared.watch.borrow().is_some() {
+            return;
+        }
+        let watch = Watch::open(&db_name(&self.user), &self.shared).await;
+        *self.shared.watch.borrow_mut() = watch;
+    }
+
+    /// Calls `listener` with every [`DbEvent`] from now on.
+    pub fn listen(&self, listener: impl Fn(DbEvent) + 'static) {
+        *self.shared.listener.borrow_mut() = Some(Rc::new(listener));
+    }
+
+    /// The identity of the database this handle opened: two handles with
+    /// the same identity reach the same database.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Whether the handle can still be used (its database was neither
+    /// deleted nor upgraded by a newer build).
+    pub fn usable(&self) -> bool {
+        self.shared.health.get() == Health::Open
+    }
+
+    /// Finds out, if the browser closed the connection, whether the
+    /// database is still the one this handle opened: after this, an
+    /// unusable handle is [`DbError::Lost`] or [`DbError::Outdated`].
+    pub async fn verify(&self) -> Result<(), DbError> {
+        let tx = self.tx(&[META], TransactionMode::ReadOnly).await?;
+        commit(tx).await
+    }
+
+    /// Closes the handle for good (its page stops using it).
+    pub fn close(&self) {
+        self.shared.listener.borrow_mut().take();
+        self.shared.let_go(DbEvent::Gone, Health::Lost);
     }
 
     /// Gives every tombstone written before schema 3 its `gone`, once: the
@@ -696,34 +1058,83 @@ impl LocalDb {
             })
     }
 
-    /// A transaction over `stores`; on a closed connection, reconnects once.
+    /// A transaction over `stores`; on a closed connection, reconnects once,
+    /// to the same database only.
     async fn tx(
         &self,
         stores: &[&str],
         mode: TransactionMode,
     ) -> Result<rexie::Transaction, DbError> {
-        let first = self.rexie.borrow().transaction(stores, mode);
-        match first.map_err(DbError::from) {
-            Err(e) if e.needs_reopen() => {
-                let fresh = Self::connect(&self.user).await?;
-                *self.rexie.borrow_mut() = fresh;
-                Ok(self.rexie.borrow().transaction(stores, mode)?)
-            }
-            other => other,
+        self.healthy()?;
+        let first = self
+            .shared
+            .rexie
+            .borrow()
+            .as_ref()
+            .map(|rexie| rexie.transaction(stores, mode).map_err(DbError::from));
+        match first {
+            Some(Err(e)) if !e.needs_reopen() => return Err(e),
+            Some(Ok(tx)) => return Ok(tx),
+            Some(Err(_)) | None => {}
+        }
+        self.reconnect().await?;
+        let again = self
+            .shared
+            .rexie
+            .borrow()
+            .as_ref()
+            .map(|rexie| rexie.transaction(stores, mode));
+        Ok(again.ok_or(DbError::Closed)??)
+    }
+
+    fn healthy(&self) -> Result<(), DbError> {
+        match self.shared.health.get() {
+            Health::Open => Ok(()),
+            Health::Lost => Err(DbError::Lost),
+            Health::Outdated => Err(DbError::Outdated),
         }
     }
 
-    /// Deletes `user`'s whole database (signing out). Run it from a page
-    /// that never opened it: the browser holds a deletion until every open
-    /// handle is gone.
-    pub async fn delete(user: &UserId) -> Result<(), DbError> {
-        Rexie::delete(&db_name(user)).await?;
+    /// Opens the connection again, onto the database this handle opened: if
+    /// that was deleted or cleared meanwhile, the browser has just made an
+    /// empty one, which this handle must never write into (the page writes
+    /// back what it holds through a new handle).
+    async fn reconnect(&self) -> Result<(), DbError> {
+        let fresh = Self::connect(&self.user).await?;
+        if identity(&fresh, None).await?.as_deref() != Some(self.epoch.as_str()) {
+            fresh.close();
+            self.shared.let_go(DbEvent::Gone, Health::Lost);
+            return Err(DbError::Lost);
+        }
+        self.healthy()?;
+        *self.shared.rexie.borrow_mut() = Some(fresh);
+        self.watch().await;
         Ok(())
+    }
+
+    /// Deletes `user`'s whole database (signing out). The browser holds a
+    /// deletion back until every open connection is closed: the tabs of
+    /// this build close theirs at once, and `on_blocked` is called when
+    /// something else (a tab of an older build) holds it back.
+    pub async fn delete(user: &UserId, on_blocked: impl Fn() + 'static) -> Result<(), DbError> {
+        let factory = idb_factory().ok_or_else(|| DbError::Unavailable("no IndexedDB".into()))?;
+        let request = factory
+            .delete_database(&db_name(user))
+            .map_err(|e| DbError::Other(format!("{e:?}")))?;
+        settled(&request, on_blocked)
+            .await
+            .map(|_| ())
+            .map_err(DbError::classify)
     }
 
     /// The schema version the database is at.
     pub fn schema_version(&self) -> u32 {
-        self.rexie.borrow().version().unwrap_or(SCHEMA_VERSION)
+        self.shared
+            .rexie
+            .borrow()
+            .as_ref()
+            .and_then(|rexie| rexie.version().ok())
+            .unwrap_or(SCHEMA_VERSION)
     }
 
     /// Every note, tombstones included, in key order.
@@ -763,6 +1174,95 @@ impl LocalDb {
         Ok((all.saturating_sub(dead), pending))
     }
 
+    /// The notes with a pending change, read from the outbox's keys.
+    pub async fn pending_ids(&self) -> Result<Vec<NoteId>, DbError> {
+        let tx = self.tx(&[OUTBOX], TransactionMode::ReadOnly).await?;
+        let keys = tx.store(OUTBOX)?.get_all_keys(None, None).await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|key| NoteId::parse(&key.as_string()?).ok())
+            .collect())
+    }
+
+    /// Writes back what a page held when its database was deleted or
+    /// cleared ([`crate::sync::recovery::write_back`]), in one transaction:
+    /// each note the database does not hold at the same revision or a later
+    /// one, each pending change of a note with none (another tab may have
+    /// written its own back first), and the kept texts of deleted notes. A
+    /// database that was empty then downloads everything again from the
+    /// server, as after `resync_required`, so the notes not written back come
+    /// back too, and notes the server deleted meanwhile go.
+    pub async fn write_back(&self, back: &WriteBack, trash: &[Trashed]) -> Result<(), DbError> {
+        let tx = self
+            .tx(
+                &[NOTES, OUTBOX, META, TRASH, VERSIONS],
+                TransactionMode::ReadWrite,
+            )
+            .await?;
+        let (notes, outbox, meta) = (tx.store(NOTES)?, tx.store(OUTBOX)?, tx.store(META)?);
+        let (trash_store, versions) = (tx.store(TRASH)?, tx.store(VERSIONS)?);
+        let ids = || back.notes.iter().map(|n| n.id);
+        let (stored, pending, checkpoint, kept) = futures::try_join!(
+            read_records::<Note>(&notes, ids(), Expect::MostlyAbsent),
+            async { outbox.get_all_keys(None, None).await.map_err(DbError::from) },
+            async {
+                meta.get(JsValue::from_str(CHECKPOINT_KEY))
+                    .await
+                    .map_err(DbError::from)
+            },
+            async {
+                trash_store
+                    .get_all_keys(None, None)
+                    .await
+                    .map_err(DbError::from)
+            }
+        )?;
+        let pending: HashSet<String> = pending.into_iter().filter_map(|k| k.as_string()).collect();
+        let kept: HashSet<String> = kept.into_iter().filter_map(|k| k.as_string()).collect();
+        let mut note_writes = Vec::new();
+        for note in &back.notes {
+            let newer_here = stored
+                .get(&note.id)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| s.rev >= note.rev);
+            if !newer_here {
+                note_writes.push(Write::Put(note_record(note)?));
+            }
+        }
+        let mut outbox_writes = Vec::new();
+        for change in &back.pending {
+            if !pending.contains(&change.note_id.to_string()) {
+                outbox_writes.push(Write::Put(to_js(change)?));
+            }
+        }
+        let mut trash_writes = Vec::new();
+        for t in trash {
+            if !kept.contains(&t.id.to_string()) {
+                trash_writes.push(Write::Put(to_js(t)?));
+            }
+        }
+        let resync = to_js(&MetaRecord {
+            key: RESYNC_KEY.to_string(),
+            value: true,
+        })?;
+        let writes = async {
+            futures::try_join!(
+                write_all(&notes, &note_writes),
+                write_all(&outbox, &outbox_writes),
+                write_all(&trash_store, &trash_writes),
+                async {
+                    if checkpoint.is_none() {
+                        meta.put(&resync, None).await.map_err(DbError::from)?;
+                    }
+                    Ok(())
+                },
+                outbox_changed(&versions)
+            )
+            .map(|_| ())
+        };
+        commit_after(tx, writes.boxed_local()).await
+    }
+
     async fn outbox_counts(&self) -> Result<PendingCounts, DbError> {
         let tx = self.tx(&[OUTBOX], TransactionMode::ReadOnly).await?;
         let outbox = tx.store(OUTBOX)?;
@@ -800,10 +1300,11 @@ impl LocalDb {
                 .map(|key| rexie::KeyRange::lower_bound(key, Some(true)))
                 .transpose()
                 .map_err(rexie::Error::from)?;
-            let read: Vec<PendingChange> =
-                from_js_all(index.get_all(range, Some(count(chunk))).await?)?;
-            let exhausted = read.len() < chunk;
-            after = read.last().map(push_order_key);
+            let values = index.get_all(range, Some(count(chunk))).await?;
+            let exhausted = values.len() < chunk;
+            // The last record's own key, even if it cannot be read.
+            after = values.last().map(raw_push_order_key);
+            let read: Vec<PendingChange> = from_js_all(values)?;
             // The index's key order is push order: a number, then the note
             // id's canonical text, whose order is the id's. Refused entries
             // are read and passed over.

@@ -1,5 +1,8 @@
 //! The live connection: the sync leader's one server-sent-event stream
-//! (`/api/events`) for the whole browser, however many tabs are open.
+//! (`/api/events`) for the whole browser, however many tabs are open. It
+//! names the account whose database the leader holds ([`events_url`]): a
+//! browser signed in as someone else since is refused, and never hears of
+//! their notes.
 //!
 //! Promises:
 //! - a `poke` from the server becomes [`Event::Changes`] when it carries the
@@ -35,7 +38,11 @@ use crate::sync::protocol::Poke;
 pub const SILENCE_MS: u32 = 40_000;
 const BACKOFF_BASE_MS: u64 = 1_000;
 const BACKOFF_MAX_MS: u64 = 60_000;
-const EVENTS_URL: &str = "/api/events";
+/// The poke stream of `account`'s database.
+pub fn events_url(account: &crate::domain::UserId) -> String {
+    // A user id is lower-case letters, digits, `_` and `-`: nothing to escape.
+    format!("/api/events?account={account}")
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Signal {
@@ -54,8 +61,8 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(signals: &mpsc::UnboundedSender<Signal>) -> Result<Self, JsValue> {
-        let source = web_sys::EventSource::new(EVENTS_URL)?;
+    fn open(url: &str, signals: &mpsc::UnboundedSender<Signal>) -> Result<Self, JsValue> {
+        let source = web_sys::EventSource::new(url)?;
         let mut handlers = Vec::new();
         for (name, signal) in [
             ("ready", Signal::Ready),
@@ -95,10 +102,12 @@ impl Drop for Connection {
     }
 }
 
-/// Keeps the live connection up for as long as the worker lives. `events`
-/// go to the sync driver, `report` says each state change, `wake` retries a
-/// waiting reconnection at once, `jitter` gives a number in 0..=1000.
+/// Keeps the live connection to `url` up for as long as the worker lives.
+/// `events` go to the sync driver, `report` says each state change, `wake`
+/// retries a waiting reconnection at once, `jitter` gives a number in
+/// 0..=1000.
 pub async fn run(
+    url: String,
     events: mpsc::UnboundedSender<Event>,
     report: Rc<dyn Fn(LiveState)>,
     mut wake: mpsc::UnboundedReceiver<()>,
@@ -108,7 +117,7 @@ pub async fn run(
     loop {
         report(LiveState::Connecting);
         let (signals, mut received) = mpsc::unbounded::<Signal>();
-        let connection = Connection::open(&signals);
+        let connection = Connection::open(&url, &signals);
         let mut connected = false;
         let mut ended_by_server = false;
         if connection.is_ok() {

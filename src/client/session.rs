@@ -5,6 +5,8 @@
 //! Promises: the remembered account is only ever one the server confirmed
 //! (`whoami`, `sign_in`, `sign_up`); a person's local data (database and
 //! recovery journal) is removed only after their sign-out was accepted.
+//! Every tab hears when the remembered account changes ([`ACCOUNT_KEY`]'s
+//! `storage` event): a tab of another account stops syncing at once.
 
 use crate::api::Account;
 use crate::app::PageRoute;
@@ -12,7 +14,8 @@ use crate::domain::UserId;
 
 use super::db::LocalDb;
 
-const ACCOUNT_KEY: &str = "notesync.account";
+/// The localStorage key of the account signed in on this browser.
+pub const ACCOUNT_KEY: &str = "notesync.account";
 const CLEAR_KEY: &str = "notesync.clear";
 
 fn storage() -> Option<web_sys::Storage> {
@@ -21,7 +24,11 @@ fn storage() -> Option<web_sys::Storage> {
 
 /// The account last confirmed by the server on this browser.
 pub fn cached() -> Option<Account> {
-    let json = storage()?.get_item(ACCOUNT_KEY).ok()??;
+    read_account(&storage()?.get_item(ACCOUNT_KEY).ok()??)
+}
+
+/// An account as [`remember`] stores it.
+pub fn read_account(json: &str) -> Option<Account> {
     serde_json::from_slice(json.as_bytes()).ok()
 }
 
@@ -46,8 +53,10 @@ pub fn signed_out(user: &UserId) {
     }
 }
 
-/// Deletes the local data of a person who signed out, if any is waiting.
-pub async fn clear_signed_out_data() {
+/// Deletes the local data of a person who signed out, if any is waiting;
+/// `on_blocked` is called while a tab of an older build holds the database
+/// open (the deletion waits for it).
+pub async fn clear_signed_out_data(on_blocked: impl Fn() + 'static) {
     let Some(s) = storage() else { return };
     let Some(user) = s.get_item(CLEAR_KEY).ok().flatten() else {
         return;
@@ -64,7 +73,7 @@ pub async fn clear_signed_out_data() {
     for key in keys {
         let _ = s.remove_item(&key);
     }
-    if LocalDb::delete(&user).await.is_ok() {
+    if LocalDb::delete(&user, on_blocked).await.is_ok() {
         let _ = s.remove_item(CLEAR_KEY);
     }
 }

@@ -27,7 +27,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use super::db::{DbError, EditMeta, LocalDb};
+use super::db::{newly_unreadable, DbError, EditMeta, LocalDb};
 use super::{now_ms, random10};
 use crate::api::AppError;
 use crate::bridge::{decode, encode, Broadcast, FromWorker, LiveState, ToWorker};
@@ -60,28 +60,58 @@ fn post(message: &FromWorker) {
     let _ = scope().post_message(&JsValue::from_str(&encode(message)));
 }
 
-/// The server functions, called from the worker (fetch works here).
-struct ServerTransport;
+/// The server functions, called from the worker (fetch works here), for
+/// the account whose database the worker holds: every request names it, and
+/// once the server says the browser's session is someone else's, no request
+/// is made again (the page stops the worker; a new one starts when the
+/// account is signed in again).
+struct ServerTransport {
+    account: UserId,
+    stopped: Cell<bool>,
+}
 
-fn port_error(e: AppError) -> PortError {
-    if e == AppError::Unauthorized {
-        post(&FromWorker::SignedOut);
+impl ServerTransport {
+    fn refused(&self, e: AppError) -> PortError {
+        match e {
+            AppError::Unauthorized => post(&FromWorker::SignedOut),
+            AppError::AccountMismatch => {
+                self.stopped.set(true);
+                post(&FromWorker::WrongAccount);
+            }
+            _ => {}
+        }
+        PortError::from(e)
     }
-    PortError::from(e)
+
+    fn check(&self) -> Result<(), PortError> {
+        if self.stopped.get() {
+            return Err(PortError {
+                message: AppError::AccountMismatch.to_string(),
+                retryable: false,
+                offline: false,
+                push_limit: None,
+            });
+        }
+        Ok(())
+    }
 }
 
 #[async_trait(?Send)]
 impl Transport for ServerTransport {
-    async fn push(&self, request: PushRequest) -> Result<PushResponse, PortError> {
+    async fn push(&self, mut request: PushRequest) -> Result<PushResponse, PortError> {
+        self.check()?;
+        request.account = Some(self.account.clone());
         let t = timings::start();
-        let r = crate::api::push(request).await.map_err(port_error);
+        let r = crate::api::push(request).await.map_err(|e| self.refused(e));
         timings::end("push", t);
         r
     }
 
-    async fn pull(&self, request: PullRequest) -> Result<PullResponse, PortError> {
+    async fn pull(&self, mut request: PullRequest) -> Result<PullResponse, PortError> {
+        self.check()?;
+        request.account = Some(self.account.clone());
         let t = timings::start();
-        let r = crate::api::pull(request).await.map_err(port_error);
+        let r = crate::api::pull(request).await.map_err(|e| self.refused(e));
         timings::end("pull", t);
         r
     }
@@ -297,6 +327,12 @@ async fn report(db: &LocalDb, ticks: u64, reply_to: Option<u32>) {
             message: e.to_string(),
         }),
     }
+    // What sync skipped as unreadable since (a pending change, say): the
+    // page says so, once.
+    let records = newly_unreadable();
+    if !records.is_empty() {
+        post(&FromWorker::Unreadable { records });
+    }
 }
 
 /// Saves the page's edits, on the worker's connection (which [`LocalDb`]
@@ -480,7 +516,8 @@ pub fn start(user: String) {
             let sender = sender.clone();
             let reporter = channel.clone();
             let report: Rc<dyn Fn(LiveState)> = Rc::new(move |state| reporter.live(state));
-            wasm_bindgen_futures::spawn_local(live::run(sender, report, wake, random_jitter));
+            let url = live::events_url(&user);
+            wasm_bindgen_futures::spawn_local(live::run(url, sender, report, wake, random_jitter));
         }
         let host = WorkerHost {
             events: RefCell::new(Some(receiver)),
@@ -493,7 +530,11 @@ pub fn start(user: String) {
             first_pull_limit: FIRST_PULL_LIMIT,
             push_batch: PUSH_BATCH,
         };
-        let mut driver = Driver::new(db.as_ref(), &ServerTransport, &host, config);
+        let transport = ServerTransport {
+            account: user.clone(),
+            stopped: Cell::new(false),
+        };
+        let mut driver = Driver::new(db.as_ref(), &transport, &host, config);
         driver.run().await;
     });
 }

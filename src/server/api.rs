@@ -28,6 +28,17 @@ pub async fn current_user() -> Result<UserId, AppError> {
     }
 }
 
+/// Refuses a request that names the account its local data belongs to
+/// (`named`) when the session is someone else's: the browser's cookie now
+/// belongs to another account, signed in in another tab, and acting on it
+/// would move one person's notes into the other's account.
+pub fn same_account(session: &UserId, named: Option<&UserId>) -> Result<(), AppError> {
+    match named {
+        Some(named) if named != session => Err(AppError::AccountMismatch),
+        _ => Ok(()),
+    }
+}
+
 async fn session() -> Result<Session, AppError> {
     leptos_axum::extract::<Session>().await.map_err(|e| {
         tracing::error!(error = %e, "the session layer is missing");
@@ -114,6 +125,7 @@ pub async fn push(req: PushRequest) -> Result<PushResponse, AppError> {
     with_status(async {
         let state = state()?;
         let user = current_user().await?;
+        same_account(&user, req.account.as_ref())?;
         let response = state.sync.push(&user, req).await?;
         if let Some(head) = response.results.iter().filter_map(ChangeResult::seq).max() {
             state.pokes.feed_moved(&user, head);
@@ -128,6 +140,7 @@ pub async fn pull(req: PullRequest) -> Result<PullResponse, AppError> {
     with_status(async {
         let state = state()?;
         let user = current_user().await?;
+        same_account(&user, req.account.as_ref())?;
         state.sync.pull(&user, req).await
     })
     .await

@@ -6,7 +6,10 @@
 //! - a poke ([`Poke`], JSON) says the feed's head `seq` and goes only to
 //!   streams opened with a session of that user, and only while that session
 //!   lasts: before each poke the session is read again, and a stream whose
-//!   session ended (signed out, expired) ends with `bye`;
+//!   session ended (signed out, expired) ends with `bye`; a stream asked for
+//!   with `?account=` naming another account than the session's is refused
+//!   (409), so a tab whose browser signed in as someone else since never
+//!   hears of their notes;
 //! - when the changes since the stream's previous poke are few (at most
 //!   [`POKE_MAX_ENTRIES`] notes, [`POKE_MAX_BYTES`] of JSON), the poke
 //!   carries them as a complete pull page from that position
@@ -31,7 +34,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -338,9 +341,21 @@ fn poke_event(poke: &Poke) -> Event {
     Event::default().event("poke").data(data)
 }
 
+/// The query of `GET /api/events`.
+#[derive(Debug, serde::Deserialize)]
+pub struct EventsQuery {
+    /// The account whose local data the browser's pokes are for.
+    account: Option<UserId>,
+}
+
 /// `GET /api/events`: the poke stream of the signed-in user; 401 without a
-/// session.
-pub async fn events(State(pokes): State<Arc<Pokes>>, session: Session) -> Response {
+/// session; 409 with [`AppError::AccountMismatch`](crate::api::AppError)
+/// when `?account=` names another account than the session's.
+pub async fn events(
+    State(pokes): State<Arc<Pokes>>,
+    Query(query): Query<EventsQuery>,
+    session: Session,
+) -> Response {
     let account = match session.get::<Account>(SESSION_ACCOUNT).await {
         Ok(Some(account)) => account,
         Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
@@ -349,6 +364,9 @@ pub async fn events(State(pokes): State<Arc<Pokes>>, session: Session) -> Respon
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
+    if let Err(e) = super::api::same_account(&account.id, query.account.as_ref()) {
+        return (StatusCode::CONFLICT, axum::Json(e)).into_response();
+    }
     let Some(session_id) = session.id().map(|id| id.to_string()) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };

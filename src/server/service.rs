@@ -179,6 +179,7 @@ mod tests {
             protocol: PROTOCOL_VERSION,
             client_id: ClientId::new(1, [1; 10]),
             changes,
+            account: None,
         }
     }
 
@@ -224,6 +225,7 @@ mod tests {
             checkpoint: Checkpoint(0),
             limit: 0,
             download_head: None,
+            account: None,
         };
         assert_eq!(
             s.pull(&user("u"), pull).await,

@@ -445,6 +445,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             protocol: PROTOCOL_VERSION,
             client_id: self.config.client_id,
             changes,
+            account: None,
         };
         self.store.mark_sent(&batch).await?;
         let response = match self.transport.push(request).await {
@@ -528,6 +529,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             checkpoint: from,
             limit: limit.max(1),
             download_head: self.download_head,
+            account: None,
         };
         // Mid-download, the pages must come in order; from checkpoint 0, a
         // poke's changes are used only if they are a whole snapshot (read
@@ -577,6 +579,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                         checkpoint,
                         limit: self.config.pull_limit.max(1),
                         download_head,
+                        account: None,
                     };
                     let store_and_tell = async {
                         let applied = applying.await?;

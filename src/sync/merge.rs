@@ -518,7 +518,14 @@ fn merge_versions(
         }
         (Some(ours), Some(theirs)) => (ours, theirs),
     };
-    merge_drafts(base, ours, theirs, server_is_later)
+    let merged = merge_drafts(base, ours, theirs, server_is_later);
+    // With no known base, two different texts are two versions of the
+    // note, not two edits of one: both are kept (one after the other, as
+    // insertions) and the note is flagged.
+    Resolution {
+        conflicted: merged.conflicted || (!known_base && ours != theirs),
+        ..merged
+    }
 }
 
 /// The three-way merge of two live versions of a note: the body word by word
@@ -842,11 +849,15 @@ mod tests {
         assert_eq!(got.content, Some(draft("", "same\n", &[])));
         assert!(!got.conflicted);
 
-        // Two texts written from nothing are two insertions: both kept.
+        // Two different texts with no known base are two versions: both
+        // kept, flagged.
         let client = version(Some(draft("", "other\n", &[])), 20, 2);
         let got = resolve(Strategy::Merge, None, &server, &client);
-        assert!(!got.conflicted);
+        assert!(got.conflicted);
         assert_eq!(got.content.expect("kept").body, "same\nother\n");
+        // With the empty text as their known base, they are two insertions.
+        let got = resolve(Strategy::Merge, Some(&NoteDraft::default()), &server, &client);
+        assert!(!got.conflicted);
     }
 
     #[test]

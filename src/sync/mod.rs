@@ -1,5 +1,6 @@
 //! The pure sync core: protocol types, the outbox with keystroke coalescing,
-//! the merge policy, the replica's rules and the client state machine.
+//! the merge policy, the replica's rules, the client state machine, and
+//! what a page restores from its own copies ([`recovery`]).
 //!
 //! Promise: nothing in this module does I/O, reads a clock or draws random
 //! numbers. Time and randomness come in as arguments, effects go out as data,
@@ -13,6 +14,7 @@ pub mod memory_replica;
 pub mod merge;
 pub mod outbox;
 pub mod protocol;
+pub mod recovery;
 pub mod replica;
 
 pub use apply::{decide, Accepted, Decision, Outcome, StoredNote};

@@ -16,8 +16,16 @@
 //!   clock says; the server accepts no number a browser cannot read back
 //!   (above 2^53 - 1) and bounds a change's clock by its own; a conflict
 //!   record names the replica behind each side (`server_by`, `client_by`).
-//!   Requests of versions 1 and 2 mean what they meant, and the new fields
-//!   are optional.
+//!   A push and a pull may name the `account` the replica's local data
+//!   belongs to: the server refuses a request whose session is another
+//!   account's ([`AppError::AccountMismatch`](crate::api::AppError)) and
+//!   changes nothing, so a browser whose cookie now belongs to someone else
+//!   (another tab signed in as them) can neither push one person's notes
+//!   into the other's account nor pull the other's notes into its database.
+//!   The poke stream takes the same name as its `account` query parameter.
+//!   A refused change may carry a `code` the client acts on ([`RejectCode`]).
+//!   Requests of versions 1 and 2 mean what they meant, and every new field
+//!   is optional.
 //!
 //! The poke stream's [`Poke`] is not versioned by this number: its `changes`
 //! are optional, and a client that predates them reads only `seq` (and the
@@ -30,7 +38,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::hlc::Hlc;
-use crate::domain::{ClientId, DomainError, MutationId, Note, NoteDraft, NoteId, Revision, LIMITS};
+use crate::domain::{
+    ClientId, DomainError, MutationId, Note, NoteDraft, NoteId, Revision, UserId, LIMITS,
+};
 use crate::wire::{needed, WireError};
 
 /// The version of the protocol this build speaks.
@@ -127,6 +137,10 @@ pub struct PushRequest {
     pub protocol: u32,
     pub client_id: ClientId,
     pub changes: Vec<Change>,
+    /// The account whose local data these changes are; the server refuses
+    /// the push if the session is another account's. Since version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<UserId>,
 }
 
 /// The server's answer to one change, in the order of the request.
@@ -246,6 +260,10 @@ pub struct PullRequest {
     /// against this instead of against the checkpoint. Since version 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download_head: Option<u64>,
+    /// The account whose local data the pulled entries are for; the server
+    /// refuses the pull if the session is another account's. Since version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<UserId>,
 }
 
 /// The two sides of a conflict the person should resolve; `None` is a delete.
@@ -580,6 +598,7 @@ mod tests {
             checkpoint: Checkpoint(checkpoint),
             limit: 10,
             download_head,
+            account: None,
         };
         assert_eq!(pull(max, Some(max)).effective_limit(), Ok(10));
         assert!(matches!(
@@ -634,6 +653,7 @@ mod tests {
             protocol: PROTOCOL_VERSION,
             client_id: client(),
             changes: vec![change("x")],
+            account: None,
         };
         assert_eq!(ok.check(), Ok(()));
         let old = PushRequest {
@@ -710,6 +730,7 @@ mod tests {
             protocol: PROTOCOL_VERSION,
             client_id: client(),
             changes: large[..fits].to_vec(),
+            account: None,
         };
         let encoded = serde_json::to_vec(&serde_json::json!({ "req": request })).expect("json");
         assert!(
@@ -745,6 +766,7 @@ mod tests {
             checkpoint: Checkpoint(0),
             limit,
             download_head: None,
+            account: None,
         };
         assert_eq!(req(10).effective_limit(), Ok(10));
         assert_eq!(req(1_000_000).effective_limit(), Ok(MAX_PULL_LIMIT));

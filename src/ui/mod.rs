@@ -19,7 +19,7 @@ use leptos::prelude::*;
 pub use auth::{SignInPage, SignUpPage};
 pub use platform::current_route;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::api::Account;
 use crate::bridge::LiveState;
@@ -56,9 +56,23 @@ pub struct NotesState {
     /// Whether the notes have been read from IndexedDB yet.
     pub loaded: RwSignal<bool>,
     pub selected: RwSignal<Option<NoteId>>,
-    pub save_state: RwSignal<SaveState>,
+    /// Each note whose latest text is not stored yet, and why: a note not
+    /// listed is saved. One note that cannot be saved never marks another.
+    pub save_states: RwSignal<HashMap<NoteId, SaveState>>,
     /// A storage failure a person must know about, with what to do.
     pub storage_error: RwSignal<Option<String>>,
+    /// Something the app did on its own that a person should know about
+    /// (notes written back into a deleted database, records it could not
+    /// read, the last push before signing out).
+    pub notice: RwSignal<Option<String>>,
+    /// Set when another account signed in in this browser while this tab
+    /// holds this account's notes: that account's name. Sync stops until
+    /// this tab's account signs in again.
+    pub other_account: RwSignal<Option<String>>,
+    /// A newer build upgraded the local database: this tab must reload.
+    pub outdated: RwSignal<bool>,
+    /// A sign-out is under way (its last push, then the server's answer).
+    pub signing_out: RwSignal<bool>,
     pub worker: RwSignal<WorkerView>,
     /// The clock the relative times are computed against.
     pub now_ms: RwSignal<u64>,
@@ -198,8 +212,12 @@ impl NotesState {
             notes,
             loaded: RwSignal::new(false),
             selected,
-            save_state: RwSignal::new(SaveState::Saved),
+            save_states: RwSignal::new(HashMap::new()),
             storage_error: RwSignal::new(None),
+            notice: RwSignal::new(None),
+            other_account: RwSignal::new(None),
+            outdated: RwSignal::new(false),
+            signing_out: RwSignal::new(false),
             worker: RwSignal::new(WorkerView::Starting),
             now_ms,
             editor_epoch: RwSignal::new(0),
@@ -272,6 +290,12 @@ impl NotesState {
         });
     }
 
+    /// Whether note `id`'s latest text is stored (tracked).
+    pub fn save_state_of(&self, id: NoteId) -> SaveState {
+        self.save_states
+            .with(|states| states.get(&id).cloned().unwrap_or_default())
+    }
+
     /// Note `id` as the page holds it now (untracked).
     pub fn note(&self, id: NoteId) -> Option<Note> {
         self.notes
@@ -322,8 +346,11 @@ pub fn NotesPage() -> impl IntoView {
                 <AccountMenu state />
             </header>
             <UpdateBanner state />
+            <OutdatedAlert state />
+            <AccountAlert state />
             <SessionAlert state />
             <StorageAlert state />
+            <Notice state />
             <UndoToast state />
             <main class="layout">
                 <aside class="sidebar" aria-label="Notes list">
@@ -648,8 +675,13 @@ fn AccountMenu(state: NotesState) -> impl IntoView {
             <span class="account" data-testid="account-name">
                 {move || state.account.with(|a| a.as_ref().map(|a| a.name.clone()))}
             </span>
-            <button class="quiet" id="sign-out" on:click=move |_| platform::sign_out(state)>
-                "Sign out"
+            <button
+                class="quiet"
+                id="sign-out"
+                disabled=move || state.signing_out.get()
+                on:click=move |_| platform::sign_out(state)
+            >
+                {move || if state.signing_out.get() { "Signing out…" } else { "Sign out" }}
             </button>
         </Show>
     }
@@ -681,6 +713,67 @@ fn UpdateBanner(state: NotesState) -> impl IntoView {
                 <p>"A new version of notesync is ready."</p>
                 <button class="primary" on:click=move |_| platform::apply_update()>
                     "Reload"
+                </button>
+            </div>
+        </Show>
+    }
+}
+
+/// This tab's notes belong to one account while the browser is signed in
+/// as another now: sync has stopped; the edits stay here.
+#[component]
+fn AccountAlert(state: NotesState) -> impl IntoView {
+    let mine = move || {
+        state
+            .account
+            .with(|a| a.as_ref().map(|a| a.name.clone()).unwrap_or_default())
+    };
+    view! {
+        <Show when=move || state.other_account.with(Option::is_some)>
+            <div class="alert" role="alert" data-testid="other-account">
+                <p>
+                    {move || format!(
+                        "This tab belongs to {}; {} signed in elsewhere in this browser. ",
+                        mine(),
+                        state.other_account.get().unwrap_or_default(),
+                    )}
+                    {move || format!(
+                        "Syncing has stopped here. Your notes and edits in this tab stay on this device, and sync when {} signs in again.",
+                        mine(),
+                    )}
+                </p>
+                <a class="button" href="/signin">{move || format!("Sign in as {}", mine())}</a>
+                <button on:click=move |_| platform::reload()>"Reload"</button>
+            </div>
+        </Show>
+    }
+}
+
+/// A newer build upgraded the local database: this one let go of it.
+#[component]
+fn OutdatedAlert(state: NotesState) -> impl IntoView {
+    view! {
+        <Show when=move || state.outdated.get()>
+            <div class="alert" role="alert" data-testid="outdated">
+                <p>
+                    "A newer version of notesync, open in another tab, updated the notes database. "
+                    "Reload this tab to go on; what you typed here is kept in a recovery copy until then."
+                </p>
+                <button class="primary" on:click=move |_| platform::reload()>"Reload"</button>
+            </div>
+        </Show>
+    }
+}
+
+/// What the app did on its own that a person should know, until dismissed.
+#[component]
+fn Notice(state: NotesState) -> impl IntoView {
+    view! {
+        <Show when=move || state.notice.with(Option::is_some)>
+            <div class="banner" role="status" data-testid="notice">
+                <p>{move || state.notice.get().unwrap_or_default()}</p>
+                <button class="quiet" aria-label="Dismiss" on:click=move |_| state.notice.set(None)>
+                    "×"
                 </button>
             </div>
         </Show>
@@ -1016,7 +1109,7 @@ fn EditorFields(state: NotesState, note: Note) -> impl IntoView {
         </div>
         <div class="editor-bar">
             <span class="save-state" data-testid="save-state" aria-live="polite">
-                {move || state.save_state.get().label()}
+                {move || state.save_state_of(id).label()}
             </span>
             <button
                 id="delete-note"

@@ -30,7 +30,11 @@ pub fn submit_account(
     _error: leptos::prelude::RwSignal<Option<String>>,
 ) {
 }
-pub fn auth_page_opened() {}
+pub fn auth_page_opened(_blocked: leptos::prelude::RwSignal<bool>) {}
+pub fn signed_in_here() -> Option<String> {
+    None
+}
+pub fn reload() {}
 /// The server renders at once (the page starts with the preview closed, so
 /// this is not reached while rendering it today).
 pub fn render_markdown(body: String, done: impl FnOnce(Result<String, String>) + 'static) {

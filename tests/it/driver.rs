@@ -158,6 +158,7 @@ async fn everything_on(service: &SyncService) -> Vec<FeedEntry> {
                 checkpoint: Checkpoint(0),
                 limit: 100,
                 download_head: None,
+                account: None,
             },
         )
         .await
@@ -197,6 +198,7 @@ async fn create_elsewhere(service: &SyncService, numbers: std::ops::Range<u8>) {
                 protocol: PROTOCOL_VERSION,
                 client_id: client,
                 changes,
+                account: None,
             },
         )
         .await
@@ -406,6 +408,7 @@ async fn a_poke_read_before_a_push_and_arriving_after_it_is_not_used() {
                     },
                     created_at: NOW,
                 }],
+                account: None,
             },
         )
         .await

@@ -49,6 +49,7 @@ fn seeds() -> Vec<(usize, Value)> {
             protocol: PROTOCOL_VERSION,
             client_id: notesync::domain::ClientId::new(1_600_000_000_000, [4; 10]),
             changes,
+            account: None,
         }})
     };
     let pull = |checkpoint, limit| {
@@ -57,6 +58,7 @@ fn seeds() -> Vec<(usize, Value)> {
             checkpoint: Checkpoint(checkpoint),
             limit,
             download_head: None,
+            account: None,
         }})
     };
     let mut tagged = create(9, 9, "tagged body\nline two");

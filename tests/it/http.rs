@@ -37,6 +37,7 @@ fn push_req(changes: Vec<Change>) -> PushRequest {
         protocol: PROTOCOL_VERSION,
         client_id: ClientId::new(1_600_000_000_000, [4; 10]),
         changes,
+        account: None,
     }
 }
 
@@ -54,6 +55,7 @@ async fn pull(app: &Browser, checkpoint: u64, limit: u32) -> PullResponse {
         checkpoint: Checkpoint(checkpoint),
         limit,
         download_head: None,
+        account: None,
     };
     let (status, body) = post(app, "/api/pull", &req).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
@@ -176,6 +178,7 @@ async fn an_empty_push_and_a_zero_limit_are_400s() {
         checkpoint: Checkpoint(0),
         limit: 0,
         download_head: None,
+        account: None,
     };
     let (status, body) = post(&app, "/api/pull", &req).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -261,6 +264,7 @@ async fn numbers_a_browser_cannot_read_back_are_refused_and_never_served() {
         checkpoint: Checkpoint(0),
         limit: 100,
         download_head: None,
+        account: None,
     };
     let (status, body) = post(&app, "/api/pull", &req).await;
     assert_eq!(status, StatusCode::OK);

@@ -49,7 +49,21 @@ struct Events {
 
 impl Events {
     async fn open(router: &Router, cookie: Option<&str>) -> Result<Self, StatusCode> {
-        let mut req = Request::get("/api/events").header(header::HOST, HOST);
+        Self::open_for(router, cookie, None).await
+    }
+
+    /// A stream asked for as the browser does, naming the `account` its
+    /// local data belongs to.
+    async fn open_for(
+        router: &Router,
+        cookie: Option<&str>,
+        account: Option<&str>,
+    ) -> Result<Self, StatusCode> {
+        let uri = match account {
+            Some(account) => format!("/api/events?account={account}"),
+            None => "/api/events".to_string(),
+        };
+        let mut req = Request::get(uri).header(header::HOST, HOST);
         if let Some(cookie) = cookie {
             req = req.header(header::COOKIE, format!("{SESSION_COOKIE}={cookie}"));
         }
@@ -104,6 +118,7 @@ async fn push(browser: &Browser, changes: Vec<Change>) -> Option<u64> {
         protocol: PROTOCOL_VERSION,
         client_id: ClientId::new(1_600_000_000_000, [7; 10]),
         changes,
+        account: None,
     };
     let answer: PushResponse = browser
         .clone()
@@ -311,6 +326,25 @@ async fn a_stream_ends_when_its_session_does() {
         Events::open(&app, phone.cookie.as_deref()).await.err(),
         Some(StatusCode::UNAUTHORIZED)
     );
+}
+
+#[tokio::test]
+async fn a_stream_naming_another_account_than_the_sessions_is_refused() {
+    // A tab of alice's in a browser that bob signed in to since.
+    let store = Arc::new(MemoryStore::new());
+    let (app, _) = instance(&store);
+    let (_, alice) = Browser::signed_up(&app, "alice").await;
+    let (bob, bobs_account) = Browser::signed_up(&app, "bob").await;
+    assert_eq!(
+        Events::open_for(&app, bob.cookie.as_deref(), Some(alice.id.as_str()))
+            .await
+            .err(),
+        Some(StatusCode::CONFLICT)
+    );
+    let mut own = Events::open_for(&app, bob.cookie.as_deref(), Some(bobs_account.id.as_str()))
+        .await
+        .expect("a stream for the session's own account");
+    assert_eq!(own.next(SOON).await.map(|e| e.0).as_deref(), Some("ready"));
 }
 
 #[tokio::test]

@@ -54,6 +54,7 @@ fn push_req(changes: Vec<Change>) -> PushRequest {
         protocol: PROTOCOL_VERSION,
         client_id: client_a(),
         changes,
+        account: None,
     }
 }
 
@@ -63,6 +64,7 @@ fn pull_req(checkpoint: u64, limit: u32) -> PullRequest {
         checkpoint: Checkpoint(checkpoint),
         limit,
         download_head: None,
+        account: None,
     }
 }
 
@@ -394,7 +396,11 @@ async fn attack_09_forged_owner_fields_in_the_request_are_ignored() {
     let (a, account_a) = Browser::signed_up(&router, "ann").await;
     let (b, _) = Browser::signed_up(&router, "bob").await;
     let mut body = serde_json::to_value(push_req(vec![create(1, 1, "planted")])).expect("json");
-    for key in ["user", "user_id", "owner", "account"] {
+    // `account` on the request is the name of the account the local data
+    // belongs to, checked against the session (attack_84); in a change it
+    // means nothing.
+    body["changes"][0]["account"] = json!(account_a.id);
+    for key in ["user", "user_id", "owner"] {
         body[key] = json!(account_a.id);
         body["changes"][0][key] = json!(account_a.id);
     }
@@ -1900,6 +1906,48 @@ async fn attack_83_router_keeps_answering_after_hostile_input() {
     }
     still_answers(&a, 1).await;
     assert!(whoami(&a).await.is_some());
+}
+
+#[tokio::test]
+async fn attack_84_a_request_naming_another_account_is_refused_and_changes_nothing() {
+    // A browser whose tab holds ann's notes while its cookie is bob's now
+    // (bob signed in in another tab): its push and pull name ann.
+    let router = router_with(relaxed());
+    let (a, account_a) = Browser::signed_up(&router, "ann").await;
+    let (b, account_b) = Browser::signed_up(&router, "bob").await;
+    push(&b, vec![create(1, 1, "bob's own")]).await;
+    let mismatch = || is(AppError::AccountMismatch);
+    let named = |req: &mut PushRequest| req.account = Some(account_a.id.clone());
+    let mut planted = push_req(vec![create(2, 2, "ann's, typed in ann's tab")]);
+    named(&mut planted);
+    refusal(
+        &b,
+        b.request("/api/push", wrapped(&planted)),
+        StatusCode::CONFLICT,
+        mismatch(),
+    )
+    .await;
+    let mut pull_as_ann = pull_req(0, MAX_PULL_LIMIT);
+    pull_as_ann.account = Some(account_a.id.clone());
+    let e = refusal(
+        &b,
+        b.request("/api/pull", wrapped(&pull_as_ann)),
+        StatusCode::CONFLICT,
+        mismatch(),
+    )
+    .await;
+    assert!(!e.to_string().contains("bob's own"), "{e}");
+    assert!(notes(&a).await.is_empty(), "the push reached ann");
+    let bobs: Vec<String> = notes(&b).await.into_iter().map(|n| n.body).collect();
+    assert_eq!(bobs, ["bob's own"], "the push reached bob");
+    // Naming the session's own account is what every request of its
+    // browser does.
+    let mut own = push_req(vec![create(3, 3, "bob's second")]);
+    own.account = Some(account_b.id.clone());
+    let (status, body) = raw(&b, "/api/push", wrapped(&own)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let answer: PushResponse = serde_json::from_slice(&body).expect("a push response");
+    assert!(matches!(answer.results[0], ChangeResult::Applied { .. }));
 }
 
 /// Keeps the helper list honest: the test host and origin agree.
