@@ -6,7 +6,7 @@ use leptos_axum::ResponseOptions;
 
 use tower_sessions::Session;
 
-use super::auth::{self, SESSION_ACCOUNT};
+use super::auth::{self, SESSION_ACCOUNT, SESSION_RENEWED};
 use super::state::AppState;
 use crate::api::{Account, AppError};
 use crate::domain::UserId;
@@ -50,6 +50,10 @@ async fn start_session(account: &Account) -> Result<(), AppError> {
     session.cycle_id().await.map_err(failed)?;
     session
         .insert(SESSION_ACCOUNT, account)
+        .await
+        .map_err(failed)?;
+    session
+        .insert(SESSION_RENEWED, super::service::system_clock()())
         .await
         .map_err(failed)?;
     session.save().await.map_err(failed)

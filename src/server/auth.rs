@@ -14,7 +14,7 @@
 //! - a POST whose `Origin` (or, without one, `Sec-Fetch-Site`) shows another
 //!   site is refused with 403 before any handler runs.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +42,38 @@ pub const SESSION_ACCOUNT: &str = "account";
 
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "notesync_session";
+
+/// The session key holding when the session was last renewed (Unix ms).
+pub const SESSION_RENEWED: &str = "renewed_ms";
+
+/// How often a session in use is renewed, by default: its expiry then
+/// slides to the full session lifetime from that request. Once a day keeps
+/// the store's writes to one per person per day.
+pub const SESSION_REFRESH: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Renews `session` if it was last renewed `every` ago or longer: marks it
+/// changed, so the session layer saves it with a new expiry (the full
+/// lifetime from now) and sends the cookie again.
+pub async fn refresh_session(
+    session: &tower_sessions::Session,
+    every: Duration,
+) -> Result<(), AppError> {
+    let failed = |e: tower_sessions::session::Error| {
+        tracing::error!(error = %e, "renewing the session failed");
+        AppError::Internal
+    };
+    let now = system_clock()();
+    let renewed = session
+        .get::<u64>(SESSION_RENEWED)
+        .await
+        .map_err(failed)?
+        .unwrap_or(0);
+    let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+    if now.saturating_sub(renewed) >= every_ms {
+        session.insert(SESSION_RENEWED, now).await.map_err(failed)?;
+    }
+    Ok(())
+}
 
 /// How many sign-in and sign-up attempts are allowed: a burst, refilled at
 /// one attempt per `refill`.
@@ -225,7 +257,17 @@ impl Accounts {
     }
 }
 
-/// tower-sessions' store over our [`AccountStore`].
+/// The key a session is stored under: the SHA-256 of its id, in hex. The
+/// stores never hold a session id itself, so a copy of the database (a
+/// backup, a stolen disk) holds no cookie that would sign anyone in.
+pub fn session_key(id: &Id) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// tower-sessions' store over our [`AccountStore`]; sessions are stored
+/// under [`session_key`].
 #[derive(Clone)]
 pub struct StoreSessions(pub Arc<dyn AccountStore>);
 
@@ -247,7 +289,7 @@ impl SessionStore for StoreSessions {
         let expires_ms =
             u64::try_from(record.expiry_date.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         self.0
-            .save_session(&record.id.to_string(), &bytes, expires_ms)
+            .save_session(&session_key(&record.id), &bytes, expires_ms)
             .await
             .map_err(backend)
     }
@@ -255,7 +297,7 @@ impl SessionStore for StoreSessions {
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let Some(bytes) = self
             .0
-            .load_session(&id.to_string(), system_clock()())
+            .load_session(&session_key(id), system_clock()())
             .await
             .map_err(backend)?
         else {
@@ -268,7 +310,7 @@ impl SessionStore for StoreSessions {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         self.0
-            .delete_session(&id.to_string())
+            .delete_session(&session_key(id))
             .await
             .map_err(backend)
     }
@@ -313,10 +355,31 @@ pub async fn origin_check(request: Request, next: Next) -> Response {
 
 /// The client's address, where the server was started with connect info.
 pub fn client_address(parts: &axum::http::request::Parts) -> Option<SocketAddr> {
-    parts
-        .extensions
+    client_address_in(&parts.extensions)
+}
+
+/// The client's address from a request's extensions.
+pub fn client_address_in(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr)
+}
+
+/// The key per-address limits count under: an IPv4 address as it is, an
+/// IPv6 address by its /64 (one subscriber's network: a single host can
+/// take any address in it), an IPv4-mapped IPv6 address as IPv4.
+pub fn address_key(address: Option<IpAddr>) -> String {
+    match address {
+        None => "unknown".to_string(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ use serde_json::{json, Value};
 use crate::client::{relaxed, router_with, Browser, PASSWORD};
 use notesync::api::{Account, AppError, Pull, Push, SignIn, SignOut, SignUp, Whoami};
 use notesync::domain::{AccountInputError, NoteDraft, Password, UserName, LIMITS};
+use notesync::server::boundary::Endpoint;
+use notesync::server::inspect::{check_push, PushShapeError, MAX_WIRE_TAGS};
 use notesync::store::contract::{create, delete, edit, mutation_id, note_id};
 use notesync::sync::protocol::{
     ChangeOp, ChangeResult, Checkpoint, ProtocolError, PullRequest, PullResponse, PushRequest,
@@ -385,12 +387,18 @@ enum Expected {
     Ok,
     /// An account call that decodes: the outcome depends on the accounts.
     Account,
+    /// Over the endpoint's body limit: 413 before it is read.
+    TooLarge,
 }
 
 fn expected(path: &str, body: &[u8]) -> Expected {
+    if body.len() > Endpoint::of_path(path).body_limit() {
+        return Expected::TooLarge;
+    }
     match path {
         "/api/push" => match serde_json::from_slice::<Push>(body) {
             Err(_) => Expected::Unreadable,
+            Ok(_) if check_push(body) == Err(PushShapeError::TooManyTags) => Expected::Unreadable,
             Ok(p) => match p.req.check() {
                 Err(e) => Expected::Refused(AppError::Protocol(e)),
                 Ok(()) => Expected::Ok,
@@ -451,9 +459,15 @@ fn check_answer(
                 text(body)
             ))
         })?;
-        prop_assert_eq!(e.status(), status.as_u16(), "{}: {:?}", path, e);
         prop_assert!(!e.to_string().is_empty());
-        return match expected(path, request) {
+        let expected = expected(path, request);
+        if matches!(expected, Expected::TooLarge) {
+            prop_assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+            prop_assert!(matches!(e, AppError::BadRequest(_)), "{}: {:?}", path, e);
+            return Ok(());
+        }
+        prop_assert_eq!(e.status(), status.as_u16(), "{}: {:?}", path, e);
+        return match expected {
             Expected::Unreadable => {
                 prop_assert!(
                     matches!(
@@ -488,6 +502,7 @@ fn check_answer(
             Expected::Ok => Err(TestCaseError::fail(format!(
                 "{path}: a valid request was refused with {e:?}"
             ))),
+            Expected::TooLarge => Ok(()),
         };
     }
     match expected(path, request) {
@@ -601,12 +616,29 @@ fn fuzz_every_endpoint_through_the_router() {
 fn check_functions(path: &str, body: &[u8]) -> Result<(), TestCaseError> {
     match path {
         "/api/push" => {
-            for req in [
-                serde_json::from_slice::<Push>(body).ok().map(|p| p.req),
-                serde_json::from_slice::<PushRequest>(body).ok(),
-            ]
-            .into_iter()
-            .flatten()
+            // The boundary's check before decoding agrees with the decoder:
+            // what it passes decodes, and what decodes within the limits on
+            // changes and tags it passes.
+            let decoded = serde_json::from_slice::<Push>(body).ok().map(|p| p.req);
+            let inspected = check_push(body);
+            if inspected.is_ok() {
+                prop_assert!(decoded.is_some(), "passed the check but does not decode");
+            }
+            if let Some(req) = &decoded {
+                let within = req.changes.len() <= LIMITS.max_batch_changes
+                    && req.changes.iter().all(|c| {
+                        let tags = |d: &NoteDraft| d.tags.len() <= MAX_WIRE_TAGS;
+                        c.base.as_ref().is_none_or(tags)
+                            && match &c.op {
+                                ChangeOp::Upsert(d) => tags(d),
+                                ChangeOp::Delete => true,
+                            }
+                    });
+                prop_assert_eq!(inspected.is_ok(), within, "{:?}", inspected);
+            }
+            for req in [decoded, serde_json::from_slice::<PushRequest>(body).ok()]
+                .into_iter()
+                .flatten()
             {
                 let whole = req.check();
                 if whole.is_ok() {

@@ -304,7 +304,7 @@ async fn a_stream_ends_when_its_session_does() {
     // Not a word of the note: the stream says goodbye and ends.
     assert_eq!(
         stream.next(SOON).await,
-        Some(("bye".to_string(), String::new()))
+        Some(("bye".to_string(), "signed out".to_string()))
     );
     assert_eq!(stream.next(Duration::from_millis(300)).await, None);
     assert_eq!(
@@ -330,11 +330,18 @@ async fn a_poke_reaches_only_its_user() {
 #[tokio::test]
 async fn an_idle_stream_beats_and_ends_so_the_session_is_checked_again() {
     let store = Arc::new(MemoryStore::new());
-    let pokes = Pokes::new(store.clone(), store)
-        .with_timings(Duration::from_millis(50), Duration::from_millis(400));
+    let pokes = Arc::new(
+        Pokes::new(store.clone(), store)
+            .with_timings(Duration::from_millis(50), Duration::from_millis(400)),
+    );
     let user = notesync::store::contract::user("idle");
-    let events: Vec<_> =
-        futures::StreamExt::collect::<Vec<_>>(pokes.stream(&user, "a session".into(), 0)).await;
+    let events: Vec<_> = futures::StreamExt::collect::<Vec<_>>(pokes.stream(
+        &user,
+        "a session".into(),
+        "127.0.0.1".into(),
+        0,
+    ))
+    .await;
     assert!(
         events.len() >= 5,
         "ready, several heartbeats, bye: {}",

@@ -24,7 +24,10 @@ use crate::client::{
 };
 use notesync::api::{Account, AppError};
 use notesync::domain::{AccountInputError, ClientId, Note, Revision, LIMITS};
-use notesync::server::auth::{AttemptLimits, StoreSessions, SESSION_ACCOUNT, SESSION_COOKIE};
+use notesync::server::auth::{
+    session_key, AttemptLimits, StoreSessions, SESSION_ACCOUNT, SESSION_COOKIE,
+};
+use notesync::server::boundary::Endpoint;
 use notesync::server::embedded::EmbeddedStore;
 use notesync::store::contract::{create, delete, edit, mutation_id, note_id};
 use notesync::store::{AccountStore, MemoryStore};
@@ -166,6 +169,11 @@ fn body_text(note: &Note) -> &str {
 
 fn session_id(b: &Browser) -> String {
     b.cookie.clone().expect("a session cookie")
+}
+
+/// The key the stores keep the session of `cookie` under.
+fn stored_key(cookie: &str) -> String {
+    session_key(&cookie.parse::<Id>().expect("a session id"))
 }
 
 fn with_cookie(router: &axum::Router, cookie: &str) -> Browser {
@@ -626,13 +634,13 @@ async fn attack_21_expired_session_in_the_store() {
     let store = Arc::new(MemoryStore::new());
     let router = router_over(store.clone(), relaxed(), false);
     let (a, _) = Browser::signed_up(&router, "ann").await;
-    let id = session_id(&a);
+    let id = stored_key(&session_id(&a));
     assert!(whoami(&a).await.is_some(), "the session works before");
     let bytes = store
         .load_session(&id, 0)
         .await
         .expect("loads")
-        .expect("the session is stored under its cookie value");
+        .expect("the session is stored under its key");
     store
         .save_session(&id, &bytes, now_ms() - 1_000)
         .await
@@ -942,7 +950,7 @@ async fn attack_34_invalid_passwords_at_sign_up() {
 async fn attack_35_sign_in_with_malformed_credentials() {
     let router = router_with(relaxed());
     let (_, account) = Browser::signed_up(&router, "ann").await;
-    let long = "p".repeat(100_000);
+    let long = "p".repeat(8_000);
     for (name, password) in [
         ("", PASSWORD),
         (account.name.as_str(), ""),
@@ -957,6 +965,14 @@ async fn attack_35_sign_in_with_malformed_credentials() {
         );
         assert_eq!(b.cookie, None);
     }
+    // Past the sign-in's body limit: refused before it is read.
+    let mut b = Browser::new(&router);
+    let huge = "p".repeat(100_000);
+    assert!(matches!(
+        b.sign_in(&account.name, &huge).await,
+        Err((StatusCode::PAYLOAD_TOO_LARGE, AppError::BadRequest(_)))
+    ));
+    assert_eq!(b.cookie, None);
 }
 
 #[tokio::test]
@@ -1366,7 +1382,12 @@ async fn attack_60_body_over_8_mib_on_every_endpoint() {
                 req.headers_mut().remove(header::CONTENT_LENGTH);
             }
             let e = refusal(&a, req, StatusCode::PAYLOAD_TOO_LARGE, bad_request).await;
-            assert!(e.to_string().contains("8 MiB"), "{e}");
+            let limit = if path == "/api/push" {
+                "8 MiB"
+            } else {
+                "KiB limit"
+            };
+            assert!(e.to_string().contains(limit), "{path}: {e}");
         }
         // A lying Content-Length cannot sneak it in either.
         let mut req = a.request(path, big.clone());
@@ -1672,6 +1693,11 @@ fn no_arguments(path: &str) -> bool {
 /// unknown key and answer `null` when `ignored` says the body is a JSON
 /// object, else refuse it too.
 async fn malformed(a: &Browser, path: &str, body: Vec<u8>, ignored: bool) {
+    if body.len() > Endpoint::of_path(path).body_limit() {
+        let req = a.request(path, body);
+        refusal(a, req, StatusCode::PAYLOAD_TOO_LARGE, bad_request).await;
+        return;
+    }
     if no_arguments(path) {
         let anon = Browser::new(&a.router);
         let req = anon.request(path, body);
@@ -1839,12 +1865,18 @@ async fn attack_80_empty_push_batch() {
 
 #[tokio::test]
 async fn attack_81_malformed_input_without_a_session_is_still_unauthorized_or_400() {
-    // Without a session, a well-formed push is refused for the session and a
-    // malformed one for its shape: neither is a 500.
+    // Without a session, every push is refused for the session before its
+    // body is read, well-formed or not: never a 500.
     let router = router_with(relaxed());
     let anon = Browser::new(&router);
     let req = anon.request("/api/push", b"{\"req\":".to_vec());
-    refusal(&anon, req, StatusCode::BAD_REQUEST, bad_request).await;
+    refusal(
+        &anon,
+        req,
+        StatusCode::UNAUTHORIZED,
+        is(AppError::Unauthorized),
+    )
+    .await;
     let mut big = push_req(vec![create(1, 1, "x")]);
     big.protocol = 7;
     let req = anon.request("/api/push", wrapped(&big));
