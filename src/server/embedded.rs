@@ -26,10 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
@@ -53,8 +50,14 @@ const MUTATIONS_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("mutations_by_time");
 /// Accounts by normalised name, as JSON [`UserRecord`]s.
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
-/// Sessions by id: expiry (Unix ms) and the session layer's bytes.
-const SESSIONS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("sessions");
+/// Sessions by key (the SHA-256 of their id): expiry (Unix ms), the user
+/// ("" for none) and the session layer's bytes.
+const SESSIONS: TableDefinition<&str, (u64, &str, &[u8])> = TableDefinition::new("session_records");
+/// Which sessions each user has: `(user, key)`.
+const USER_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_sessions");
+/// Sessions as stores before hashed keys kept them: by the id itself.
+/// Moved to [`SESSIONS`] under their key when the store opens, then dropped.
+const LEGACY_SESSIONS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("sessions");
 
 /// The redb-backed [`SyncStore`].
 #[derive(Clone)]
@@ -83,7 +86,9 @@ impl EmbeddedStore {
             txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?;
             txn.open_table(USERS).map_err(db_error)?;
             txn.open_table(SESSIONS).map_err(db_error)?;
+            txn.open_table(USER_SESSIONS).map_err(db_error)?;
         }
+        migrate_legacy_sessions(&txn)?;
         txn.commit().map_err(db_error)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -111,6 +116,54 @@ fn db_error(e: impl Into<redb::Error>) -> StoreError {
         }
         e => StoreError::Unavailable(e.to_string()),
     }
+}
+
+/// Moves sessions stored under their id (before keys were hashes) to their
+/// key, with their user, and drops the old table: no session id is left on
+/// disk, and nobody is signed out by the upgrade.
+fn migrate_legacy_sessions(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let legacy: Vec<(String, u64, Vec<u8>)> = match txn.open_table(LEGACY_SESSIONS) {
+        Ok(table) => table
+            .iter()
+            .map_err(db_error)?
+            .map(|item| {
+                let (id, value) = item.map_err(db_error)?;
+                let (expires, data) = value.value();
+                Ok((id.value().to_string(), expires, data.to_vec()))
+            })
+            .collect::<Result<_, StoreError>>()?,
+        Err(e) => return Err(db_error(e)),
+    };
+    if !legacy.is_empty() {
+        let mut sessions = txn.open_table(SESSIONS).map_err(db_error)?;
+        let mut by_user = txn.open_table(USER_SESSIONS).map_err(db_error)?;
+        for (id, expires, data) in &legacy {
+            let key = crate::server::auth::session_key_of(id);
+            let user = session_user(data).unwrap_or_default();
+            let data = crate::server::auth::without_id(data).unwrap_or_else(|_| data.clone());
+            sessions
+                .insert(key.as_str(), (*expires, user.as_str(), data.as_slice()))
+                .map_err(db_error)?;
+            if !user.is_empty() {
+                by_user
+                    .insert((user.as_str(), key.as_str()), ())
+                    .map_err(db_error)?;
+            }
+        }
+    }
+    txn.delete_table(LEGACY_SESSIONS).map_err(db_error)?;
+    Ok(())
+}
+
+/// The user id in a stored session record (the session layer's JSON).
+fn session_user(data: &[u8]) -> Option<String> {
+    let record: serde_json::Value = serde_json::from_slice(data).ok()?;
+    record
+        .get("data")?
+        .get(crate::server::auth::SESSION_ACCOUNT)?
+        .get("id")?
+        .as_str()
+        .map(str::to_string)
 }
 
 fn decode(bytes: &[u8]) -> Result<StoredNote, StoreError> {
@@ -449,42 +502,137 @@ impl AccountStore for EmbeddedStore {
         .await
     }
 
-    async fn save_session(&self, id: &str, data: &[u8], expires_ms: u64) -> Result<(), StoreError> {
-        let (id, data) = (id.to_string(), data.to_vec());
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let (name, hash) = (name.to_string(), password_hash.to_string());
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(db_error)?;
-            txn.open_table(SESSIONS)
-                .map_err(db_error)?
-                .insert(id.as_str(), (expires_ms, data.as_slice()))
-                .map_err(db_error)?;
+            let found = {
+                let mut users = txn.open_table(USERS).map_err(db_error)?;
+                let current = users
+                    .get(name.as_str())
+                    .map_err(db_error)?
+                    .map(|v| v.value().to_vec());
+                match current {
+                    Some(bytes) => {
+                        let mut user: UserRecord = serde_json::from_slice(&bytes)
+                            .map_err(|e| StoreError::Corrupt(format!("stored user: {e}")))?;
+                        user.password_hash = hash;
+                        let bytes = serde_json::to_vec(&user)
+                            .map_err(|e| StoreError::Invalid(format!("encoding a user: {e}")))?;
+                        users
+                            .insert(name.as_str(), bytes.as_slice())
+                            .map_err(db_error)?;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            txn.commit().map_err(db_error)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn save_session(
+        &self,
+        key: &str,
+        user: Option<&UserId>,
+        data: &[u8],
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (key, data) = (key.to_string(), data.to_vec());
+        let user = user.map_or_else(String::new, |u| u.as_str().to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_error)?;
+            {
+                let mut sessions = txn.open_table(SESSIONS).map_err(db_error)?;
+                let previous = sessions
+                    .insert(key.as_str(), (expires_ms, user.as_str(), data.as_slice()))
+                    .map_err(db_error)?
+                    .map(|old| old.value().1.to_string());
+                let mut by_user = txn.open_table(USER_SESSIONS).map_err(db_error)?;
+                if let Some(previous) = previous.filter(|p| !p.is_empty() && *p != user) {
+                    by_user
+                        .remove((previous.as_str(), key.as_str()))
+                        .map_err(db_error)?;
+                }
+                if !user.is_empty() {
+                    by_user
+                        .insert((user.as_str(), key.as_str()), ())
+                        .map_err(db_error)?;
+                }
+            }
             txn.commit().map_err(db_error)
         })
         .await
     }
 
-    async fn load_session(&self, id: &str, now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let id = id.to_string();
+    async fn load_session(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(db_error)?;
             let sessions = txn.open_table(SESSIONS).map_err(db_error)?;
-            let found = sessions.get(id.as_str()).map_err(db_error)?;
+            let found = sessions.get(key.as_str()).map_err(db_error)?;
             Ok(found.and_then(|v| {
-                let (expires, data) = v.value();
+                let (expires, _, data) = v.value();
                 (expires > now_ms).then(|| data.to_vec())
             }))
         })
         .await
     }
 
-    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_string();
+    async fn delete_session(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(db_error)?;
-            txn.open_table(SESSIONS)
-                .map_err(db_error)?
-                .remove(id.as_str())
-                .map_err(db_error)?;
+            {
+                let removed = txn
+                    .open_table(SESSIONS)
+                    .map_err(db_error)?
+                    .remove(key.as_str())
+                    .map_err(db_error)?
+                    .map(|old| old.value().1.to_string());
+                if let Some(user) = removed.filter(|u| !u.is_empty()) {
+                    txn.open_table(USER_SESSIONS)
+                        .map_err(db_error)?
+                        .remove((user.as_str(), key.as_str()))
+                        .map_err(db_error)?;
+                }
+            }
             txn.commit().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn end_sessions(&self, user: &UserId, keep: Option<&str>) -> Result<u64, StoreError> {
+        let user = user.as_str().to_string();
+        let keep = keep.map(str::to_string);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_error)?;
+            let ended = {
+                let mut by_user = txn.open_table(USER_SESSIONS).map_err(db_error)?;
+                let mut keys: Vec<String> = Vec::new();
+                for item in by_user.range((user.as_str(), "")..).map_err(db_error)? {
+                    let (entry, _) = item.map_err(db_error)?;
+                    let (owner, key) = entry.value();
+                    if owner != user {
+                        break;
+                    }
+                    keys.push(key.to_string());
+                }
+                let mut sessions = txn.open_table(SESSIONS).map_err(db_error)?;
+                let mut ended = 0u64;
+                for key in keys.iter().filter(|k| Some(k.as_str()) != keep.as_deref()) {
+                    sessions.remove(key.as_str()).map_err(db_error)?;
+                    by_user
+                        .remove((user.as_str(), key.as_str()))
+                        .map_err(db_error)?;
+                    ended += 1;
+                }
+                ended
+            };
+            txn.commit().map_err(db_error)?;
+            Ok(ended)
         })
         .await
     }
@@ -494,11 +642,28 @@ impl AccountStore for EmbeddedStore {
             let txn = db.begin_write().map_err(db_error)?;
             let removed = {
                 let mut sessions = txn.open_table(SESSIONS).map_err(db_error)?;
-                let before = sessions.len().map_err(db_error)?;
-                sessions
-                    .retain(|_, (expires, _)| expires > now_ms)
-                    .map_err(db_error)?;
-                before - sessions.len().map_err(db_error)?
+                let expired: Vec<(String, String)> = sessions
+                    .iter()
+                    .map_err(db_error)?
+                    .filter_map(|item| match item {
+                        Ok((key, value)) => {
+                            let (expires, user, _) = value.value();
+                            (expires <= now_ms)
+                                .then(|| Ok((key.value().to_string(), user.to_string())))
+                        }
+                        Err(e) => Some(Err(db_error(e))),
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                let mut by_user = txn.open_table(USER_SESSIONS).map_err(db_error)?;
+                for (key, user) in &expired {
+                    sessions.remove(key.as_str()).map_err(db_error)?;
+                    if !user.is_empty() {
+                        by_user
+                            .remove((user.as_str(), key.as_str()))
+                            .map_err(db_error)?;
+                    }
+                }
+                expired.len() as u64
             };
             txn.commit().map_err(db_error)?;
             Ok(removed)

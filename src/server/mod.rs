@@ -58,6 +58,8 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
     leptos::server_fn::axum::register_explicit::<crate::api::SignIn>();
     leptos::server_fn::axum::register_explicit::<crate::api::SignOut>();
     leptos::server_fn::axum::register_explicit::<crate::api::Whoami>();
+    leptos::server_fn::axum::register_explicit::<crate::api::SignOutEverywhere>();
+    leptos::server_fn::axum::register_explicit::<crate::api::ChangePassword>();
     let sessions = SessionManagerLayer::new(auth::StoreSessions(state.accounts.store()))
         .with_name(auth::SESSION_COOKIE)
         .with_http_only(true)

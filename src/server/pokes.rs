@@ -135,6 +135,7 @@ struct UserFeed {
 struct OpenStream {
     id: u64,
     address: String,
+    session_key: String,
     close: oneshot::Sender<()>,
 }
 
@@ -226,6 +227,28 @@ impl Pokes {
         hub.addresses.clear();
     }
 
+    /// Ends the streams of `user` here whose session is not `keep` (signed
+    /// out everywhere, or the password changed).
+    pub fn end_sessions(&self, user: &UserId, keep: Option<&str>) {
+        let mut hub = self.hub();
+        let hub = &mut *hub;
+        let Some(feed) = hub.users.get_mut(user) else {
+            return;
+        };
+        let (kept, ended): (VecDeque<_>, VecDeque<_>) = feed
+            .streams
+            .drain(..)
+            .partition(|s| Some(s.session_key.as_str()) == keep);
+        feed.streams = kept;
+        if feed.streams.is_empty() {
+            hub.users.remove(user);
+        }
+        for stream in ended {
+            remove_id(&mut hub.addresses, &stream.address, stream.id);
+            let _ = stream.close.send(());
+        }
+    }
+
     /// Reads the feed head of every user with an open stream and pokes those
     /// whose feed moved (through another process, say). One failed read is
     /// logged and retried next round.
@@ -257,6 +280,7 @@ impl Pokes {
     fn open(
         &self,
         user: &UserId,
+        session_key: String,
         address: String,
         head: u64,
     ) -> (
@@ -294,6 +318,7 @@ impl Pokes {
         feed.streams.push_back(OpenStream {
             id,
             address: address.clone(),
+            session_key,
             close,
         });
         let at_address = hub.addresses.entry(address.clone()).or_default();
@@ -356,7 +381,7 @@ impl Pokes {
         if *closing.borrow_and_update() {
             return stream::empty().left_stream();
         }
-        let (id, mut pokes, closed) = self.open(user, address, head);
+        let (id, mut pokes, closed) = self.open(user, session_key.clone(), address, head);
         // Whatever was announced before this stream opened is covered by the
         // pull the browser makes on `ready`.
         pokes.mark_unchanged();
@@ -685,7 +710,7 @@ mod tests {
 
     async fn session(store: &MemoryStore, key: &str) {
         store
-            .save_session(key, b"{}", u64::MAX)
+            .save_session(key, None, b"{}", u64::MAX)
             .await
             .expect("session");
     }

@@ -71,7 +71,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Accounts {
     users: HashMap<String, UserRecord>,
-    sessions: HashMap<String, (Vec<u8>, u64)>,
+    sessions: HashMap<String, (Vec<u8>, u64, Option<UserId>)>,
 }
 
 impl MemoryStore {
@@ -109,24 +109,49 @@ impl AccountStore for MemoryStore {
         Ok(self.accounts()?.users.get(name).cloned())
     }
 
-    async fn save_session(&self, id: &str, data: &[u8], expires_ms: u64) -> Result<(), StoreError> {
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        Ok(match self.accounts()?.users.get_mut(name) {
+            Some(user) => {
+                user.password_hash = password_hash.to_string();
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn save_session(
+        &self,
+        key: &str,
+        user: Option<&UserId>,
+        data: &[u8],
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
         self.accounts()?
             .sessions
-            .insert(id.to_string(), (data.to_vec(), expires_ms));
+            .insert(key.to_string(), (data.to_vec(), expires_ms, user.cloned()));
         Ok(())
     }
 
-    async fn load_session(&self, id: &str, now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn end_sessions(&self, user: &UserId, keep: Option<&str>) -> Result<u64, StoreError> {
+        let mut accounts = self.accounts()?;
+        let before = accounts.sessions.len();
+        accounts.sessions.retain(|key, (_, _, owner)| {
+            owner.as_ref() != Some(user) || Some(key.as_str()) == keep
+        });
+        Ok((before - accounts.sessions.len()) as u64)
+    }
+
+    async fn load_session(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .accounts()?
             .sessions
-            .get(id)
-            .filter(|(_, expires)| *expires > now_ms)
-            .map(|(data, _)| data.clone()))
+            .get(key)
+            .filter(|(_, expires, _)| *expires > now_ms)
+            .map(|(data, _, _)| data.clone()))
     }
 
-    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        self.accounts()?.sessions.remove(id);
+    async fn delete_session(&self, key: &str) -> Result<(), StoreError> {
+        self.accounts()?.sessions.remove(key);
         Ok(())
     }
 
@@ -135,7 +160,7 @@ impl AccountStore for MemoryStore {
         let before = accounts.sessions.len();
         accounts
             .sessions
-            .retain(|_, (_, expires)| *expires > now_ms);
+            .retain(|_, (_, expires, _)| *expires > now_ms);
         Ok((before - accounts.sessions.len()) as u64)
     }
 }

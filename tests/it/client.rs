@@ -70,6 +70,29 @@ where
     )
 }
 
+/// The whole app over `store`, its state changed by `adjust` (limits,
+/// stream settings, session renewal) before the router is built.
+pub fn router_adjusted<S>(
+    store: Arc<S>,
+    limits: AttemptLimits,
+    adjust: impl FnOnce(AppState) -> AppState,
+) -> Router
+where
+    S: SyncStore + AccountStore + 'static,
+{
+    let options = LeptosOptions::builder().output_name("notesync").build();
+    let sync = SyncService::new(
+        store.clone(),
+        Strategy::Merge,
+        Duration::from_secs(90 * 24 * 60 * 60),
+    );
+    let accounts = Accounts::new(store, limits).expect("accounts");
+    let state = AppState::new(sync, accounts)
+        .with_sessions(false, 30)
+        .with_protection(unlimited());
+    router(options, adjust(state))
+}
+
 /// One browser: a router and the session cookie it holds, if any.
 #[derive(Clone)]
 pub struct Browser {

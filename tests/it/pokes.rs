@@ -42,13 +42,13 @@ fn instance(store: &Arc<MemoryStore>) -> (Router, Arc<Pokes>) {
 }
 
 /// An open event stream, read event by event.
-struct Events {
+pub(crate) struct Events {
     body: Body,
     buffered: String,
 }
 
 impl Events {
-    async fn open(router: &Router, cookie: Option<&str>) -> Result<Self, StatusCode> {
+    pub(crate) async fn open(router: &Router, cookie: Option<&str>) -> Result<Self, StatusCode> {
         let mut req = Request::get("/api/events").header(header::HOST, HOST);
         if let Some(cookie) = cookie {
             req = req.header(header::COOKIE, format!("{SESSION_COOKIE}={cookie}"));
@@ -72,8 +72,16 @@ impl Events {
         })
     }
 
+    /// The events of a response's body.
+    pub(crate) fn from_body(body: Body) -> Self {
+        Self {
+            body,
+            buffered: String::new(),
+        }
+    }
+
     /// The next event as (name, data), or `None` if none came within `wait`.
-    async fn next(&mut self, wait: Duration) -> Option<(String, String)> {
+    pub(crate) async fn next(&mut self, wait: Duration) -> Option<(String, String)> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(end) = self.buffered.find("\n\n") {
