@@ -87,9 +87,7 @@ impl SyncService {
                     results.push(None);
                     valid.push(change);
                 }
-                Err(e) => results.push(Some(ChangeResult::Rejected {
-                    reason: e.to_string(),
-                })),
+                Err(e) => results.push(Some(ChangeResult::rejected(e.to_string()))),
             }
         }
         let mut applied = if valid.is_empty() {

@@ -47,7 +47,7 @@ pub fn apply_changes(
         }
         let stored = txn.load(change.note_id)?;
         match decide(stored.as_ref(), change, strategy, now_ms) {
-            Decision::Reject { reason } => results.push(ChangeResult::Rejected { reason }),
+            Decision::Reject { reason } => results.push(ChangeResult::rejected(reason)),
             Decision::Accept(accepted) => {
                 let seq = head
                     .last_seq

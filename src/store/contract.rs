@@ -250,12 +250,12 @@ pub async fn bad_changes_are_rejected_alone(store: &dyn SyncStore) {
     )
     .await;
     assert!(
-        matches!(&results[0], ChangeResult::Rejected { reason } if reason.contains("1 MiB")),
+        matches!(&results[0], ChangeResult::Rejected { reason, .. } if reason.contains("1 MiB")),
         "{:?}",
         results[0]
     );
     assert!(
-        matches!(&results[1], ChangeResult::Rejected { reason } if reason.contains("revision 5")),
+        matches!(&results[1], ChangeResult::Rejected { reason, .. } if reason.contains("revision 5")),
         "{:?}",
         results[1]
     );

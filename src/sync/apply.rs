@@ -532,7 +532,7 @@ mod tests {
                 return ChangeResult::Duplicate;
             }
             match decide(self.notes.get(&change.note_id), change, strategy, NOW) {
-                Decision::Reject { reason } => ChangeResult::Rejected { reason },
+                Decision::Reject { reason } => ChangeResult::rejected(reason),
                 Decision::Accept(a) => {
                     self.seq += 1;
                     let result = a.result(self.seq);

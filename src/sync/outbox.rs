@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{MutationId, NoteDraft, NoteId, Revision};
+use crate::sync::protocol::RejectCode;
 
 /// What a pending change does to its note: the same operation it will be
 /// pushed as.
@@ -46,6 +47,11 @@ pub struct PendingChange {
     /// the person edits the note.
     #[serde(default)]
     pub rejected: Option<String>,
+    /// The server's code for the refusal, when it gave one: a change
+    /// refused for the account's quota is sent again once space may have
+    /// been freed ([`crate::sync::replica::requeue_over_quota`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_code: Option<RejectCode>,
     /// What was pushed under `mutation_id` while the server's answer is not
     /// known. Edits folded in since then are pushed after it, as a new
     /// mutation: a retry of the same id with newer text would be answered
@@ -129,6 +135,7 @@ pub fn coalesce(existing: Option<PendingChange>, edit: Edit) -> PendingChange {
             last_edit_at: edit.at_ms.max(pending.last_edit_at),
             edits: pending.edits.saturating_add(1),
             rejected: None,
+            rejected_code: None,
             ..pending
         },
         _ => PendingChange {
@@ -142,6 +149,7 @@ pub fn coalesce(existing: Option<PendingChange>, edit: Edit) -> PendingChange {
             edits: 1,
             created_at: edit.created_at,
             rejected: None,
+            rejected_code: None,
             sent: None,
         },
     }

@@ -11,6 +11,13 @@
 //!   full download of more than one page after a tombstone purge was answered
 //!   `resync_required` again, forever. Both fields are optional on the wire,
 //!   so version 1 requests keep their meaning and are still accepted.
+//! - next (the version number is set when the branches meet): a refused
+//!   change may say why in a machine-readable `code` ([`RejectCode`])
+//!   beside its `reason`: `quota` when the account is over its quota of
+//!   notes or bytes, so the client keeps the change and sends it again once
+//!   space is freed. The field is optional and omitted when there is no
+//!   code, so older clients read every answer as before; a client reads an
+//!   unknown code as none.
 //!
 //! The poke stream's [`Poke`] is not versioned by this number: its `changes`
 //! are optional, and a client that predates them reads only `seq` (and the
@@ -142,8 +149,42 @@ pub enum ChangeResult {
     },
     /// This mutation id was applied before (a retry); nothing changed now.
     Duplicate,
-    /// The change was refused and will never be accepted as it is.
-    Rejected { reason: String },
+    /// The change was refused: never to be accepted as it is, unless `code`
+    /// says otherwise. `reason` is for people.
+    Rejected {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<RejectCode>,
+    },
+}
+
+/// Why a change was refused, for a client to act on; a refusal without a
+/// code is final for the change as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The account is over its quota of notes or bytes. Deletes and changes
+    /// that free space are always accepted; this change may be accepted
+    /// once space is freed (by any device), so it is kept and sent again.
+    Quota,
+}
+
+impl ChangeResult {
+    /// A refusal for being over the account's quota.
+    pub fn over_quota(reason: String) -> Self {
+        Self::Rejected {
+            reason,
+            code: Some(RejectCode::Quota),
+        }
+    }
+
+    /// A refusal with no code: final for the change as sent.
+    pub fn rejected(reason: impl Into<String>) -> Self {
+        Self::Rejected {
+            reason: reason.into(),
+            code: None,
+        }
+    }
 }
 
 impl ChangeResult {
@@ -164,6 +205,17 @@ struct ChangeResultWire {
     seq: Option<u64>,
     conflicted: Option<bool>,
     reason: Option<String>,
+    #[serde(default)]
+    code: Option<RejectCodeWire>,
+}
+
+/// [`RejectCode`] as read: a code this build does not know reads as none.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RejectCodeWire {
+    Quota,
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +246,10 @@ impl TryFrom<ChangeResultWire> for ChangeResult {
             ChangeResultKind::Duplicate => ChangeResult::Duplicate,
             ChangeResultKind::Rejected => ChangeResult::Rejected {
                 reason: needed(wire.reason, "rejected", "reason")?,
+                code: match wire.code {
+                    Some(RejectCodeWire::Quota) => Some(RejectCode::Quota),
+                    Some(RejectCodeWire::Unknown) | None => None,
+                },
             },
         })
     }
@@ -636,9 +692,8 @@ mod tests {
                     seq: 5,
                 },
                 ChangeResult::Duplicate,
-                ChangeResult::Rejected {
-                    reason: "too big".into(),
-                },
+                ChangeResult::rejected("too big"),
+                ChangeResult::over_quota("over quota".into()),
             ],
         };
         let json = serde_json::to_string(&results).expect("serialises");
@@ -711,10 +766,12 @@ mod tests {
             ),
             (ChangeResult::Duplicate, r#"{"result":"duplicate"}"#),
             (
-                ChangeResult::Rejected {
-                    reason: "no".into(),
-                },
+                ChangeResult::rejected("no"),
                 r#"{"result":"rejected","reason":"no"}"#,
+            ),
+            (
+                ChangeResult::over_quota("full".into()),
+                r#"{"result":"rejected","reason":"full","code":"quota"}"#,
             ),
         ];
         for (result, json) in results {
@@ -735,6 +792,15 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<PullResponse>(json).expect("decodes"),
             page
+        );
+    }
+
+    #[test]
+    fn a_reject_code_this_build_does_not_know_reads_as_none() {
+        let json = r#"{"result":"rejected","reason":"later","code":"something_new"}"#;
+        assert_eq!(
+            serde_json::from_str::<ChangeResult>(json).expect("decodes"),
+            ChangeResult::rejected("later")
         );
     }
 

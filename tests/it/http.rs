@@ -193,7 +193,7 @@ async fn a_note_over_1_mib_is_rejected_and_the_others_applied() {
     .await;
     assert!(matches!(results[0], ChangeResult::Applied { .. }));
     assert!(
-        matches!(&results[1], ChangeResult::Rejected { reason } if reason.contains("1 MiB")),
+        matches!(&results[1], ChangeResult::Rejected { reason, .. } if reason.contains("1 MiB")),
         "{:?}",
         results[1]
     );

@@ -212,7 +212,7 @@ fn credentials(name: &str, password: &str) -> Vec<u8> {
 }
 
 fn rejected(r: &ChangeResult, needle: &str) -> bool {
-    matches!(r, ChangeResult::Rejected { reason } if reason.contains(needle))
+    matches!(r, ChangeResult::Rejected { reason, .. } if reason.contains(needle))
 }
 
 fn strict(burst: u32, per_address: u32) -> AttemptLimits {
@@ -416,7 +416,7 @@ async fn attack_10_other_users_note_id_answers_like_an_unknown_id() {
     let theirs = push(&b, vec![edit(5, 1, 1, Some("x"), "probe")]).await;
     let unknown = push(&b, vec![edit(6, 99, 1, Some("x"), "probe")]).await;
     let reason = |r: &ChangeResult, id: u8| match r {
-        ChangeResult::Rejected { reason } => reason.replace(&note_id(id).to_string(), "<id>"),
+        ChangeResult::Rejected { reason, .. } => reason.replace(&note_id(id).to_string(), "<id>"),
         other => panic!("expected a rejection, got {other:?}"),
     };
     assert_eq!(reason(&theirs[0], 1), reason(&unknown[0], 99));
