@@ -251,11 +251,32 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub pull_burst: u32,
 
+    /// Most live notes one account may keep; a change past it is refused
+    /// (deletes always go through) and kept by the browser until there is
+    /// room.
+    #[arg(long, env = "NOTESYNC_QUOTA_NOTES", default_value_t = 100_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_notes: u64,
+
+    /// Most text one account may keep, in megabytes (10^6 bytes) of titles,
+    /// bodies and tags; past it, as for notes.
+    #[arg(long, env = "NOTESYNC_QUOTA_MB", default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub quota_mb: u64,
+
     #[command(flatten)]
     pub couchbase: CouchbaseArgs,
 }
 
 impl Config {
+    /// What one account may keep.
+    pub fn quota(&self) -> crate::store::Quota {
+        crate::store::Quota {
+            max_notes: self.quota_notes,
+            max_bytes: self.quota_mb.saturating_mul(1_000_000),
+        }
+    }
+
     /// The limits on requests in flight and on each account's rates.
     pub fn protection(&self) -> super::limits::ProtectionSettings {
         super::limits::ProtectionSettings {

@@ -31,7 +31,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, Wr
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
 use crate::store::{
-    AccountError, AccountStore, PageBuilder, StoreError, SyncStore, UserHead, UserRecord,
+    AccountError, AccountStore, PageBuilder, Quota, StoreError, SyncStore, Usage, UserHead,
+    UserRecord,
 };
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
@@ -48,6 +49,9 @@ const TOMBSTONES_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("tombstones_by_time");
 const MUTATIONS_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("mutations_by_time");
+/// What each user's notes take: `(live notes, bytes of text)`; a user
+/// without a row is counted from their notes at their next push.
+const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("usage");
 /// Accounts by normalised name, as JSON [`UserRecord`]s.
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// Sessions by key (the SHA-256 of their id): expiry (Unix ms), the user
@@ -84,6 +88,7 @@ impl EmbeddedStore {
             txn.open_table(HEADS).map_err(db_error)?;
             txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?;
             txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?;
+            txn.open_table(USAGE).map_err(db_error)?;
             txn.open_table(USERS).map_err(db_error)?;
             txn.open_table(SESSIONS).map_err(db_error)?;
             txn.open_table(USER_SESSIONS).map_err(db_error)?;
@@ -187,6 +192,7 @@ struct UserTables<'t> {
     heads: Table<'t, &'static str, (u64, u64)>,
     tombstones_by_time: Table<'t, (u64, &'static str, &'static str), ()>,
     mutations_by_time: Table<'t, (u64, &'static str, &'static str), ()>,
+    usage: Table<'t, &'static str, (u64, u64)>,
 }
 
 impl<'t> UserTables<'t> {
@@ -199,6 +205,7 @@ impl<'t> UserTables<'t> {
             heads: txn.open_table(HEADS).map_err(db_error)?,
             tombstones_by_time: txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?,
             mutations_by_time: txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?,
+            usage: txn.open_table(USAGE).map_err(db_error)?,
         })
     }
 }
@@ -269,6 +276,29 @@ impl BatchTxn for UserTables<'_> {
             .map_err(db_error)?;
         Ok(())
     }
+
+    fn usage(&mut self) -> Result<Usage, StoreError> {
+        if let Some(row) = self.usage.get(self.user).map_err(db_error)? {
+            let (notes, bytes) = row.value();
+            return Ok(Usage { notes, bytes });
+        }
+        let mut usage = Usage::default();
+        for item in self.notes.range((self.user, "")..).map_err(db_error)? {
+            let (key, bytes) = item.map_err(db_error)?;
+            if key.value().0 != self.user {
+                break;
+            }
+            usage = usage.replacing(Usage::default(), Usage::of(&decode(bytes.value())?));
+        }
+        Ok(usage)
+    }
+
+    fn set_usage(&mut self, usage: Usage) -> Result<(), StoreError> {
+        self.usage
+            .insert(self.user, (usage.notes, usage.bytes))
+            .map_err(db_error)?;
+        Ok(())
+    }
 }
 
 fn read_head(
@@ -290,12 +320,13 @@ fn read_head(
 
 #[async_trait]
 impl SyncStore for EmbeddedStore {
-    async fn apply_batch(
+    async fn apply_batch_within(
         &self,
         user: &UserId,
         changes: &[Change],
         strategy: Strategy,
         now_ms: u64,
+        quota: Quota,
     ) -> Result<Vec<ChangeResult>, StoreError> {
         let user = user.clone();
         let changes = changes.to_vec();
@@ -303,7 +334,7 @@ impl SyncStore for EmbeddedStore {
             let txn = db.begin_write().map_err(db_error)?;
             let results = {
                 let mut tables = UserTables::open(&txn, user.as_str())?;
-                apply_changes(&mut tables, &changes, strategy, now_ms)?
+                apply_changes(&mut tables, &changes, strategy, now_ms, quota)?
             };
             // On any error above, dropping `txn` aborts it: nothing is kept.
             txn.commit().map_err(db_error)?;

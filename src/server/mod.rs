@@ -171,7 +171,8 @@ pub async fn build_state(config: &Config) -> Result<AppState, BuildError> {
             (store.clone(), store)
         }
     };
-    let sync = SyncService::new(store, config.conflict_strategy, retention);
+    let sync =
+        SyncService::new(store, config.conflict_strategy, retention).with_quota(config.quota());
     let limits = auth::AttemptLimits {
         per_name_burst: config.attempts_per_name,
         per_address_burst: config.attempts_per_address,

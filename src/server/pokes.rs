@@ -674,15 +674,16 @@ mod tests {
 
     #[async_trait]
     impl SyncStore for CountingStore {
-        async fn apply_batch(
+        async fn apply_batch_within(
             &self,
             user: &UserId,
             changes: &[Change],
             strategy: Strategy,
             now_ms: u64,
+            quota: crate::store::Quota,
         ) -> Result<Vec<ChangeResult>, StoreError> {
             self.inner
-                .apply_batch(user, changes, strategy, now_ms)
+                .apply_batch_within(user, changes, strategy, now_ms, quota)
                 .await
         }
 

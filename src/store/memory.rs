@@ -11,7 +11,10 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::batch::{apply_changes, BatchTxn};
-use super::{AccountError, AccountStore, PageBuilder, StoreError, SyncStore, UserHead, UserRecord};
+use super::{
+    AccountError, AccountStore, PageBuilder, Quota, StoreError, SyncStore, Usage, UserHead,
+    UserRecord,
+};
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
@@ -25,6 +28,7 @@ struct UserData {
     feed: BTreeMap<u64, NoteId>,
     /// Accepted mutation ids and the server time they were accepted at.
     mutations: HashMap<MutationId, u64>,
+    usage: Usage,
 }
 
 impl BatchTxn for UserData {
@@ -56,6 +60,15 @@ impl BatchTxn for UserData {
         }
         self.feed.insert(note.seq, note.note.id);
         self.notes.insert(note.note.id, note.clone());
+        Ok(())
+    }
+
+    fn usage(&mut self) -> Result<Usage, StoreError> {
+        Ok(self.usage)
+    }
+
+    fn set_usage(&mut self, usage: Usage) -> Result<(), StoreError> {
+        self.usage = usage;
         Ok(())
     }
 }
@@ -167,16 +180,17 @@ impl AccountStore for MemoryStore {
 
 #[async_trait]
 impl SyncStore for MemoryStore {
-    async fn apply_batch(
+    async fn apply_batch_within(
         &self,
         user: &UserId,
         changes: &[Change],
         strategy: Strategy,
         now_ms: u64,
+        quota: Quota,
     ) -> Result<Vec<ChangeResult>, StoreError> {
         let mut users = self.lock()?;
         let data = users.entry(user.clone()).or_default();
-        apply_changes(data, changes, strategy, now_ms)
+        apply_changes(data, changes, strategy, now_ms, quota)
     }
 
     async fn changes_since(

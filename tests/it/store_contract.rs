@@ -9,7 +9,7 @@ use notesync::domain::UserId;
 use notesync::server::embedded::EmbeddedStore;
 use notesync::store::contract::{self, create, delete, edit, feed, user, NOW};
 use notesync::store::kv::FakeCluster;
-use notesync::store::{MemoryStore, StoreError, SyncStore};
+use notesync::store::{MemoryStore, Quota, StoreError, SyncStore};
 use notesync::sync::merge::Strategy;
 use notesync::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
 
@@ -29,15 +29,16 @@ impl TempEmbedded {
 
 #[async_trait]
 impl SyncStore for TempEmbedded {
-    async fn apply_batch(
+    async fn apply_batch_within(
         &self,
         user: &UserId,
         changes: &[Change],
         strategy: Strategy,
         now_ms: u64,
+        quota: Quota,
     ) -> Result<Vec<ChangeResult>, StoreError> {
         self.store
-            .apply_batch(user, changes, strategy, now_ms)
+            .apply_batch_within(user, changes, strategy, now_ms, quota)
             .await
     }
 
