@@ -112,6 +112,12 @@ impl From<AppError> for PortError {
             retryable: e.is_retryable() || push_limit.is_some(),
             message: e.to_string(),
             push_limit,
+            retry_after_ms: match e {
+                AppError::RateLimited(secs) | AppError::Busy(secs) => {
+                    Some(secs.max(1).saturating_mul(1_000))
+                }
+                _ => None,
+            },
         }
     }
 }

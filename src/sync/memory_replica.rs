@@ -27,7 +27,8 @@ use super::driver::{Applied, PendingCounts, PortError, ReplicaStore};
 use super::outbox::{coalesce, Edit, PendingChange, PendingOp};
 use super::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
 use super::replica::{
-    acknowledge, apply_entry, edit_base, is_newer, next_batch, AckDecision, EntryDecision,
+    acknowledge, apply_entry, edit_base, is_newer, next_batch, requeue_over_quota, AckDecision,
+    EntryDecision,
 };
 use crate::domain::{DomainError, MutationId, Note, NoteDraft, NoteId};
 
@@ -174,6 +175,18 @@ impl ReplicaStore for MemoryReplica {
 
     async fn next_batch(&self, max: usize) -> Result<Vec<PendingChange>, PortError> {
         Ok(next_batch(self.pending(), max))
+    }
+
+    async fn requeue_over_quota(&self) -> Result<u32, PortError> {
+        let mut outbox = self.outbox.borrow_mut();
+        let mut requeued = 0u32;
+        for entry in outbox.values_mut() {
+            if let Some(again) = requeue_over_quota(entry) {
+                *entry = again;
+                requeued += 1;
+            }
+        }
+        Ok(requeued)
     }
 
     async fn mark_sent(&self, pushed: &[PendingChange]) -> Result<(), PortError> {
