@@ -411,81 +411,121 @@ impl SyncStore for EmbeddedStore {
     }
 
     async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError> {
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_error)?;
-            let removed = {
-                let mut notes = txn.open_table(NOTES).map_err(db_error)?;
-                let mut feed = txn.open_table(FEED).map_err(db_error)?;
-                let mut heads = txn.open_table(HEADS).map_err(db_error)?;
-                let mut mutations = txn.open_table(MUTATIONS).map_err(db_error)?;
-                let mut tombstones = txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?;
-                let mut mutation_times = txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?;
-                let mut removed = 0u64;
+        // In transactions of at most PURGE_CHUNK records: redb has one
+        // writer at a time, and a push waits only for the chunk under way.
+        self.purge_in_chunks(older_than_ms, PURGE_CHUNK).await
+    }
+}
 
-                // (older_than_ms, "", "") is the first key at the cutoff, so
-                // the range holds exactly the records written before it.
-                let cutoff = (older_than_ms, "", "");
-                let expired: Vec<(u64, String, String)> = tombstones
-                    .range(..cutoff)
+impl EmbeddedStore {
+    /// [`SyncStore::purge_expired`] in write transactions of at most
+    /// `chunk` records (the benchmark compares chunk sizes).
+    pub async fn purge_in_chunks(
+        &self,
+        older_than_ms: u64,
+        chunk: usize,
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0u64;
+        loop {
+            let (n, more) = self
+                .blocking(move |db| purge_chunk(db, older_than_ms, chunk.max(1)))
+                .await?;
+            removed += n;
+            if !more {
+                return Ok(removed);
+            }
+        }
+    }
+}
+
+/// Most records one purge transaction removes (tombstones, then mutation
+/// ids): about 10 ms of one core each, so a push waits no longer behind a
+/// purge (docs/operations.md has the measurement).
+pub const PURGE_CHUNK: usize = 500;
+
+/// Removes up to `chunk` expired tombstones and mutation ids in one write
+/// transaction; says how many records went and whether more are left.
+fn purge_chunk(db: &Database, older_than_ms: u64, chunk: usize) -> Result<(u64, bool), StoreError> {
+    let txn = db.begin_write().map_err(db_error)?;
+    let (removed, more) = {
+        let mut notes = txn.open_table(NOTES).map_err(db_error)?;
+        let mut feed = txn.open_table(FEED).map_err(db_error)?;
+        let mut heads = txn.open_table(HEADS).map_err(db_error)?;
+        let mut mutations = txn.open_table(MUTATIONS).map_err(db_error)?;
+        let mut tombstones = txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?;
+        let mut mutation_times = txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?;
+        let mut removed = 0u64;
+
+        // (older_than_ms, "", "") is the first key at the cutoff, so the
+        // range holds exactly the records written before it.
+        let cutoff = (older_than_ms, "", "");
+        let expired: Vec<(u64, String, String)> = tombstones
+            .range(..cutoff)
+            .map_err(db_error)?
+            .take(chunk.saturating_add(1))
+            .map(|item| {
+                let (key, _) = item.map_err(db_error)?;
+                let (at, user, id) = key.value();
+                Ok((at, user.to_string(), id.to_string()))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let mut more = expired.len() > chunk;
+        for (at, user, id) in expired.iter().take(chunk) {
+            tombstones
+                .remove((*at, user.as_str(), id.as_str()))
+                .map_err(db_error)?;
+            let stored = match notes.get((user.as_str(), id.as_str())).map_err(db_error)? {
+                Some(bytes) => decode(bytes.value())?,
+                None => continue,
+            };
+            // The index may trail a note that was revived since.
+            if !stored.note.deleted || stored.written_ms != *at {
+                continue;
+            }
+            notes
+                .remove((user.as_str(), id.as_str()))
+                .map_err(db_error)?;
+            feed.remove((user.as_str(), stored.seq)).map_err(db_error)?;
+            let mut head = read_head(&heads, user)?;
+            head.purge_watermark = head.purge_watermark.max(stored.seq);
+            heads
+                .insert(user.as_str(), (head.last_seq, head.purge_watermark))
+                .map_err(db_error)?;
+            removed += 1;
+        }
+
+        let room = chunk.saturating_sub(expired.len().min(chunk));
+        if !more && room > 0 {
+            let forgotten: Vec<(u64, String, String)> = mutation_times
+                .range(..cutoff)
+                .map_err(db_error)?
+                .take(room.saturating_add(1))
+                .map(|item| {
+                    let (key, _) = item.map_err(db_error)?;
+                    let (at, user, id) = key.value();
+                    Ok((at, user.to_string(), id.to_string()))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            more = forgotten.len() > room;
+            for (at, user, id) in forgotten.iter().take(room) {
+                mutation_times
+                    .remove((*at, user.as_str(), id.as_str()))
+                    .map_err(db_error)?;
+                if mutations
+                    .remove((user.as_str(), id.as_str()))
                     .map_err(db_error)?
-                    .map(|item| {
-                        let (key, _) = item.map_err(db_error)?;
-                        let (at, user, id) = key.value();
-                        Ok((at, user.to_string(), id.to_string()))
-                    })
-                    .collect::<Result<_, StoreError>>()?;
-                for (at, user, id) in &expired {
-                    tombstones
-                        .remove((*at, user.as_str(), id.as_str()))
-                        .map_err(db_error)?;
-                    let stored = match notes.get((user.as_str(), id.as_str())).map_err(db_error)? {
-                        Some(bytes) => decode(bytes.value())?,
-                        None => continue,
-                    };
-                    // The index may trail a note that was revived since.
-                    if !stored.note.deleted || stored.written_ms != *at {
-                        continue;
-                    }
-                    notes
-                        .remove((user.as_str(), id.as_str()))
-                        .map_err(db_error)?;
-                    feed.remove((user.as_str(), stored.seq)).map_err(db_error)?;
-                    let mut head = read_head(&heads, user)?;
-                    head.purge_watermark = head.purge_watermark.max(stored.seq);
-                    heads
-                        .insert(user.as_str(), (head.last_seq, head.purge_watermark))
-                        .map_err(db_error)?;
+                    .is_some()
+                {
                     removed += 1;
                 }
-
-                let forgotten: Vec<(u64, String, String)> = mutation_times
-                    .range(..cutoff)
-                    .map_err(db_error)?
-                    .map(|item| {
-                        let (key, _) = item.map_err(db_error)?;
-                        let (at, user, id) = key.value();
-                        Ok((at, user.to_string(), id.to_string()))
-                    })
-                    .collect::<Result<_, StoreError>>()?;
-                for (at, user, id) in &forgotten {
-                    mutation_times
-                        .remove((*at, user.as_str(), id.as_str()))
-                        .map_err(db_error)?;
-                    if mutations
-                        .remove((user.as_str(), id.as_str()))
-                        .map_err(db_error)?
-                        .is_some()
-                    {
-                        removed += 1;
-                    }
-                }
-                removed
-            };
-            txn.commit().map_err(db_error)?;
-            Ok(removed)
-        })
-        .await
-    }
+            }
+        } else if room == 0 {
+            more = true;
+        }
+        (removed, more)
+    };
+    txn.commit().map_err(db_error)?;
+    Ok((removed, more))
 }
 
 #[async_trait]

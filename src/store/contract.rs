@@ -34,6 +34,7 @@ pub async fn run_all(factory: Factory<'_>) {
     pages_keep_to_the_text_budget(&*factory()).await;
     purge_drops_old_tombstones_and_requires_resync(&*factory()).await;
     purge_forgets_old_mutation_ids_only(&*factory()).await;
+    a_purge_larger_than_its_chunks_removes_everything(&*factory()).await;
     checkpoint_beyond_the_feed_requires_resync(&*factory()).await;
     a_download_after_a_purge_continues_page_by_page(&*factory()).await;
     only_a_purge_after_a_download_began_restarts_it(&*factory()).await;
@@ -502,6 +503,47 @@ pub async fn purge_drops_old_tombstones_and_requires_resync(store: &dyn SyncStor
     let (entries, checkpoint, _) = page(store, &alice, tombstone_seq, 10).await;
     assert!(entries.is_empty());
     assert_eq!(checkpoint, Checkpoint(tombstone_seq));
+}
+
+/// A purge of more tombstones than a store removes at once (stores purge
+/// in chunks, so pushes wait for one chunk at most) still removes them all.
+pub async fn a_purge_larger_than_its_chunks_removes_everything(store: &dyn SyncStore) {
+    let alice = user("alice");
+    let count: u32 = 1_201;
+    let id = |n: u32| {
+        let b = n.to_be_bytes();
+        NoteId::new(
+            1_600_000_000_000 + u64::from(n),
+            [7, b[0], b[1], b[2], b[3], 0, 0, 0, 0, 1],
+        )
+    };
+    let ids: Vec<u32> = (1..=count).collect();
+    for chunk in ids.chunks(500) {
+        let creates: Vec<Change> = chunk
+            .iter()
+            .map(|&n| Change {
+                note_id: id(n),
+                ..create(n, 1, "x")
+            })
+            .collect();
+        push(store, &alice, &creates).await;
+        let deletes: Vec<Change> = chunk
+            .iter()
+            .map(|&n| Change {
+                note_id: id(n),
+                ..delete(count + n, 1, 1)
+            })
+            .collect();
+        push(store, &alice, &deletes).await;
+    }
+    let removed = store.purge_expired(NOW + 1).await.expect("purge");
+    assert_eq!(
+        removed,
+        u64::from(count) * 3,
+        "every tombstone and both mutation ids of each note"
+    );
+    assert!(feed(store, &alice, 0).await.is_empty());
+    assert_eq!(store.purge_expired(NOW + 1).await.expect("purge"), 0);
 }
 
 /// Purging forgets mutation ids accepted before the cutoff and keeps newer ones.

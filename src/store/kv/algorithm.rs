@@ -52,6 +52,10 @@ use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
 
+/// Most tombstones, and most old log slots, one purge holds a user's lease
+/// for: the user's pushes wait for one chunk at most.
+pub const PURGE_CHUNK: usize = 500;
+
 /// Tuning of the KV sync store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvConfig {
@@ -1082,23 +1086,37 @@ impl<P: KvPort> KvSyncStore<P> {
 
     // ---- purging ----
 
-    /// Purges one user under the lease; answers how many tombstones and
-    /// mutation records were removed.
-    async fn purge_user(&self, user: &UserId, older_than_ms: u64) -> Result<u64, StoreError> {
+    /// Purges up to [`PURGE_CHUNK`] tombstones and as many old log slots of
+    /// one user under the lease, which it releases before it answers, so a
+    /// push of that user waits for one chunk at most; answers how many
+    /// tombstones and mutation records were removed, and whether more are
+    /// left to purge.
+    async fn purge_user(
+        &self,
+        user: &UserId,
+        older_than_ms: u64,
+    ) -> Result<(u64, bool), StoreError> {
         let mut session = self.acquire(user).await?;
         let last = session.last;
-        let expired: Vec<(NoteId, u64)> = self
+        let mut expired: Vec<(NoteId, u64)> = self
             .read_index(user)
             .await?
             .into_iter()
             .filter(|(_, e)| e.deleted && e.written_ms < older_than_ms && e.seq <= last)
             .map(|(id, e)| (id, e.seq))
             .collect();
+        expired.sort_by_key(|&(_, seq)| seq);
+        let mut more = expired.len() > PURGE_CHUNK;
+        expired.truncate(PURGE_CHUNK);
         // Old slots, oldest first, up to the first one inside the window.
         let mut old_slots: Vec<(u64, SlotDoc, Cas)> = Vec::new();
         let mut floor = session.head.log_floor;
         let mut next = floor + 1;
         'walk: while next <= last {
+            if old_slots.len() >= PURGE_CHUNK {
+                more = true;
+                break;
+            }
             let end = last.min(next.saturating_add(self.window() - 1));
             let keys: Vec<String> = (next..=end).map(|seq| slot_key(user, seq)).collect();
             for (seq, slot) in (next..=end).zip(self.get_many_json::<SlotDoc>(&keys).await?) {
@@ -1158,7 +1176,7 @@ impl<P: KvPort> KvSyncStore<P> {
             self.remove(&slot_key(user, seq), cas).await?;
         }
         self.finish(session).await?;
-        Ok(removed)
+        Ok((removed, more))
     }
 
     /// Every user in the directory, once.
@@ -1264,11 +1282,19 @@ impl<P: KvPort> SyncStore for KvSyncStore<P> {
         let mut removed = 0u64;
         let mut first_error = None;
         for user in self.users().await? {
-            match self.purge_user(&user, older_than_ms).await {
-                Ok(n) => removed += n,
-                // One busy or failing user must not stop the others.
-                Err(e) => {
-                    first_error.get_or_insert(e);
+            loop {
+                match self.purge_user(&user, older_than_ms).await {
+                    Ok((n, more)) => {
+                        removed += n;
+                        if !more {
+                            break;
+                        }
+                    }
+                    // One busy or failing user must not stop the others.
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        break;
+                    }
                 }
             }
         }
