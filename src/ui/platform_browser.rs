@@ -1,5 +1,6 @@
 //! The UI's actions in the browser: delegated to the client module.
 
+pub use crate::client::account::{change_password, sign_out_everywhere};
 pub use crate::client::actions::{
     auth_page_opened, create_note, delete_note, edited, export_notes, import_file, now,
     render_markdown, resolve_conflict, restore_note, retry_saves, sign_out, start, submit_account,

@@ -16,6 +16,17 @@ pub fn export_notes(_state: NotesState, _format: ExportFormat) {}
 pub fn restore_note(_state: NotesState, _id: NoteId) {}
 pub fn resolve_conflict(_state: NotesState, _id: NoteId, _content: Option<NoteDraft>) {}
 pub fn sign_out(_state: NotesState) {}
+pub fn sign_out_everywhere(
+    _state: NotesState,
+    _message: leptos::prelude::RwSignal<Option<String>>,
+) {
+}
+pub fn change_password(
+    _current: String,
+    _new: String,
+    _message: leptos::prelude::RwSignal<Option<String>>,
+) {
+}
 pub fn submit_account(
     _create: bool,
     _name: String,
