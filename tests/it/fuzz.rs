@@ -44,8 +44,80 @@ const ENDPOINTS: [&str; 6] = [
     "/api/whoami",
 ];
 
+/// Every seed: the valid bodies, then bodies at and just beyond each limit
+/// of the boundary (body size per endpoint, changes per push, tags per note).
+/// Made once: every case picks from them.
+fn seeds() -> &'static [(usize, Value)] {
+    static SEEDS: std::sync::OnceLock<Vec<(usize, Value)>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(make_seeds)
+}
+
+fn make_seeds() -> Vec<(usize, Value)> {
+    let mut all = valid_seeds();
+    all.extend(
+        limit_seeds()
+            .into_iter()
+            .map(|(endpoint, body, _)| (endpoint, body)),
+    );
+    all
+}
+
+/// `body` with a `pad` field making its JSON exactly `len` bytes.
+fn padded(mut body: Value, len: usize) -> Value {
+    body["pad"] = Value::from("");
+    let bare = serde_json::to_vec(&body).expect("serialises").len();
+    body["pad"] = Value::from("x".repeat(len - bare));
+    assert_eq!(serde_json::to_vec(&body).expect("serialises").len(), len);
+    body
+}
+
+/// Bodies at each limit (`true`: accepted) and one past it (`false`).
+fn limit_seeds() -> Vec<(usize, Value, bool)> {
+    let push = |changes: Vec<notesync::sync::protocol::Change>| {
+        json!({ "req": PushRequest {
+            protocol: PROTOCOL_VERSION,
+            client_id: notesync::domain::ClientId::new(1_600_000_000_000, [4; 10]),
+            changes,
+        }})
+    };
+    let tagged = |tags: usize| {
+        let mut change = create(50, 50, "many tags");
+        if let ChangeOp::Upsert(draft) = &mut change.op {
+            draft.tags = (0..tags).map(|n| format!("t{n}")).collect();
+        }
+        push(vec![change])
+    };
+    let batch = |n: u32| {
+        push(
+            (1..=n)
+                .map(|m| create(1_000 + m, (m % 250) as u8, "x"))
+                .collect(),
+        )
+    };
+    let pull = json!({ "req": PullRequest {
+        protocol: PROTOCOL_VERSION,
+        checkpoint: Checkpoint(0),
+        limit: 10,
+        download_head: None,
+    }});
+    let sign_in = json!({ "name": "fuzzer", "password": PASSWORD });
+    let limit = |path: &str| Endpoint::of_path(path).body_limit();
+    let mut seeds = vec![
+        (0, tagged(MAX_WIRE_TAGS), true),
+        (0, tagged(MAX_WIRE_TAGS + 1), false),
+        (0, batch(LIMITS.max_batch_changes as u32), true),
+        (0, batch(LIMITS.max_batch_changes as u32 + 1), false),
+    ];
+    for (endpoint, body) in [(1, pull), (2, sign_in), (5, json!({}))] {
+        let at = limit(ENDPOINTS[endpoint]);
+        seeds.push((endpoint, padded(body.clone(), at), true));
+        seeds.push((endpoint, padded(body, at + 1), false));
+    }
+    seeds
+}
+
 /// Valid bodies of every endpoint (index into [`ENDPOINTS`], body).
-fn seeds() -> Vec<(usize, Value)> {
+fn valid_seeds() -> Vec<(usize, Value)> {
     let push = |changes| {
         json!({ "req": PushRequest {
             protocol: PROTOCOL_VERSION,
@@ -750,8 +822,41 @@ fn fuzz_decoding_and_validation_functions() {
 
 /// The mutators are deterministic and keep valid seeds valid when empty.
 #[test]
+fn limit_seeds_sit_at_and_just_past_each_limit() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let router = router_with(relaxed());
+    let signed_in = rt.block_on(async {
+        let mut b = Browser::new(&router);
+        b.sign_up("limits", PASSWORD).await.expect("signs up");
+        b
+    });
+    let anonymous = Browser::new(&router);
+    for (endpoint, seed, accepted) in limit_seeds() {
+        let body = serde_json::to_vec(&seed).expect("serialises");
+        let path = ENDPOINTS[endpoint];
+        let e = expected(path, &body);
+        assert_eq!(
+            matches!(e, Expected::Ok | Expected::Account),
+            accepted,
+            "{path}, {} bytes: {e:?}",
+            body.len()
+        );
+        // And the server answers as predicted.
+        let browser = if endpoint < 2 { &signed_in } else { &anonymous };
+        let (status, answer) =
+            rt.block_on(browser.clone().send(browser.request(path, body.clone())));
+        if let Err(e) = check_answer(path, &body, status, &answer) {
+            panic!("{path}, {} bytes: {e}", body.len());
+        }
+    }
+}
+
+#[test]
 fn seeds_are_valid_requests() {
-    for (endpoint, seed) in seeds() {
+    for (endpoint, seed) in valid_seeds() {
         let body = serde_json::to_vec(&seed).expect("serialises");
         let path = ENDPOINTS[endpoint];
         let e = expected(path, &body);

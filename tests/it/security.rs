@@ -36,7 +36,7 @@ use notesync::store::contract::{create, delete, edit, mutation_id, note_id};
 use notesync::store::{AccountStore, MemoryStore};
 use notesync::sync::protocol::{
     Change, ChangeOp, ChangeResult, Checkpoint, ProtocolError, PullRequest, PullResponse,
-    PushRequest, PushResponse, MAX_PULL_LIMIT, PROTOCOL_VERSION,
+    PushRequest, PushResponse, RejectCode, MAX_PULL_LIMIT, PROTOCOL_VERSION,
 };
 
 // ---- helpers ----
@@ -2609,4 +2609,258 @@ async fn attack_108_streams_from_one_address_are_capped_across_accounts() {
         .await
         .expect("an event");
     assert_eq!(name, "poke", "ann's stream from another address stays");
+}
+
+// ---- quotas: an account cannot fill the disk ----
+
+fn with_quota(max_notes: u64, max_bytes: u64) -> axum::Router {
+    crate::client::router_adjusted(Arc::new(MemoryStore::new()), relaxed(), |mut s| {
+        s.sync = Arc::new((*s.sync).clone().with_quota(notesync::store::Quota {
+            max_notes,
+            max_bytes,
+        }));
+        s
+    })
+}
+
+fn over_quota(r: &ChangeResult) -> bool {
+    matches!(
+        r,
+        ChangeResult::Rejected {
+            code: Some(RejectCode::Quota),
+            reason,
+        } if reason.contains("limit")
+    )
+}
+
+async fn head_of(b: &Browser) -> u64 {
+    match pull(b, 0, 1).await {
+        PullResponse::Page { head, .. } => head,
+        PullResponse::ResyncRequired => panic!("resync from 0"),
+    }
+}
+
+#[tokio::test]
+async fn attack_109_notes_past_the_quota_are_refused_and_stored_nowhere() {
+    let router = with_quota(3, 1_000_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let r = push(&a, (1..=3).map(|m| create(m, m as u8, "fits")).collect()).await;
+    assert!(r.iter().all(|r| matches!(r, ChangeResult::Applied { .. })));
+    let before = head_of(&a).await;
+    let r = push(&a, vec![create(4, 4, "one too many")]).await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    assert_eq!(head_of(&a).await, before, "no seq was taken");
+    assert_eq!(notes(&a).await.len(), 3);
+}
+
+#[tokio::test]
+async fn attack_110_text_past_the_quota_is_refused() {
+    let router = with_quota(1_000, 10_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    push(&a, vec![create(1, 1, &"a".repeat(6_000))]).await;
+    let r = push(&a, vec![create(2, 2, &"b".repeat(6_000))]).await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    // An edit growing the note past it is refused; one shrinking it is taken.
+    let big = "a".repeat(6_000);
+    let r = push(&a, vec![edit(3, 1, 1, Some(&big), &"c".repeat(12_000))]).await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    let r = push(&a, vec![edit(4, 1, 1, Some(&big), "short now")]).await;
+    assert!(matches!(r[0], ChangeResult::Applied { .. }), "{r:?}");
+    let kept: Vec<String> = notes(&a).await.into_iter().map(|n| n.body).collect();
+    assert_eq!(kept, vec!["short now".to_string()]);
+}
+
+#[tokio::test]
+async fn attack_111_deletes_go_through_over_the_quota() {
+    let router = with_quota(2, 1_000_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    push(&a, vec![create(1, 1, "one"), create(2, 2, "two")]).await;
+    let r = push(&a, vec![create(3, 3, "three"), delete(4, 1, 1)]).await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    assert!(matches!(r[1], ChangeResult::Applied { .. }), "{r:?}");
+    let live: Vec<String> = notes(&a)
+        .await
+        .into_iter()
+        .filter(|n| !n.deleted)
+        .map(|n| n.body)
+        .collect();
+    assert_eq!(live, vec!["two".to_string()]);
+}
+
+#[tokio::test]
+async fn attack_112_a_refused_change_is_taken_when_sent_again_with_room() {
+    let router = with_quota(1, 1_000_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    push(&a, vec![create(1, 1, "first")]).await;
+    let waiting = create(2, 2, "waiting for room");
+    let r = push(&a, vec![waiting.clone()]).await;
+    assert!(over_quota(&r[0]));
+    // Not remembered: sent again while still full, refused again, not a duplicate.
+    let r = push(&a, vec![waiting.clone()]).await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    push(&a, vec![delete(3, 1, 1)]).await;
+    let r = push(&a, vec![waiting]).await;
+    assert!(matches!(r[0], ChangeResult::Applied { .. }), "{r:?}");
+}
+
+#[tokio::test]
+async fn attack_113_one_full_account_does_not_limit_another() {
+    let router = with_quota(1, 1_000_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let (b, _) = Browser::signed_up(&router, "bob").await;
+    push(&a, vec![create(1, 1, "ann's")]).await;
+    assert!(over_quota(&push(&a, vec![create(2, 2, "more")]).await[0]));
+    let r = push(&b, vec![create(1, 1, "bob's")]).await;
+    assert!(matches!(r[0], ChangeResult::Applied { .. }), "{r:?}");
+}
+
+#[tokio::test]
+async fn attack_114_one_batch_cannot_pass_the_quota_together() {
+    let router = with_quota(2, 1_000_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let r = push(&a, (1..=5).map(|m| create(m, m as u8, "x")).collect()).await;
+    let applied = r
+        .iter()
+        .filter(|r| matches!(r, ChangeResult::Applied { .. }))
+        .count();
+    assert_eq!(applied, 2);
+    assert!(r[2..].iter().all(over_quota), "{r:?}");
+    assert_eq!(notes(&a).await.len(), 2);
+}
+
+#[tokio::test]
+async fn attack_115_conflict_copies_count_against_the_quota() {
+    let router = with_quota(1_000, 200);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    push(&a, vec![create(1, 1, "line one\nline two")]).await;
+    push(
+        &a,
+        vec![edit(2, 1, 1, Some("line one\nline two"), "line one\nmine")],
+    )
+    .await;
+    // A stale edit of the same line keeps both texts, which must fit.
+    let r = push(
+        &a,
+        vec![edit(
+            3,
+            1,
+            1,
+            Some("line one\nline two"),
+            &format!("line one\n{}", "y".repeat(150)),
+        )],
+    )
+    .await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    assert_eq!(notes(&a).await[0].body, "line one\nmine");
+}
+
+// ---- more limits that must not be turned around ----
+
+#[tokio::test]
+async fn attack_116_the_push_rate_is_per_account_not_per_session() {
+    let router = limited(ProtectionSettings {
+        pushes_per_second: 1,
+        push_burst: 2,
+        ..crate::client::unlimited()
+    });
+    let (a, account) = Browser::signed_up(&router, "ann").await;
+    let phone = another_device(&router, &account.name).await;
+    push(&a, vec![create(1, 1, "one")]).await;
+    push(&phone, vec![create(2, 2, "two")]).await;
+    let req = phone.request("/api/push", wrapped(&push_req(vec![create(3, 3, "three")])));
+    refusal(&phone, req, StatusCode::TOO_MANY_REQUESTS, |e| {
+        matches!(e, AppError::RateLimited(_))
+    })
+    .await;
+    assert_eq!(notes(&a).await.len(), 2);
+}
+
+#[tokio::test]
+async fn attack_117_event_streams_do_not_take_requests_in_flight() {
+    let router = crate::client::router_adjusted(Arc::new(MemoryStore::new()), relaxed(), |s| {
+        s.with_protection(ProtectionSettings {
+            max_in_flight: 1,
+            ..crate::client::unlimited()
+        })
+    });
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let _stream = open_stream(&router, &session_id(&a), "192.0.2.1:1").await;
+    let _another = open_stream(&router, &session_id(&a), "192.0.2.2:1").await;
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+    push(&a, vec![create(1, 1, "still served")]).await;
+}
+
+#[tokio::test]
+async fn attack_118_a_renewed_session_still_ends_at_sign_out() {
+    let router = crate::client::router_adjusted(Arc::new(MemoryStore::new()), relaxed(), |s| {
+        s.with_session_refresh(Duration::ZERO)
+    });
+    let (mut a, _) = Browser::signed_up(&router, "ann").await;
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+    let old = session_id(&a);
+    a.call::<()>("/api/sign_out", &json!({}))
+        .await
+        .expect("signs out");
+    let replay = with_cookie(&router, &old);
+    assert_eq!(pull_status(&replay).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(whoami(&replay).await, None);
+}
+
+#[tokio::test]
+async fn attack_119_change_password_with_a_huge_body() {
+    let router = router_with(relaxed());
+    let (a, account) = Browser::signed_up(&router, "ann").await;
+    let huge = "p".repeat(100_000);
+    let req = a.request("/api/change_password", passwords(PASSWORD, &huge));
+    refusal(&a, req, StatusCode::PAYLOAD_TOO_LARGE, bad_request).await;
+    assert!(Browser::new(&router)
+        .sign_in(&account.name, PASSWORD)
+        .await
+        .is_ok());
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn attack_120_an_unreadable_push_naming_another_version_is_told_to_update() {
+    let a = one_user().await;
+    // JSON, but of another shape: eight megabytes of changes this version
+    // cannot read, and a client id it would refuse.
+    let mut body = br#"{"req":{"protocol":99,"client_id":"x","changes":["#.to_vec();
+    while body.len() < LIMITS.max_request_bytes - 64 {
+        body.extend_from_slice(br#"{"shape":"of the future"},"#);
+    }
+    body.extend_from_slice(br#"{}]}}"#);
+    let req = a.request("/api/push", body);
+    refusal(&a, req, StatusCode::BAD_REQUEST, |e| {
+        matches!(
+            e,
+            AppError::Protocol(ProtocolError::UnsupportedVersion { got: 99, .. })
+        )
+    })
+    .await;
+    assert!(notes(&a).await.is_empty());
+}
+
+#[tokio::test]
+async fn attack_121_a_change_password_cannot_name_another_account() {
+    let router = router_with(relaxed());
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let (_, bob) = Browser::signed_up(&router, "bob").await;
+    let body = serde_json::to_vec(&json!({
+        "current": PASSWORD,
+        "new": "bob is mine now",
+        "name": bob.name,
+        "account": bob.id,
+    }))
+    .expect("json");
+    let (status, _) = raw(&a, "/api/change_password", body).await;
+    assert_eq!(status, StatusCode::OK, "it changed ann's own password");
+    assert!(Browser::new(&router)
+        .sign_in(&bob.name, PASSWORD)
+        .await
+        .is_ok());
+    assert!(Browser::new(&router)
+        .sign_in(&bob.name, "bob is mine now")
+        .await
+        .is_err());
 }
