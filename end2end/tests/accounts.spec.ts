@@ -127,6 +127,8 @@ test('each page is its own document: the forms link to each other, and an unknow
 test('changing the password signs the other devices out; sign out everywhere signs out every device', async ({
   browser,
 }) => {
+  // Three devices and two sessions ended, each seen through a sync.
+  test.setTimeout(120_000);
   const a = await device(browser);
   const b = await device(browser);
   const name = (await a.app.page.getByTestId('account-name').textContent()) ?? '';

@@ -671,7 +671,8 @@ fn AccountSettings(state: NotesState) -> impl IntoView {
     };
     view! {
         <details class="account-settings" data-testid="account-settings">
-            <summary>"Account"</summary>
+            <summary>"Account ▾"</summary>
+            <div class="account-panel">
             <button
                 class="quiet"
                 id="sign-out-everywhere"
@@ -705,6 +706,7 @@ fn AccountSettings(state: NotesState) -> impl IntoView {
                     {move || message.get().unwrap_or_default()}
                 </p>
             </Show>
+            </div>
         </details>
     }
 }
