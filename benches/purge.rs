@@ -3,7 +3,8 @@
 //! background while one-change pushes of another user run back to back,
 //! each timed. Run for the store's chunk size and, for comparison, with the
 //! whole purge in one transaction (what the store did before purging in
-//! chunks). Three repetitions each; the medians are printed.
+//! chunks), and, as the baseline, the same pushes with no purge at all.
+//! Three repetitions each; the medians are printed.
 //!
 //! `cargo bench --bench purge --no-default-features --features ssr`
 //! (`PURGE_TOMBSTONES=20000` for a quicker run).
@@ -85,18 +86,26 @@ struct Run {
     max: Duration,
 }
 
-async fn run(tombstones: u32, chunk: usize) -> Run {
+/// Pushes during a purge in chunks of `chunk` records, or, with `None`,
+/// during three seconds without a purge (the baseline: what a push costs
+/// on this machine at this moment).
+async fn run(tombstones: u32, chunk: Option<usize>) -> Run {
     let (store, _dir) = store_with(tombstones).await;
     let store = Arc::new(store);
     let purging = {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             let started = Instant::now();
-            let removed = store
-                .purge_in_chunks(OLD_MS + 1, chunk)
-                .await
-                .expect("purged");
-            assert!(removed >= u64::from(tombstones));
+            match chunk {
+                Some(chunk) => {
+                    let removed = store
+                        .purge_in_chunks(OLD_MS + 1, chunk)
+                        .await
+                        .expect("purged");
+                    assert!(removed >= u64::from(tombstones));
+                }
+                None => tokio::time::sleep(Duration::from_secs(3)).await,
+            }
             started.elapsed()
         })
     };
@@ -141,14 +150,26 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    for (label, chunk) in [("chunked", PURGE_CHUNK), ("one transaction", usize::MAX)] {
+    // PURGE_CHUNKS=500,200 compares chunk sizes; the store's is the default.
+    let chunks: Vec<usize> = std::env::var("PURGE_CHUNKS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![PURGE_CHUNK]);
+    let mut configs: Vec<(&str, Option<usize>)> = vec![("no purge (baseline)", None)];
+    configs.extend(chunks.into_iter().map(|c| ("chunked", Some(c))));
+    configs.push(("one transaction", Some(usize::MAX)));
+    for (label, chunk) in configs {
         let runs: Vec<Run> = (0..3)
             .map(|_| runtime.block_on(run(tombstones, chunk)))
             .collect();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         eprintln!(
-            "purge of {tombstones} tombstones, {label} (chunk {}): purge {:.0} ms, pushes during it {}, push wait p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (medians of 3; max of each run: {})",
-            if chunk == usize::MAX { "all".to_string() } else { chunk.to_string() },
+            "{tombstones} tombstones, {label} (chunk {}): purge {:.0} ms, pushes during it {}, push wait p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (medians of 3; max of each run: {})",
+            match chunk {
+                None => "-".to_string(),
+                Some(usize::MAX) => "all".to_string(),
+                Some(chunk) => chunk.to_string(),
+            },
             ms(median(runs.iter().map(|r| r.purge).collect())),
             runs.iter().map(|r| r.pushes).sum::<usize>() / runs.len(),
             ms(median(runs.iter().map(|r| r.p50).collect())),
