@@ -53,8 +53,9 @@ use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, FeedEntry, PullResponse};
 
 /// Most tombstones, and most old log slots, one purge holds a user's lease
-/// for: the user's pushes wait for one chunk at most.
-pub const PURGE_CHUNK: usize = 500;
+/// for: the user's pushes wait for one chunk at most. Each tombstone is a
+/// few KV calls, so a chunk is a few hundred (not measured on a cluster).
+pub const PURGE_CHUNK: usize = 100;
 
 /// Tuning of the KV sync store.
 #[derive(Debug, Clone, PartialEq, Eq)]
