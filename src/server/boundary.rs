@@ -32,8 +32,8 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures::StreamExt;
@@ -43,6 +43,8 @@ use tower_sessions::Session;
 use super::auth::{refresh_session, SESSION_ACCOUNT};
 use super::inspect::{check_push, protocol_version, PushShapeError, MAX_WIRE_TAGS};
 use super::limits::Rate;
+pub use super::respond::error_response;
+use super::respond::status_of;
 use super::state::AppState;
 use crate::api::{Account, AppError};
 use crate::domain::LIMITS;
@@ -51,8 +53,7 @@ use crate::sync::protocol::{ProtocolError, PROTOCOL_VERSION, SUPPORTED_PROTOCOLS
 /// The prefix of every server function's path.
 pub const API_PREFIX: &str = "/api/";
 
-/// The path of the event stream (an ordinary route, not a server function).
-pub const EVENTS_PATH: &str = "/api/events";
+pub use super::respond::EVENTS_PATH;
 
 /// Largest error body we read back to fix its status; ours are tiny.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
@@ -300,10 +301,6 @@ fn unreadable_request(version: Option<u64>, message: String) -> AppError {
         .unwrap_or(AppError::BadRequest(message))
 }
 
-fn status_of(error: &AppError) -> StatusCode {
-    StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
 fn too_large(limit: usize) -> Response {
     let error = if limit >= 1024 * 1024 {
         AppError::BadRequest(format!(
@@ -318,20 +315,5 @@ fn too_large(limit: usize) -> Response {
     };
     let mut res = error_response(&error);
     *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    res
-}
-
-/// The response for `error`: its status, its JSON, and `Retry-After` when
-/// it says when to retry.
-pub fn error_response(error: &AppError) -> Response {
-    let body = serde_json::to_vec(error).unwrap_or_default();
-    let mut res = Response::new(Body::from(body));
-    *res.status_mut() = status_of(error);
-    let headers = res.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(SERVER_FN_ERROR_HEADER, HeaderValue::from_static("api"));
-    if let Some(secs) = error.retry_after_secs() {
-        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-    }
     res
 }

@@ -23,7 +23,7 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
-use super::boundary::{error_response, EVENTS_PATH};
+use super::respond::{error_response, EVENTS_PATH};
 use crate::api::AppError;
 use crate::domain::UserId;
 

@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod limits;
 pub mod pokes;
 pub mod pwa;
+pub mod respond;
 pub mod service;
 pub mod state;
 
