@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { NotesApp, uniqueName } from '../fixtures/app';
+import { NotesApp, PASSWORD, device, uniqueName } from '../fixtures/app';
 
 test('without an account the app asks to sign in, and a wrong password is refused clearly', async ({ page }) => {
   const app = new NotesApp(page);
@@ -122,4 +122,50 @@ test('each page is its own document: the forms link to each other, and an unknow
   // Signed out, the notes page sends the visitor on to sign in.
   await page.waitForURL((url) => url.pathname === '/signin');
   expect(errors).toEqual([]);
+});
+
+test('changing the password signs the other devices out; sign out everywhere signs out every device', async ({
+  browser,
+}) => {
+  // Three devices and two sessions ended, each seen through a sync.
+  test.setTimeout(120_000);
+  const a = await device(browser);
+  const b = await device(browser);
+  const name = (await a.app.page.getByTestId('account-name').textContent()) ?? '';
+  const newPassword = 'a brand new password';
+
+  // On A: Account, Change password.
+  await a.app.page.getByTestId('account-settings').locator('summary').click();
+  await a.app.page.locator('#current-password').fill(PASSWORD);
+  await a.app.page.locator('#new-password').fill(newPassword);
+  await a.app.page.locator('#change-password button[type=submit]').click();
+  await expect(a.app.page.getByTestId('account-message')).toContainText('Password changed');
+
+  // B's session ended: its next sync says so, and its edit is kept.
+  await b.app.create('Written on B after the change', 'kept here');
+  await expect(b.app.page.getByTestId('session-ended')).toBeVisible({ timeout: 20_000 });
+  await expect(b.app.item('Written on B after the change')).toBeVisible();
+  // A goes on syncing under its renewed session.
+  await a.app.create('Written on A after the change', 'synced');
+  await a.app.expectSynced();
+
+  // The old password no longer signs in; the new one does.
+  const c = await browser.newContext();
+  const cApp = new NotesApp(await c.newPage());
+  await cApp.page.goto('/signin');
+  await expect(cApp.page.locator('.auth-form[data-ready=true]')).toBeVisible();
+  await cApp.page.locator('#account-name').fill(name);
+  await cApp.page.locator('#account-password').fill(PASSWORD);
+  await cApp.page.locator('.auth-form button[type=submit]').click();
+  await expect(cApp.page.getByTestId('auth-error')).toBeVisible();
+  await cApp.signIn(name, newPassword);
+  await expect(cApp.item('Written on A after the change')).toBeVisible({ timeout: 20_000 });
+
+  // On A: Sign out everywhere. A opens the sign-in page; C's session ended.
+  a.app.page.once('dialog', (dialog) => dialog.accept());
+  await a.app.page.locator('#sign-out-everywhere').click();
+  await a.app.page.waitForURL((url) => url.pathname === '/signin');
+  await cApp.create('Written on C after signing out everywhere', 'kept here');
+  await expect(cApp.page.getByTestId('session-ended')).toBeVisible({ timeout: 20_000 });
+  await c.close();
 });

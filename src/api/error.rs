@@ -34,6 +34,14 @@ pub enum AppError {
     /// Too many sign-in or sign-up attempts; retry after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     TooManyAttempts(u64),
+    /// Too many pushes or pulls from this account; the client waits this
+    /// many seconds before it tries again (also in `Retry-After`).
+    #[error("too many requests from this account; syncing again in {0} s")]
+    RateLimited(u64),
+    /// The server is handling as many requests as it takes; retry after
+    /// this many seconds (also in `Retry-After`).
+    #[error("the server is busy; trying again in {0} s")]
+    Busy(u64),
     /// A state-changing request from another site (CSRF).
     #[error("the request came from another site and was refused")]
     Forbidden,
@@ -53,7 +61,24 @@ pub enum AppError {
 impl AppError {
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, AppError::Internal | AppError::Unreachable(_))
+        matches!(
+            self,
+            AppError::Internal
+                | AppError::Unreachable(_)
+                | AppError::RateLimited(_)
+                | AppError::Busy(_)
+        )
+    }
+
+    /// For an error that says when to try again: after how many seconds
+    /// (what the server sends as `Retry-After`).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AppError::RateLimited(secs)
+            | AppError::Busy(secs)
+            | AppError::TooManyAttempts(secs) => Some(*secs),
+            _ => None,
+        }
     }
 
     /// For a push refused for its number of changes: the most the server
@@ -74,7 +99,8 @@ impl AppError {
             AppError::InvalidAccount(_) => 400,
             AppError::Forbidden => 403,
             AppError::NameTaken | AppError::AccountMismatch => 409,
-            AppError::TooManyAttempts(_) => 429,
+            AppError::TooManyAttempts(_) | AppError::RateLimited(_) => 429,
+            AppError::Busy(_) => 503,
             AppError::Internal => 500,
             AppError::Unreachable(_) => 503,
         }
@@ -91,6 +117,12 @@ impl From<AppError> for PortError {
             retryable: e.is_retryable() || push_limit.is_some(),
             message: e.to_string(),
             push_limit,
+            retry_after_ms: match e {
+                AppError::RateLimited(secs) | AppError::Busy(secs) => {
+                    Some(secs.max(1).saturating_mul(1_000))
+                }
+                _ => None,
+            },
         }
     }
 }

@@ -42,6 +42,21 @@ pub async fn sign_out() -> Result<(), AppError> {
     crate::server::api::sign_out().await
 }
 
+/// Ends every session of the signed-in person, on every device, this one
+/// included: each of them must sign in again (their notes stay on them).
+#[server(prefix = "/api", endpoint = "sign_out_everywhere", input = Json, output = Json)]
+pub async fn sign_out_everywhere() -> Result<(), AppError> {
+    crate::server::api::sign_out_everywhere().await
+}
+
+/// Replaces the signed-in person's password, given the current one, and
+/// ends their sessions on every other device; this one goes on (under a new
+/// session id).
+#[server(prefix = "/api", endpoint = "change_password", input = Json, output = Json)]
+pub async fn change_password(current: String, new: String) -> Result<(), AppError> {
+    crate::server::api::change_password(current, new).await
+}
+
 /// Who the session belongs to; `None` when signed out.
 #[server(prefix = "/api", endpoint = "whoami", input = Json, output = Json)]
 pub async fn whoami() -> Result<Option<Account>, AppError> {

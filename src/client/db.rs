@@ -627,6 +627,7 @@ impl From<DbError> for PortError {
             retryable: true,
             offline: false,
             push_limit: None,
+            retry_after_ms: None,
         }
     }
 }
@@ -682,6 +683,10 @@ impl ReplicaStore for LocalDb {
         let r = self.store_page(entries, checkpoint).await?;
         timings::end("apply_page", t);
         Ok(r)
+    }
+
+    async fn requeue_over_quota(&self) -> Result<u32, PortError> {
+        Ok(self.requeue_refused_for_quota().await?)
     }
 
     async fn begin_resync(&self) -> Result<(), PortError> {
@@ -1612,6 +1617,32 @@ impl LocalDb {
             }
         }
         commit_after(tx, write_in_flight(&meta, flying).boxed_local()).await
+    }
+
+    /// The entries refused for the account's quota, pushable again (read
+    /// through the `refused` index, which holds only refused entries).
+    async fn requeue_refused_for_quota(&self) -> Result<u32, DbError> {
+        let tx = self
+            .tx(&[OUTBOX, VERSIONS], TransactionMode::ReadWrite)
+            .await?;
+        let outbox = tx.store(OUTBOX)?;
+        let versions = tx.store(VERSIONS)?;
+        let refused: Vec<PendingChange> =
+            from_js_all(outbox.index(REFUSED)?.get_all(None, None).await?)?;
+        let writes = refused
+            .iter()
+            .filter_map(crate::sync::replica::requeue_over_quota)
+            .map(|again| to_js(&again).map(Write::Put))
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let requeued = u32::try_from(writes.len()).unwrap_or(u32::MAX);
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        let all_writes = async {
+            futures::try_join!(write_all(&outbox, &writes), outbox_changed(&versions)).map(|_| ())
+        };
+        commit_after(tx, all_writes.boxed_local()).await?;
+        Ok(requeued)
     }
 
     async fn settle_outbox(

@@ -12,12 +12,13 @@
 //! - every (re)connection becomes [`Event::Live`] `connected: true`, which
 //!   pulls at once, so nothing that moved while it was down is missed; a
 //!   drop becomes `connected: false`, which brings the short poll back;
-//! - a connection that errs, or says nothing for [`SILENCE_MS`] (the server
-//!   beats every 15 s), is closed and retried after a capped, jittered
+//! - a connection that errs, or says nothing for three of the server's
+//!   heartbeat intervals (each `heartbeat` says its interval; [`SILENCE_MS`]
+//!   before the first), is closed and retried after a capped, jittered
 //!   backoff; a wake-up (the browser came online, a person asked to sync)
 //!   retries at once;
-//! - the server ends each stream after a few minutes (so sessions are
-//!   checked again): that reconnects at once, without a backoff;
+//! - a stream the server ends with `bye` (its session ended, or it lasted
+//!   its time) reconnects at once, without a backoff;
 //! - every state change is reported, so every tab can show it.
 
 use std::rc::Rc;
@@ -34,8 +35,11 @@ use crate::bridge::LiveState;
 use crate::sync::engine::{backoff_delay_ms, Event};
 use crate::sync::protocol::Poke;
 
-/// Longest quiet before the connection is taken for dead.
+/// Longest quiet before the connection is taken for dead, until the
+/// server's first heartbeat says its interval.
 pub const SILENCE_MS: u32 = 40_000;
+/// Heartbeats a connection may miss before it is taken for dead.
+const MISSED_BEATS: u32 = 3;
 const BACKOFF_BASE_MS: u64 = 1_000;
 const BACKOFF_MAX_MS: u64 = 60_000;
 /// The poke stream of `account`'s database.
@@ -49,7 +53,8 @@ enum Signal {
     Ready,
     /// A poke's data: JSON ([`Poke`]).
     Poke(String),
-    Heartbeat,
+    /// A heartbeat's data: the server's interval in milliseconds.
+    Heartbeat(String),
     Bye,
     Error,
 }
@@ -67,20 +72,22 @@ impl Connection {
         for (name, signal) in [
             ("ready", Signal::Ready),
             ("poke", Signal::Poke(String::new())),
-            ("heartbeat", Signal::Heartbeat),
+            ("heartbeat", Signal::Heartbeat(String::new())),
             ("bye", Signal::Bye),
             ("error", Signal::Error),
         ] {
             let signals = signals.clone();
             let handler =
                 Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+                    let data = || {
+                        event
+                            .dyn_ref::<web_sys::MessageEvent>()
+                            .and_then(|m| m.data().as_string())
+                            .unwrap_or_default()
+                    };
                     let signal = match &signal {
-                        Signal::Poke(_) => Signal::Poke(
-                            event
-                                .dyn_ref::<web_sys::MessageEvent>()
-                                .and_then(|m| m.data().as_string())
-                                .unwrap_or_default(),
-                        ),
+                        Signal::Poke(_) => Signal::Poke(data()),
+                        Signal::Heartbeat(_) => Signal::Heartbeat(data()),
                         other => other.clone(),
                     };
                     let _ = signals.unbounded_send(signal);
@@ -120,9 +127,10 @@ pub async fn run(
         let connection = Connection::open(&url, &signals);
         let mut connected = false;
         let mut ended_by_server = false;
+        let mut silence_ms = SILENCE_MS;
         if connection.is_ok() {
             loop {
-                let next = select(received.next(), TimeoutFuture::new(SILENCE_MS)).await;
+                let next = select(received.next(), TimeoutFuture::new(silence_ms)).await;
                 match next {
                     Either::Left((Some(Signal::Ready), _)) => {
                         connected = true;
@@ -142,7 +150,11 @@ pub async fn run(
                         timings::end("poke: read", t);
                         let _ = events.unbounded_send(event);
                     }
-                    Either::Left((Some(Signal::Heartbeat), _)) => {}
+                    Either::Left((Some(Signal::Heartbeat(interval)), _)) => {
+                        if let Ok(interval_ms) = interval.parse::<u32>() {
+                            silence_ms = interval_ms.saturating_mul(MISSED_BEATS).max(1_000);
+                        }
+                    }
                     Either::Left((Some(Signal::Bye), _)) => {
                         ended_by_server = true;
                         break;

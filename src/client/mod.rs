@@ -1,6 +1,7 @@
 //! The browser half (hydrate build only): the IndexedDB store, the page-side
 //! actions behind the UI, and the sync worker.
 
+pub mod account;
 pub mod actions;
 pub mod db;
 pub mod live;

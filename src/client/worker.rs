@@ -90,6 +90,7 @@ impl ServerTransport {
                 retryable: false,
                 offline: false,
                 push_limit: None,
+                retry_after_ms: None,
             });
         }
         Ok(())

@@ -6,7 +6,7 @@ use leptos_axum::ResponseOptions;
 
 use tower_sessions::Session;
 
-use super::auth::{self, SESSION_ACCOUNT};
+use super::auth::{self, SESSION_ACCOUNT, SESSION_RENEWED};
 use super::state::AppState;
 use crate::api::{Account, AppError};
 use crate::domain::UserId;
@@ -63,6 +63,10 @@ async fn start_session(account: &Account) -> Result<(), AppError> {
         .insert(SESSION_ACCOUNT, account)
         .await
         .map_err(failed)?;
+    session
+        .insert(SESSION_RENEWED, super::service::system_clock()())
+        .await
+        .map_err(failed)?;
     session.save().await.map_err(failed)
 }
 
@@ -101,6 +105,61 @@ pub async fn sign_out() -> Result<(), AppError> {
             tracing::error!(error = %e, "deleting the session failed");
             AppError::Internal
         })
+    })
+    .await
+}
+
+/// `sign_out_everywhere` on the server: every session of the person is
+/// deleted from the store, and their streams here end at once (streams on
+/// other instances end at their next session check).
+pub async fn sign_out_everywhere() -> Result<(), AppError> {
+    with_status(async {
+        let state = state()?;
+        let user = current_user().await?;
+        let ended = state
+            .accounts
+            .store()
+            .end_sessions(&user, None)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "ending the sessions failed");
+                AppError::Internal
+            })?;
+        state.pokes.end_sessions(&user, None);
+        tracing::info!(user = %user, ended, "signed out everywhere");
+        session().await?.flush().await.map_err(|e| {
+            tracing::error!(error = %e, "deleting the session failed");
+            AppError::Internal
+        })
+    })
+    .await
+}
+
+/// `change_password` on the server.
+pub async fn change_password(current: String, new: String) -> Result<(), AppError> {
+    with_status(async {
+        let state = state()?;
+        let session = session().await?;
+        let account = match session.get::<Account>(SESSION_ACCOUNT).await {
+            Ok(Some(account)) => account,
+            Ok(None) => return Err(AppError::Unauthorized),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the session failed");
+                return Err(AppError::Internal);
+            }
+        };
+        let keep = session
+            .id()
+            .map(|id| auth::session_key(&id))
+            .ok_or(AppError::Unauthorized)?;
+        let ended = state
+            .accounts
+            .change_password(&account, &current, &new, &keep, client_address())
+            .await?;
+        state.pokes.end_sessions(&account.id, Some(&keep));
+        tracing::info!(user = %account.id, ended, "password changed");
+        // A new id for the session that goes on, as at sign-in.
+        start_session(&account).await
     })
     .await
 }

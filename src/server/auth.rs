@@ -14,7 +14,7 @@
 //! - a POST whose `Origin` (or, without one, `Sec-Fetch-Site`) shows another
 //!   site is refused with 403 before any handler runs.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +43,47 @@ pub const SESSION_ACCOUNT: &str = "account";
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "notesync_session";
 
+/// The session key holding when the session was last renewed (Unix ms).
+pub const SESSION_RENEWED: &str = "renewed_ms";
+
+/// How often a session in use is renewed, by default: its expiry then
+/// slides to the full session lifetime from that request. Once a day keeps
+/// the store's writes to one per person per day.
+pub const SESSION_REFRESH: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Renews `session` if it was last renewed `every` ago or longer: marks it
+/// changed, so the session layer saves it with a new expiry (the full
+/// lifetime from now) and sends the cookie again.
+pub async fn refresh_session(
+    session: &tower_sessions::Session,
+    every: Duration,
+) -> Result<(), AppError> {
+    let failed = |e: tower_sessions::session::Error| {
+        tracing::error!(error = %e, "renewing the session failed");
+        AppError::Internal
+    };
+    let now = system_clock()();
+    let renewed = session
+        .get::<u64>(SESSION_RENEWED)
+        .await
+        .map_err(failed)?
+        .unwrap_or(0);
+    let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+    if now.saturating_sub(renewed) >= every_ms {
+        session.insert(SESSION_RENEWED, now).await.map_err(failed)?;
+    }
+    Ok(())
+}
+
 /// How many sign-in and sign-up attempts are allowed: a burst, refilled at
-/// one attempt per `refill`.
+/// one attempt per `refill` per address, and twice as fast per name.
+///
+/// Sign-in and sign-up count apart (a stream of sign-ups naming someone's
+/// account must not spend their sign-in attempts), and a name's allowance
+/// refills twice as fast as an address may attempt, so no single address
+/// can keep a name locked out: it can take at most every other attempt the
+/// name is allowed. Addresses count per IPv4 address and per IPv6 /64
+/// ([`address_key`]).
 #[derive(Debug, Clone, Copy)]
 pub struct AttemptLimits {
     pub per_name_burst: u32,
@@ -65,10 +104,51 @@ impl Default for AttemptLimits {
 /// Sign-up and sign-in over an [`AccountStore`].
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
-    per_name: DefaultKeyedRateLimiter<String>,
-    per_address: DefaultKeyedRateLimiter<String>,
+    sign_in: Limiters,
+    sign_up: Limiters,
     /// Verified when the name is unknown, so both failures cost the same.
     dummy_hash: String,
+}
+
+/// One kind of attempt's limiters.
+struct Limiters {
+    per_name: DefaultKeyedRateLimiter<String>,
+    per_address: DefaultKeyedRateLimiter<String>,
+}
+
+impl Limiters {
+    fn new(limits: AttemptLimits) -> Self {
+        Self {
+            per_name: RateLimiter::keyed(quota(limits.per_name_burst, limits.refill / 2)),
+            per_address: RateLimiter::keyed(quota(limits.per_address_burst, limits.refill)),
+        }
+    }
+
+    /// Counts an attempt for `name` from `address`, refusing it over either limit.
+    fn attempt(&self, name: &str, address: Option<SocketAddr>) -> Result<(), AppError> {
+        let address = address_key(address.map(|a| a.ip()));
+        let wait = |not_until: governor::NotUntil<_>| {
+            let secs = not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                .max(1);
+            AppError::TooManyAttempts(secs)
+        };
+        self.per_address.check_key(&address).map_err(wait)?;
+        self.per_name.check_key(&name.to_string()).map_err(wait)?;
+        Ok(())
+    }
+
+    fn forget_idle(&self) {
+        self.per_name.retain_recent();
+        self.per_address.retain_recent();
+        self.per_name.shrink_to_fit();
+        self.per_address.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.per_name.len() + self.per_address.len()
+    }
 }
 
 impl std::fmt::Debug for Accounts {
@@ -122,8 +202,8 @@ impl Accounts {
     pub fn new(store: Arc<dyn AccountStore>, limits: AttemptLimits) -> Result<Self, AppError> {
         Ok(Self {
             store,
-            per_name: RateLimiter::keyed(quota(limits.per_name_burst, limits.refill)),
-            per_address: RateLimiter::keyed(quota(limits.per_address_burst, limits.refill)),
+            sign_in: Limiters::new(limits),
+            sign_up: Limiters::new(limits),
             dummy_hash: hash_password("not a password anyone has")?,
         })
     }
@@ -132,35 +212,18 @@ impl Accounts {
     /// whole again, so the limiters' memory does not grow with every name or
     /// address ever tried.
     pub fn forget_idle_attempts(&self) {
-        self.per_name.retain_recent();
-        self.per_address.retain_recent();
-        self.per_name.shrink_to_fit();
-        self.per_address.shrink_to_fit();
+        self.sign_in.forget_idle();
+        self.sign_up.forget_idle();
     }
 
     /// How many names and addresses the limiters hold state for.
     pub fn tracked_attempt_keys(&self) -> usize {
-        self.per_name.len() + self.per_address.len()
+        self.sign_in.len() + self.sign_up.len()
     }
 
     /// The store sessions are kept in.
     pub fn store(&self) -> Arc<dyn AccountStore> {
         Arc::clone(&self.store)
-    }
-
-    /// Counts an attempt for `name` from `address`, refusing it over the limits.
-    fn attempt(&self, name: &str, address: Option<SocketAddr>) -> Result<(), AppError> {
-        let address = address.map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
-        let wait = |not_until: governor::NotUntil<_>| {
-            let secs = not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                .max(1);
-            AppError::TooManyAttempts(secs)
-        };
-        self.per_address.check_key(&address).map_err(wait)?;
-        self.per_name.check_key(&name.to_string()).map_err(wait)?;
-        Ok(())
     }
 
     /// Creates an account.
@@ -172,7 +235,7 @@ impl Accounts {
     ) -> Result<Account, AppError> {
         let name = UserName::parse(name)?;
         let password = Password::parse(password)?;
-        self.attempt(name.as_str(), address)?;
+        self.sign_up.attempt(name.as_str(), address)?;
         let hash = blocking(move || hash_password(password.expose())).await??;
         let mut random = [0u8; 16];
         argon2::password_hash::rand_core::RngCore::fill_bytes(&mut OsRng, &mut random);
@@ -205,7 +268,7 @@ impl Accounts {
         let (Ok(name), Ok(password)) = (UserName::parse(name), Password::parse(password)) else {
             return Err(AppError::BadCredentials);
         };
-        self.attempt(name.as_str(), address)?;
+        self.sign_in.attempt(name.as_str(), address)?;
         let user = self
             .store
             .user_by_name(name.as_str())
@@ -223,9 +286,83 @@ impl Accounts {
             _ => Err(AppError::BadCredentials),
         }
     }
+
+    /// Replaces `account`'s password after checking the current one (counted
+    /// as a sign-in attempt, so it cannot be used to guess), then ends every
+    /// session of the account but `keep` (the one that asked).
+    pub async fn change_password(
+        &self,
+        account: &Account,
+        current: &str,
+        new: &str,
+        keep: &str,
+        address: Option<SocketAddr>,
+    ) -> Result<u64, AppError> {
+        let new = Password::parse(new)?;
+        let Ok(current) = Password::parse(current) else {
+            return Err(AppError::BadCredentials);
+        };
+        self.sign_in.attempt(&account.name, address)?;
+        let user = self
+            .store
+            .user_by_name(&account.name)
+            .await
+            .map_err(store_failure)?
+            .filter(|u| u.id == account.id)
+            .ok_or(AppError::Unauthorized)?;
+        let stored = user.password_hash.clone();
+        if !blocking(move || verify_password(current.expose(), &stored)).await? {
+            return Err(AppError::BadCredentials);
+        }
+        let hash = blocking(move || hash_password(new.expose())).await??;
+        if !self
+            .store
+            .set_password(&account.name, &hash)
+            .await
+            .map_err(store_failure)?
+        {
+            return Err(AppError::Unauthorized);
+        }
+        self.store
+            .end_sessions(&account.id, Some(keep))
+            .await
+            .map_err(store_failure)
+    }
 }
 
-/// tower-sessions' store over our [`AccountStore`].
+/// The key a session is stored under: the SHA-256 of its id, in hex. The
+/// stores never hold a session id itself, so a copy of the database (a
+/// backup, a stolen disk) holds no cookie that would sign anyone in.
+pub fn session_key(id: &Id) -> String {
+    session_key_of(&id.to_string())
+}
+
+/// [`session_key`] of a session id in its text form (the cookie's value).
+pub fn session_key_of(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A session record's JSON without its `id`: what is stored, so that the
+/// stored bytes hold no session id either (it is given back on loading).
+pub fn without_id(record: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(record)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("id");
+    }
+    serde_json::to_vec(&value)
+}
+
+/// A session record as stored: without its id.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredRecord {
+    data: std::collections::HashMap<String, serde_json::Value>,
+    expiry_date: time::OffsetDateTime,
+}
+
+/// tower-sessions' store over our [`AccountStore`]; sessions are stored
+/// under [`session_key`], without their id.
 #[derive(Clone)]
 pub struct StoreSessions(pub Arc<dyn AccountStore>);
 
@@ -242,12 +379,21 @@ fn backend(e: impl std::fmt::Display) -> session_store::Error {
 #[async_trait]
 impl SessionStore for StoreSessions {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let stored = StoredRecord {
+            data: record.data.clone(),
+            expiry_date: record.expiry_date,
+        };
         let bytes =
-            serde_json::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+            serde_json::to_vec(&stored).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let expires_ms =
             u64::try_from(record.expiry_date.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let user = record
+            .data
+            .get(SESSION_ACCOUNT)
+            .and_then(|account| serde_json::from_value::<Account>(account.clone()).ok())
+            .map(|account| account.id);
         self.0
-            .save_session(&record.id.to_string(), &bytes, expires_ms)
+            .save_session(&session_key(&record.id), user.as_ref(), &bytes, expires_ms)
             .await
             .map_err(backend)
     }
@@ -255,20 +401,24 @@ impl SessionStore for StoreSessions {
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let Some(bytes) = self
             .0
-            .load_session(&id.to_string(), system_clock()())
+            .load_session(&session_key(id), system_clock()())
             .await
             .map_err(backend)?
         else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))
+        let stored: StoredRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id: *id,
+            data: stored.data,
+            expiry_date: stored.expiry_date,
+        }))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         self.0
-            .delete_session(&id.to_string())
+            .delete_session(&session_key(id))
             .await
             .map_err(backend)
     }
@@ -313,10 +463,31 @@ pub async fn origin_check(request: Request, next: Next) -> Response {
 
 /// The client's address, where the server was started with connect info.
 pub fn client_address(parts: &axum::http::request::Parts) -> Option<SocketAddr> {
-    parts
-        .extensions
+    client_address_in(&parts.extensions)
+}
+
+/// The client's address from a request's extensions.
+pub fn client_address_in(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr)
+}
+
+/// The key per-address limits count under: an IPv4 address as it is, an
+/// IPv6 address by its /64 (one subscriber's network: a single host can
+/// take any address in it), an IPv4-mapped IPv6 address as IPv4.
+pub fn address_key(address: Option<IpAddr>) -> String {
+    match address {
+        None => "unknown".to_string(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 #[cfg(test)]

@@ -193,8 +193,111 @@ pub struct Config {
     )]
     pub poke_watch_ms: u64,
 
+    /// Milliseconds between the heartbeats of an idle event stream (the
+    /// browser takes three missed beats for a dead connection).
+    #[arg(
+        long,
+        env = "NOTESYNC_HEARTBEAT_MS",
+        default_value_t = 15_000,
+        value_parser = clap::value_parser!(u64).range(100..=60_000)
+    )]
+    pub heartbeat_ms: u64,
+
+    /// Seconds an event stream lasts before the server says `bye` and the
+    /// browser reconnects at once.
+    #[arg(
+        long,
+        env = "NOTESYNC_STREAM_MAX_SECS",
+        default_value_t = 6 * 60 * 60,
+        value_parser = clap::value_parser!(u64).range(1..=7 * 24 * 60 * 60)
+    )]
+    pub stream_max_secs: u64,
+
+    /// Most open event streams of one account (one per browser); a new one
+    /// closes the oldest.
+    #[arg(long, env = "NOTESYNC_STREAMS_PER_ACCOUNT", default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub streams_per_account: u32,
+
+    /// Most open event streams from one client address (IPv6: one /64); a
+    /// new one closes the oldest.
+    #[arg(long, env = "NOTESYNC_STREAMS_PER_ADDRESS", default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub streams_per_address: u32,
+
+    /// Requests handled at once (event streams aside); past it a request
+    /// is answered 503 with Retry-After.
+    #[arg(long, env = "NOTESYNC_MAX_IN_FLIGHT", default_value_t = 512,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_in_flight: u32,
+
+    /// Pushes one account may make per second, sustained (429 beyond).
+    #[arg(long, env = "NOTESYNC_PUSHES_PER_SECOND", default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub pushes_per_second: u32,
+
+    /// Pushes one account may make at once before the rate applies.
+    #[arg(long, env = "NOTESYNC_PUSH_BURST", default_value_t = 60,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub push_burst: u32,
+
+    /// Pulls one account may make per second, sustained (429 beyond).
+    #[arg(long, env = "NOTESYNC_PULLS_PER_SECOND", default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub pulls_per_second: u32,
+
+    /// Pulls one account may make at once before the rate applies.
+    #[arg(long, env = "NOTESYNC_PULL_BURST", default_value_t = 200,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub pull_burst: u32,
+
+    /// Most live notes one account may keep; a change past it is refused
+    /// (deletes always go through) and kept by the browser until there is
+    /// room.
+    #[arg(long, env = "NOTESYNC_QUOTA_NOTES", default_value_t = 100_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_notes: u64,
+
+    /// Most text one account may keep, in megabytes (10^6 bytes) of titles,
+    /// bodies and tags; past it, as for notes.
+    #[arg(long, env = "NOTESYNC_QUOTA_MB", default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub quota_mb: u64,
+
     #[command(flatten)]
     pub couchbase: CouchbaseArgs,
+}
+
+impl Config {
+    /// What one account may keep.
+    pub fn quota(&self) -> crate::store::Quota {
+        crate::store::Quota {
+            max_notes: self.quota_notes,
+            max_bytes: self.quota_mb.saturating_mul(1_000_000),
+        }
+    }
+
+    /// The limits on requests in flight and on each account's rates.
+    pub fn protection(&self) -> super::limits::ProtectionSettings {
+        super::limits::ProtectionSettings {
+            max_in_flight: self.max_in_flight as usize,
+            pushes_per_second: self.pushes_per_second,
+            push_burst: self.push_burst,
+            pulls_per_second: self.pulls_per_second,
+            pull_burst: self.pull_burst,
+        }
+    }
+
+    /// The event streams' timings and caps.
+    pub fn streams(&self) -> super::pokes::StreamSettings {
+        super::pokes::StreamSettings {
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            max_stream: Duration::from_secs(self.stream_max_secs),
+            per_account: self.streams_per_account as usize,
+            per_address: self.streams_per_address as usize,
+            ..super::pokes::StreamSettings::default()
+        }
+    }
 }
 
 impl Config {

@@ -26,15 +26,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
 use crate::store::{
-    AccountError, AccountStore, PageBuilder, StoreError, SyncStore, UserHead, UserRecord,
+    AccountError, AccountStore, PageBuilder, Quota, StoreError, SyncStore, Usage, UserHead,
+    UserRecord,
 };
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
@@ -51,10 +49,19 @@ const TOMBSTONES_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("tombstones_by_time");
 const MUTATIONS_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("mutations_by_time");
+/// What each user's notes take: `(live notes, bytes of text)`; a user
+/// without a row is counted from their notes at their next push.
+const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("usage");
 /// Accounts by normalised name, as JSON [`UserRecord`]s.
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
-/// Sessions by id: expiry (Unix ms) and the session layer's bytes.
-const SESSIONS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("sessions");
+/// Sessions by key (the SHA-256 of their id): expiry (Unix ms), the user
+/// ("" for none) and the session layer's bytes.
+const SESSIONS: TableDefinition<&str, (u64, &str, &[u8])> = TableDefinition::new("session_records");
+/// Which sessions each user has: `(user, key)`.
+const USER_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_sessions");
+/// Sessions as stores before hashed keys kept them: by the id itself.
+/// Moved to [`SESSIONS`] under their key when the store opens, then dropped.
+const LEGACY_SESSIONS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("sessions");
 
 /// The redb-backed [`SyncStore`].
 #[derive(Clone)]
@@ -81,9 +88,12 @@ impl EmbeddedStore {
             txn.open_table(HEADS).map_err(db_error)?;
             txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?;
             txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?;
+            txn.open_table(USAGE).map_err(db_error)?;
             txn.open_table(USERS).map_err(db_error)?;
             txn.open_table(SESSIONS).map_err(db_error)?;
+            txn.open_table(USER_SESSIONS).map_err(db_error)?;
         }
+        migrate_legacy_sessions(&txn)?;
         txn.commit().map_err(db_error)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -113,6 +123,54 @@ fn db_error(e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+/// Moves sessions stored under their id (before keys were hashes) to their
+/// key, with their user, and drops the old table: no session id is left on
+/// disk, and nobody is signed out by the upgrade.
+fn migrate_legacy_sessions(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let legacy: Vec<(String, u64, Vec<u8>)> = match txn.open_table(LEGACY_SESSIONS) {
+        Ok(table) => table
+            .iter()
+            .map_err(db_error)?
+            .map(|item| {
+                let (id, value) = item.map_err(db_error)?;
+                let (expires, data) = value.value();
+                Ok((id.value().to_string(), expires, data.to_vec()))
+            })
+            .collect::<Result<_, StoreError>>()?,
+        Err(e) => return Err(db_error(e)),
+    };
+    if !legacy.is_empty() {
+        let mut sessions = txn.open_table(SESSIONS).map_err(db_error)?;
+        let mut by_user = txn.open_table(USER_SESSIONS).map_err(db_error)?;
+        for (id, expires, data) in &legacy {
+            let key = crate::server::auth::session_key_of(id);
+            let user = session_user(data).unwrap_or_default();
+            let data = crate::server::auth::without_id(data).unwrap_or_else(|_| data.clone());
+            sessions
+                .insert(key.as_str(), (*expires, user.as_str(), data.as_slice()))
+                .map_err(db_error)?;
+            if !user.is_empty() {
+                by_user
+                    .insert((user.as_str(), key.as_str()), ())
+                    .map_err(db_error)?;
+            }
+        }
+    }
+    txn.delete_table(LEGACY_SESSIONS).map_err(db_error)?;
+    Ok(())
+}
+
+/// The user id in a stored session record (the session layer's JSON).
+fn session_user(data: &[u8]) -> Option<String> {
+    let record: serde_json::Value = serde_json::from_slice(data).ok()?;
+    record
+        .get("data")?
+        .get(crate::server::auth::SESSION_ACCOUNT)?
+        .get("id")?
+        .as_str()
+        .map(str::to_string)
+}
+
 fn decode(bytes: &[u8]) -> Result<StoredNote, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("stored note: {e}")))
 }
@@ -134,6 +192,7 @@ struct UserTables<'t> {
     heads: Table<'t, &'static str, (u64, u64)>,
     tombstones_by_time: Table<'t, (u64, &'static str, &'static str), ()>,
     mutations_by_time: Table<'t, (u64, &'static str, &'static str), ()>,
+    usage: Table<'t, &'static str, (u64, u64)>,
 }
 
 impl<'t> UserTables<'t> {
@@ -146,6 +205,7 @@ impl<'t> UserTables<'t> {
             heads: txn.open_table(HEADS).map_err(db_error)?,
             tombstones_by_time: txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?,
             mutations_by_time: txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?,
+            usage: txn.open_table(USAGE).map_err(db_error)?,
         })
     }
 }
@@ -216,6 +276,29 @@ impl BatchTxn for UserTables<'_> {
             .map_err(db_error)?;
         Ok(())
     }
+
+    fn usage(&mut self) -> Result<Usage, StoreError> {
+        if let Some(row) = self.usage.get(self.user).map_err(db_error)? {
+            let (notes, bytes) = row.value();
+            return Ok(Usage { notes, bytes });
+        }
+        let mut usage = Usage::default();
+        for item in self.notes.range((self.user, "")..).map_err(db_error)? {
+            let (key, bytes) = item.map_err(db_error)?;
+            if key.value().0 != self.user {
+                break;
+            }
+            usage = usage.replacing(Usage::default(), Usage::of(&decode(bytes.value())?));
+        }
+        Ok(usage)
+    }
+
+    fn set_usage(&mut self, usage: Usage) -> Result<(), StoreError> {
+        self.usage
+            .insert(self.user, (usage.notes, usage.bytes))
+            .map_err(db_error)?;
+        Ok(())
+    }
 }
 
 fn read_head(
@@ -237,12 +320,13 @@ fn read_head(
 
 #[async_trait]
 impl SyncStore for EmbeddedStore {
-    async fn apply_batch(
+    async fn apply_batch_within(
         &self,
         user: &UserId,
         changes: &[Change],
         strategy: Strategy,
         now_ms: u64,
+        quota: Quota,
     ) -> Result<Vec<ChangeResult>, StoreError> {
         let user = user.clone();
         let changes = changes.to_vec();
@@ -250,7 +334,7 @@ impl SyncStore for EmbeddedStore {
             let txn = db.begin_write().map_err(db_error)?;
             let results = {
                 let mut tables = UserTables::open(&txn, user.as_str())?;
-                apply_changes(&mut tables, &changes, strategy, now_ms)?
+                apply_changes(&mut tables, &changes, strategy, now_ms, quota)?
             };
             // On any error above, dropping `txn` aborts it: nothing is kept.
             txn.commit().map_err(db_error)?;
@@ -322,81 +406,123 @@ impl SyncStore for EmbeddedStore {
     }
 
     async fn purge_expired(&self, older_than_ms: u64) -> Result<u64, StoreError> {
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_error)?;
-            let removed = {
-                let mut notes = txn.open_table(NOTES).map_err(db_error)?;
-                let mut feed = txn.open_table(FEED).map_err(db_error)?;
-                let mut heads = txn.open_table(HEADS).map_err(db_error)?;
-                let mut mutations = txn.open_table(MUTATIONS).map_err(db_error)?;
-                let mut tombstones = txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?;
-                let mut mutation_times = txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?;
-                let mut removed = 0u64;
+        // In transactions of at most PURGE_CHUNK records: redb has one
+        // writer at a time, and a push waits only for the chunk under way.
+        self.purge_in_chunks(older_than_ms, PURGE_CHUNK).await
+    }
+}
 
-                // (older_than_ms, "", "") is the first key at the cutoff, so
-                // the range holds exactly the records written before it.
-                let cutoff = (older_than_ms, "", "");
-                let expired: Vec<(u64, String, String)> = tombstones
-                    .range(..cutoff)
+impl EmbeddedStore {
+    /// [`SyncStore::purge_expired`] in write transactions of at most
+    /// `chunk` records (the benchmark compares chunk sizes).
+    pub async fn purge_in_chunks(
+        &self,
+        older_than_ms: u64,
+        chunk: usize,
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0u64;
+        loop {
+            let (n, more) = self
+                .blocking(move |db| purge_chunk(db, older_than_ms, chunk.max(1)))
+                .await?;
+            removed += n;
+            if !more {
+                return Ok(removed);
+            }
+        }
+    }
+}
+
+/// Most records one purge transaction removes (tombstones, then mutation
+/// ids): a few milliseconds each, so a push waits no longer than that
+/// behind a purge (docs/operations.md has the measurement: at 200 the
+/// slowest push of a purge of 100,000 tombstones waited 12-42 ms, at 500
+/// 20-53 ms).
+pub const PURGE_CHUNK: usize = 200;
+
+/// Removes up to `chunk` expired tombstones and mutation ids in one write
+/// transaction; says how many records went and whether more are left.
+fn purge_chunk(db: &Database, older_than_ms: u64, chunk: usize) -> Result<(u64, bool), StoreError> {
+    let txn = db.begin_write().map_err(db_error)?;
+    let (removed, more) = {
+        let mut notes = txn.open_table(NOTES).map_err(db_error)?;
+        let mut feed = txn.open_table(FEED).map_err(db_error)?;
+        let mut heads = txn.open_table(HEADS).map_err(db_error)?;
+        let mut mutations = txn.open_table(MUTATIONS).map_err(db_error)?;
+        let mut tombstones = txn.open_table(TOMBSTONES_BY_TIME).map_err(db_error)?;
+        let mut mutation_times = txn.open_table(MUTATIONS_BY_TIME).map_err(db_error)?;
+        let mut removed = 0u64;
+
+        // (older_than_ms, "", "") is the first key at the cutoff, so the
+        // range holds exactly the records written before it.
+        let cutoff = (older_than_ms, "", "");
+        let expired: Vec<(u64, String, String)> = tombstones
+            .range(..cutoff)
+            .map_err(db_error)?
+            .take(chunk.saturating_add(1))
+            .map(|item| {
+                let (key, _) = item.map_err(db_error)?;
+                let (at, user, id) = key.value();
+                Ok((at, user.to_string(), id.to_string()))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let mut more = expired.len() > chunk;
+        for (at, user, id) in expired.iter().take(chunk) {
+            tombstones
+                .remove((*at, user.as_str(), id.as_str()))
+                .map_err(db_error)?;
+            let stored = match notes.get((user.as_str(), id.as_str())).map_err(db_error)? {
+                Some(bytes) => decode(bytes.value())?,
+                None => continue,
+            };
+            // The index may trail a note that was revived since.
+            if !stored.note.deleted || stored.written_ms != *at {
+                continue;
+            }
+            notes
+                .remove((user.as_str(), id.as_str()))
+                .map_err(db_error)?;
+            feed.remove((user.as_str(), stored.seq)).map_err(db_error)?;
+            let mut head = read_head(&heads, user)?;
+            head.purge_watermark = head.purge_watermark.max(stored.seq);
+            heads
+                .insert(user.as_str(), (head.last_seq, head.purge_watermark))
+                .map_err(db_error)?;
+            removed += 1;
+        }
+
+        let room = chunk.saturating_sub(expired.len().min(chunk));
+        if !more && room > 0 {
+            let forgotten: Vec<(u64, String, String)> = mutation_times
+                .range(..cutoff)
+                .map_err(db_error)?
+                .take(room.saturating_add(1))
+                .map(|item| {
+                    let (key, _) = item.map_err(db_error)?;
+                    let (at, user, id) = key.value();
+                    Ok((at, user.to_string(), id.to_string()))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            more = forgotten.len() > room;
+            for (at, user, id) in forgotten.iter().take(room) {
+                mutation_times
+                    .remove((*at, user.as_str(), id.as_str()))
+                    .map_err(db_error)?;
+                if mutations
+                    .remove((user.as_str(), id.as_str()))
                     .map_err(db_error)?
-                    .map(|item| {
-                        let (key, _) = item.map_err(db_error)?;
-                        let (at, user, id) = key.value();
-                        Ok((at, user.to_string(), id.to_string()))
-                    })
-                    .collect::<Result<_, StoreError>>()?;
-                for (at, user, id) in &expired {
-                    tombstones
-                        .remove((*at, user.as_str(), id.as_str()))
-                        .map_err(db_error)?;
-                    let stored = match notes.get((user.as_str(), id.as_str())).map_err(db_error)? {
-                        Some(bytes) => decode(bytes.value())?,
-                        None => continue,
-                    };
-                    // The index may trail a note that was revived since.
-                    if !stored.note.deleted || stored.written_ms != *at {
-                        continue;
-                    }
-                    notes
-                        .remove((user.as_str(), id.as_str()))
-                        .map_err(db_error)?;
-                    feed.remove((user.as_str(), stored.seq)).map_err(db_error)?;
-                    let mut head = read_head(&heads, user)?;
-                    head.purge_watermark = head.purge_watermark.max(stored.seq);
-                    heads
-                        .insert(user.as_str(), (head.last_seq, head.purge_watermark))
-                        .map_err(db_error)?;
+                    .is_some()
+                {
                     removed += 1;
                 }
-
-                let forgotten: Vec<(u64, String, String)> = mutation_times
-                    .range(..cutoff)
-                    .map_err(db_error)?
-                    .map(|item| {
-                        let (key, _) = item.map_err(db_error)?;
-                        let (at, user, id) = key.value();
-                        Ok((at, user.to_string(), id.to_string()))
-                    })
-                    .collect::<Result<_, StoreError>>()?;
-                for (at, user, id) in &forgotten {
-                    mutation_times
-                        .remove((*at, user.as_str(), id.as_str()))
-                        .map_err(db_error)?;
-                    if mutations
-                        .remove((user.as_str(), id.as_str()))
-                        .map_err(db_error)?
-                        .is_some()
-                    {
-                        removed += 1;
-                    }
-                }
-                removed
-            };
-            txn.commit().map_err(db_error)?;
-            Ok(removed)
-        })
-        .await
-    }
+            }
+        } else if room == 0 {
+            more = true;
+        }
+        (removed, more)
+    };
+    txn.commit().map_err(db_error)?;
+    Ok((removed, more))
 }
 
 #[async_trait]
@@ -444,42 +570,137 @@ impl AccountStore for EmbeddedStore {
         .await
     }
 
-    async fn save_session(&self, id: &str, data: &[u8], expires_ms: u64) -> Result<(), StoreError> {
-        let (id, data) = (id.to_string(), data.to_vec());
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let (name, hash) = (name.to_string(), password_hash.to_string());
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(db_error)?;
-            txn.open_table(SESSIONS)
-                .map_err(db_error)?
-                .insert(id.as_str(), (expires_ms, data.as_slice()))
-                .map_err(db_error)?;
+            let found = {
+                let mut users = txn.open_table(USERS).map_err(db_error)?;
+                let current = users
+                    .get(name.as_str())
+                    .map_err(db_error)?
+                    .map(|v| v.value().to_vec());
+                match current {
+                    Some(bytes) => {
+                        let mut user: UserRecord = serde_json::from_slice(&bytes)
+                            .map_err(|e| StoreError::Corrupt(format!("stored user: {e}")))?;
+                        user.password_hash = hash;
+                        let bytes = serde_json::to_vec(&user)
+                            .map_err(|e| StoreError::Invalid(format!("encoding a user: {e}")))?;
+                        users
+                            .insert(name.as_str(), bytes.as_slice())
+                            .map_err(db_error)?;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            txn.commit().map_err(db_error)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn save_session(
+        &self,
+        key: &str,
+        user: Option<&UserId>,
+        data: &[u8],
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (key, data) = (key.to_string(), data.to_vec());
+        let user = user.map_or_else(String::new, |u| u.as_str().to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_error)?;
+            {
+                let mut sessions = txn.open_table(SESSIONS).map_err(db_error)?;
+                let previous = sessions
+                    .insert(key.as_str(), (expires_ms, user.as_str(), data.as_slice()))
+                    .map_err(db_error)?
+                    .map(|old| old.value().1.to_string());
+                let mut by_user = txn.open_table(USER_SESSIONS).map_err(db_error)?;
+                if let Some(previous) = previous.filter(|p| !p.is_empty() && *p != user) {
+                    by_user
+                        .remove((previous.as_str(), key.as_str()))
+                        .map_err(db_error)?;
+                }
+                if !user.is_empty() {
+                    by_user
+                        .insert((user.as_str(), key.as_str()), ())
+                        .map_err(db_error)?;
+                }
+            }
             txn.commit().map_err(db_error)
         })
         .await
     }
 
-    async fn load_session(&self, id: &str, now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let id = id.to_string();
+    async fn load_session(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(db_error)?;
             let sessions = txn.open_table(SESSIONS).map_err(db_error)?;
-            let found = sessions.get(id.as_str()).map_err(db_error)?;
+            let found = sessions.get(key.as_str()).map_err(db_error)?;
             Ok(found.and_then(|v| {
-                let (expires, data) = v.value();
+                let (expires, _, data) = v.value();
                 (expires > now_ms).then(|| data.to_vec())
             }))
         })
         .await
     }
 
-    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_string();
+    async fn delete_session(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(db_error)?;
-            txn.open_table(SESSIONS)
-                .map_err(db_error)?
-                .remove(id.as_str())
-                .map_err(db_error)?;
+            {
+                let removed = txn
+                    .open_table(SESSIONS)
+                    .map_err(db_error)?
+                    .remove(key.as_str())
+                    .map_err(db_error)?
+                    .map(|old| old.value().1.to_string());
+                if let Some(user) = removed.filter(|u| !u.is_empty()) {
+                    txn.open_table(USER_SESSIONS)
+                        .map_err(db_error)?
+                        .remove((user.as_str(), key.as_str()))
+                        .map_err(db_error)?;
+                }
+            }
             txn.commit().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn end_sessions(&self, user: &UserId, keep: Option<&str>) -> Result<u64, StoreError> {
+        let user = user.as_str().to_string();
+        let keep = keep.map(str::to_string);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_error)?;
+            let ended = {
+                let mut by_user = txn.open_table(USER_SESSIONS).map_err(db_error)?;
+                let mut keys: Vec<String> = Vec::new();
+                for item in by_user.range((user.as_str(), "")..).map_err(db_error)? {
+                    let (entry, _) = item.map_err(db_error)?;
+                    let (owner, key) = entry.value();
+                    if owner != user {
+                        break;
+                    }
+                    keys.push(key.to_string());
+                }
+                let mut sessions = txn.open_table(SESSIONS).map_err(db_error)?;
+                let mut ended = 0u64;
+                for key in keys.iter().filter(|k| Some(k.as_str()) != keep.as_deref()) {
+                    sessions.remove(key.as_str()).map_err(db_error)?;
+                    by_user
+                        .remove((user.as_str(), key.as_str()))
+                        .map_err(db_error)?;
+                    ended += 1;
+                }
+                ended
+            };
+            txn.commit().map_err(db_error)?;
+            Ok(ended)
         })
         .await
     }
@@ -489,11 +710,28 @@ impl AccountStore for EmbeddedStore {
             let txn = db.begin_write().map_err(db_error)?;
             let removed = {
                 let mut sessions = txn.open_table(SESSIONS).map_err(db_error)?;
-                let before = sessions.len().map_err(db_error)?;
-                sessions
-                    .retain(|_, (expires, _)| expires > now_ms)
-                    .map_err(db_error)?;
-                before - sessions.len().map_err(db_error)?
+                let expired: Vec<(String, String)> = sessions
+                    .iter()
+                    .map_err(db_error)?
+                    .filter_map(|item| match item {
+                        Ok((key, value)) => {
+                            let (expires, user, _) = value.value();
+                            (expires <= now_ms)
+                                .then(|| Ok((key.value().to_string(), user.to_string())))
+                        }
+                        Err(e) => Some(Err(db_error(e))),
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                let mut by_user = txn.open_table(USER_SESSIONS).map_err(db_error)?;
+                for (key, user) in &expired {
+                    sessions.remove(key.as_str()).map_err(db_error)?;
+                    if !user.is_empty() {
+                        by_user
+                            .remove((user.as_str(), key.as_str()))
+                            .map_err(db_error)?;
+                    }
+                }
+                expired.len() as u64
             };
             txn.commit().map_err(db_error)?;
             Ok(removed)

@@ -13,11 +13,15 @@ pub mod boundary;
 pub mod config;
 pub mod couchbase;
 pub mod embedded;
+pub mod inspect;
+pub mod limits;
 pub mod pokes;
 pub mod pwa;
+pub mod respond;
 pub mod service;
 pub mod state;
 
+use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +59,8 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
     leptos::server_fn::axum::register_explicit::<crate::api::SignIn>();
     leptos::server_fn::axum::register_explicit::<crate::api::SignOut>();
     leptos::server_fn::axum::register_explicit::<crate::api::Whoami>();
+    leptos::server_fn::axum::register_explicit::<crate::api::SignOutEverywhere>();
+    leptos::server_fn::axum::register_explicit::<crate::api::ChangePassword>();
     let sessions = SessionManagerLayer::new(auth::StoreSessions(state.accounts.store()))
         .with_name(auth::SESSION_COOKIE)
         .with_http_only(true)
@@ -79,6 +85,8 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
         &options.output_name,
     ));
     let pokes = Arc::clone(&state.pokes);
+    let protection = Arc::clone(&state.protection);
+    let boundary_state = state.clone();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(
@@ -96,12 +104,21 @@ pub fn router(options: LeptosOptions, state: AppState) -> Router {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
+        // Layers run from the last added inwards: the cheapest refusals
+        // first, and no body is read before the session is known.
         // Server functions read their bodies under this limit; the boundary
-        // answers 413 above it.
+        // answers 413 above each endpoint's own.
         .layer(DefaultBodyLimit::max(LIMITS.max_request_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            boundary_state,
+            boundary::api_boundary,
+        ))
         .layer(sessions)
         .layer(axum::middleware::from_fn(auth::origin_check))
-        .layer(axum::middleware::from_fn(boundary::api_boundary))
+        .layer(axum::middleware::from_fn_with_state(
+            protection,
+            limits::in_flight,
+        ))
         .layer(CompressionLayer::new())
         .with_state(options)
 }
@@ -155,14 +172,18 @@ pub async fn build_state(config: &Config) -> Result<AppState, BuildError> {
             (store.clone(), store)
         }
     };
-    let sync = SyncService::new(store, config.conflict_strategy, retention);
+    let sync =
+        SyncService::new(store, config.conflict_strategy, retention).with_quota(config.quota());
     let limits = auth::AttemptLimits {
         per_name_burst: config.attempts_per_name,
         per_address_burst: config.attempts_per_address,
         ..auth::AttemptLimits::default()
     };
     let accounts = auth::Accounts::new(accounts, limits).map_err(BuildError::Accounts)?;
-    Ok(AppState::new(sync, accounts).with_sessions(config.secure_cookies, config.session_days))
+    Ok(AppState::new(sync, accounts)
+        .with_sessions(config.secure_cookies, config.session_days)
+        .with_streams(config.streams())
+        .with_protection(config.protection()))
 }
 
 /// This process's name in lease tokens: unique among the servers sharing a
@@ -204,9 +225,14 @@ pub async fn run() -> ExitCode {
     };
     Arc::clone(&state.sync).spawn_purger(PURGE_EVERY);
     Arc::clone(&state.pokes).spawn_watcher(Duration::from_millis(config.poke_watch_ms));
-    spawn_session_purger(Arc::clone(&state.accounts), PURGE_EVERY);
+    spawn_session_purger(
+        Arc::clone(&state.accounts),
+        Arc::clone(&state.protection),
+        PURGE_EVERY,
+    );
     let addr = options.site_addr;
     let strategy = state.sync.strategy();
+    let state_pokes = Arc::clone(&state.pokes);
     let app = router(options, state);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -223,16 +249,48 @@ pub async fn run() -> ExitCode {
         retention_days = config.tombstone_retention_days,
         "notesync listening"
     );
-    let served = axum::serve(
+    let pokes = Arc::clone(&state_pokes);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+    .with_graceful_shutdown(async move {
+        let _ = stopped.await;
+    })
+    .into_future();
+    let mut serving = tokio::spawn(serving);
+    tokio::select! {
+        served = &mut serving => return exit_code(served),
+        () = shutdown_signal() => {}
+    }
+    // Event streams never end by themselves: end them, so the graceful
+    // shutdown has only the requests under way to wait for, and give those
+    // a bounded time.
+    tracing::info!("stopping");
+    pokes.shutdown();
+    let _ = stop.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
+        Ok(served) => exit_code(served),
+        Err(_) => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still under way at the end of the grace time were dropped");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// How long a stopping server waits for the requests under way.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1_500);
+
+fn exit_code(served: Result<std::io::Result<()>, tokio::task::JoinError>) -> ExitCode {
     match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             tracing::error!("server failed: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            tracing::error!("server task failed: {e}");
             ExitCode::FAILURE
         }
     }
@@ -240,12 +298,17 @@ pub async fn run() -> ExitCode {
 
 /// Drops expired sessions and idle rate-limit state every `every`, so
 /// neither grows with abandoned sign-ins or with every address ever seen.
-fn spawn_session_purger(accounts: Arc<auth::Accounts>, every: Duration) {
+fn spawn_session_purger(
+    accounts: Arc<auth::Accounts>,
+    protection: Arc<limits::Protection>,
+    every: Duration,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             accounts.forget_idle_attempts();
+            protection.forget_idle();
             let now = service::system_clock()();
             match accounts.store().purge_sessions(now).await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions purged"),

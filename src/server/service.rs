@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::api::AppError;
 use crate::domain::UserId;
-use crate::store::{StoreError, SyncStore};
+use crate::store::{Quota, StoreError, SyncStore};
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{ChangeResult, PullRequest, PullResponse, PushRequest, PushResponse};
 
@@ -37,6 +37,7 @@ pub struct SyncService {
     strategy: Strategy,
     retention: Duration,
     clock: Clock,
+    quota: Quota,
 }
 
 impl std::fmt::Debug for SyncService {
@@ -57,7 +58,19 @@ impl SyncService {
             strategy,
             retention,
             clock: system_clock(),
+            quota: Quota::UNLIMITED,
         }
+    }
+
+    /// The same service keeping every account within `quota`.
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// The quota every account is kept within.
+    pub fn quota(&self) -> Quota {
+        self.quota
     }
 
     /// The same service reading time from `clock` (for tests).
@@ -87,17 +100,14 @@ impl SyncService {
                     results.push(None);
                     valid.push(change);
                 }
-                Err(e) => results.push(Some(ChangeResult::Rejected {
-                    reason: e.to_string(),
-                    code: None,
-                })),
+                Err(e) => results.push(Some(ChangeResult::rejected(e.to_string()))),
             }
         }
         let mut applied = if valid.is_empty() {
             Vec::new()
         } else {
             self.store
-                .apply_batch(user, &valid, self.strategy, (self.clock)())
+                .apply_batch_within(user, &valid, self.strategy, (self.clock)(), self.quota)
                 .await
                 .map_err(|e| internal("push", user, &e))?
         }

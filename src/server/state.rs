@@ -4,8 +4,11 @@
 
 use std::sync::Arc;
 
-use super::auth::Accounts;
-use super::pokes::Pokes;
+use std::time::Duration;
+
+use super::auth::{Accounts, SESSION_REFRESH};
+use super::limits::{Protection, ProtectionSettings};
+use super::pokes::{Pokes, StreamSettings};
 use super::service::SyncService;
 
 /// What the server functions reach through `expect_context::<AppState>()`.
@@ -19,6 +22,10 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// A session ends after this many days without a request.
     pub session_days: u32,
+    /// A session in use is renewed this often (its expiry slides).
+    pub session_refresh: Duration,
+    /// The limits on requests in flight and on each account's rates.
+    pub protection: Arc<Protection>,
 }
 
 impl AppState {
@@ -30,7 +37,30 @@ impl AppState {
             accounts: Arc::new(accounts),
             secure_cookies: false,
             session_days: 30,
+            session_refresh: SESSION_REFRESH,
+            protection: Arc::new(Protection::new(ProtectionSettings::default())),
         }
+    }
+
+    /// The same state with these limits.
+    pub fn with_protection(mut self, settings: ProtectionSettings) -> Self {
+        self.protection = Arc::new(Protection::new(settings));
+        self
+    }
+
+    /// The same state renewing sessions in use every `every` (tests renew
+    /// at every request to see the expiry move).
+    pub fn with_session_refresh(mut self, every: Duration) -> Self {
+        self.session_refresh = every;
+        self
+    }
+
+    /// The same state with these event stream timings and caps (before any
+    /// stream opened).
+    pub fn with_streams(mut self, settings: StreamSettings) -> Self {
+        self.pokes =
+            Arc::new(Pokes::new(self.sync.store(), self.accounts.store()).with_settings(settings));
+        self
     }
 
     /// The same state with these session cookie settings.

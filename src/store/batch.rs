@@ -7,7 +7,7 @@
 //! earlier in the same batch, so a note changed twice in one batch and a
 //! mutation id repeated in one batch behave as in two batches.
 
-use super::{StoreError, UserHead};
+use super::{Quota, StoreError, Usage, UserHead};
 use crate::domain::{MutationId, NoteId};
 use crate::sync::apply::{decide, Decision, StoredNote};
 use crate::sync::merge::Strategy;
@@ -28,6 +28,11 @@ pub trait BatchTxn {
     /// Stores `note`, replacing `previous` (the value [`BatchTxn::load`]
     /// returned): the note leaves its old feed position for `note.seq`.
     fn save(&mut self, previous: Option<&StoredNote>, note: &StoredNote) -> Result<(), StoreError>;
+    /// What the user's notes take now ([`Usage::of`] summed), counted from
+    /// the notes if the store keeps no count yet.
+    fn usage(&mut self) -> Result<Usage, StoreError>;
+    /// Stores the user's usage.
+    fn set_usage(&mut self, usage: Usage) -> Result<(), StoreError>;
 }
 
 /// Applies `changes` through `txn` and answers one result per change. The
@@ -37,8 +42,11 @@ pub fn apply_changes(
     changes: &[Change],
     strategy: Strategy,
     now_ms: u64,
+    quota: Quota,
 ) -> Result<Vec<ChangeResult>, StoreError> {
     let mut head = txn.head()?;
+    let start = txn.usage()?;
+    let mut usage = start;
     let mut results = Vec::with_capacity(changes.len());
     for change in changes {
         if txn.mutation_seen(change.mutation_id)? {
@@ -55,14 +63,27 @@ pub fn apply_changes(
                     .last_seq
                     .checked_add(1)
                     .ok_or_else(|| StoreError::Invalid("sequence numbers exhausted".into()))?;
-                head.last_seq = seq;
-                results.push(accepted.result(seq));
+                let result = accepted.result(seq);
                 let next = accepted.into_stored(seq, now_ms);
+                let after = usage.replacing(
+                    stored.as_ref().map(Usage::of).unwrap_or_default(),
+                    Usage::of(&next),
+                );
+                if let Some(reason) = quota.refuses(usage, after) {
+                    results.push(ChangeResult::over_quota(reason));
+                    continue;
+                }
+                usage = after;
+                head.last_seq = seq;
+                results.push(result);
                 txn.save(stored.as_ref(), &next)?;
                 txn.remember_mutation(change.mutation_id, now_ms)?;
             }
         }
     }
     txn.set_head(head)?;
+    if usage != start {
+        txn.set_usage(usage)?;
+    }
     Ok(results)
 }

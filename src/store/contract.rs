@@ -9,6 +9,7 @@
 
 use super::{SyncStore, PAGE_TEXT_BUDGET};
 use crate::domain::{ClientId, MutationId, NoteDraft, NoteId, Revision, UserId, LIMITS};
+use crate::store::Quota;
 use crate::sync::hlc::Hlc;
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeOp, ChangeResult, Checkpoint, FeedEntry, PullResponse};
@@ -33,11 +34,13 @@ pub async fn run_all(factory: Factory<'_>) {
     pages_keep_to_the_text_budget(&*factory()).await;
     purge_drops_old_tombstones_and_requires_resync(&*factory()).await;
     purge_forgets_old_mutation_ids_only(&*factory()).await;
+    a_purge_larger_than_its_chunks_removes_everything(&*factory()).await;
     checkpoint_beyond_the_feed_requires_resync(&*factory()).await;
     a_download_after_a_purge_continues_page_by_page(&*factory()).await;
     only_a_purge_after_a_download_began_restarts_it(&*factory()).await;
     users_are_isolated(&*factory()).await;
     the_feed_head_follows_accepted_changes(&*factory()).await;
+    quotas_refuse_growth_past_them_and_nothing_else(&*factory()).await;
 }
 
 // ---- helpers ----
@@ -502,6 +505,47 @@ pub async fn purge_drops_old_tombstones_and_requires_resync(store: &dyn SyncStor
     assert_eq!(checkpoint, Checkpoint(tombstone_seq));
 }
 
+/// A purge of more tombstones than a store removes at once (stores purge
+/// in chunks, so pushes wait for one chunk at most) still removes them all.
+pub async fn a_purge_larger_than_its_chunks_removes_everything(store: &dyn SyncStore) {
+    let alice = user("alice");
+    let count: u32 = 1_201;
+    let id = |n: u32| {
+        let b = n.to_be_bytes();
+        NoteId::new(
+            1_600_000_000_000 + u64::from(n),
+            [7, b[0], b[1], b[2], b[3], 0, 0, 0, 0, 1],
+        )
+    };
+    let ids: Vec<u32> = (1..=count).collect();
+    for chunk in ids.chunks(500) {
+        let creates: Vec<Change> = chunk
+            .iter()
+            .map(|&n| Change {
+                note_id: id(n),
+                ..create(n, 1, "x")
+            })
+            .collect();
+        push(store, &alice, &creates).await;
+        let deletes: Vec<Change> = chunk
+            .iter()
+            .map(|&n| Change {
+                note_id: id(n),
+                ..delete(count + n, 1, 1)
+            })
+            .collect();
+        push(store, &alice, &deletes).await;
+    }
+    let removed = store.purge_expired(NOW + 1).await.expect("purge");
+    assert_eq!(
+        removed,
+        u64::from(count) * 3,
+        "every tombstone and both mutation ids of each note"
+    );
+    assert!(feed(store, &alice, 0).await.is_empty());
+    assert_eq!(store.purge_expired(NOW + 1).await.expect("purge"), 0);
+}
+
 /// Purging forgets mutation ids accepted before the cutoff and keeps newer ones.
 pub async fn purge_forgets_old_mutation_ids_only(store: &dyn SyncStore) {
     let alice = user("alice");
@@ -716,4 +760,122 @@ pub async fn the_feed_head_follows_accepted_changes(store: &dyn SyncStore) {
     store.purge_expired(u64::MAX).await.expect("purge");
     assert_eq!(store.feed_head(&alice).await.expect("head"), after_delete);
     assert_eq!(store.feed_head(&bob).await.expect("head"), 0);
+}
+
+async fn push_within(
+    store: &dyn SyncStore,
+    who: &UserId,
+    changes: &[Change],
+    quota: Quota,
+) -> Vec<ChangeResult> {
+    let results = store
+        .apply_batch_within(who, changes, Strategy::Merge, NOW, quota)
+        .await
+        .expect("apply_batch_within succeeds");
+    assert_eq!(results.len(), changes.len(), "one result per change");
+    results
+}
+
+fn over_quota(result: &ChangeResult) -> bool {
+    matches!(
+        result,
+        ChangeResult::Rejected {
+            code: Some(crate::sync::protocol::RejectCode::Quota),
+            ..
+        }
+    )
+}
+
+/// Quotas count live notes and their text per user, across batches and
+/// within one; only growth past a limit is refused, the refused change is
+/// not remembered, and deletes always go through.
+pub async fn quotas_refuse_growth_past_them_and_nothing_else(store: &dyn SyncStore) {
+    let ann = user("ann");
+    let bob = user("bob");
+    // "title" (5 bytes) and a 10-byte body: 15 bytes a note.
+    let two_notes = Quota {
+        max_notes: 2,
+        max_bytes: 1_000,
+    };
+    let results = push_within(
+        store,
+        &ann,
+        &[
+            create(1, 1, "0123456789"),
+            create(2, 2, "0123456789"),
+            create(3, 3, "0123456789"),
+        ],
+        two_notes,
+    )
+    .await;
+    assert!(matches!(results[0], ChangeResult::Applied { seq: 1, .. }));
+    assert!(matches!(results[1], ChangeResult::Applied { seq: 2, .. }));
+    assert!(over_quota(&results[2]), "{:?}", results[2]);
+    // Refused changes take no seq: the feed has no gap.
+    assert_eq!(store.feed_head(&ann).await.expect("head"), 2);
+    // Another user has a quota of their own.
+    let results = push_within(store, &bob, &[create(3, 3, "0123456789")], two_notes).await;
+    assert!(matches!(results[0], ChangeResult::Applied { .. }));
+    // An edit that does not grow goes through at the limit.
+    let results = push_within(
+        store,
+        &ann,
+        &[edit(4, 1, 1, Some("0123456789"), "short")],
+        two_notes,
+    )
+    .await;
+    assert!(
+        matches!(results[0], ChangeResult::Applied { .. }),
+        "{results:?}"
+    );
+    // A delete always goes through, and frees room: the refused change,
+    // sent again with its mutation id, is taken.
+    let results = push_within(
+        store,
+        &ann,
+        &[delete(5, 2, 1), create(3, 3, "0123456789")],
+        two_notes,
+    )
+    .await;
+    assert!(matches!(results[0], ChangeResult::Applied { .. }));
+    assert!(
+        matches!(results[1], ChangeResult::Applied { .. }),
+        "{results:?}"
+    );
+    // Bytes: a body that grows past the limit is refused, one that stays
+    // within it is taken.
+    let thirty_bytes = Quota {
+        max_notes: 100,
+        max_bytes: 30,
+    };
+    let results = push_within(
+        store,
+        &ann,
+        &[edit(6, 1, 2, Some("short"), &"x".repeat(30))],
+        thirty_bytes,
+    )
+    .await;
+    assert!(over_quota(&results[0]), "{results:?}");
+    let results = push_within(
+        store,
+        &ann,
+        &[edit(7, 1, 2, Some("short"), "0123456789")],
+        thirty_bytes,
+    )
+    .await;
+    assert!(
+        matches!(results[0], ChangeResult::Applied { .. }),
+        "{results:?}"
+    );
+    let notes: Vec<_> = feed(store, &ann, 0)
+        .await
+        .into_iter()
+        .map(|e| e.note)
+        .collect();
+    let live: Vec<&str> = notes
+        .iter()
+        .filter(|n| !n.deleted)
+        .map(|n| n.body.as_str())
+        .collect();
+    assert_eq!(live.len(), 2, "{live:?}");
 }

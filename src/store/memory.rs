@@ -11,7 +11,10 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::batch::{apply_changes, BatchTxn};
-use super::{AccountError, AccountStore, PageBuilder, StoreError, SyncStore, UserHead, UserRecord};
+use super::{
+    AccountError, AccountStore, PageBuilder, Quota, StoreError, SyncStore, Usage, UserHead,
+    UserRecord,
+};
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
@@ -25,6 +28,7 @@ struct UserData {
     feed: BTreeMap<u64, NoteId>,
     /// Accepted mutation ids and the server time they were accepted at.
     mutations: HashMap<MutationId, u64>,
+    usage: Usage,
 }
 
 impl BatchTxn for UserData {
@@ -58,6 +62,15 @@ impl BatchTxn for UserData {
         self.notes.insert(note.note.id, note.clone());
         Ok(())
     }
+
+    fn usage(&mut self) -> Result<Usage, StoreError> {
+        Ok(self.usage)
+    }
+
+    fn set_usage(&mut self, usage: Usage) -> Result<(), StoreError> {
+        self.usage = usage;
+        Ok(())
+    }
 }
 
 /// The in-memory store.
@@ -71,7 +84,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Accounts {
     users: HashMap<String, UserRecord>,
-    sessions: HashMap<String, (Vec<u8>, u64)>,
+    sessions: HashMap<String, (Vec<u8>, u64, Option<UserId>)>,
 }
 
 impl MemoryStore {
@@ -109,24 +122,49 @@ impl AccountStore for MemoryStore {
         Ok(self.accounts()?.users.get(name).cloned())
     }
 
-    async fn save_session(&self, id: &str, data: &[u8], expires_ms: u64) -> Result<(), StoreError> {
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        Ok(match self.accounts()?.users.get_mut(name) {
+            Some(user) => {
+                user.password_hash = password_hash.to_string();
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn save_session(
+        &self,
+        key: &str,
+        user: Option<&UserId>,
+        data: &[u8],
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
         self.accounts()?
             .sessions
-            .insert(id.to_string(), (data.to_vec(), expires_ms));
+            .insert(key.to_string(), (data.to_vec(), expires_ms, user.cloned()));
         Ok(())
     }
 
-    async fn load_session(&self, id: &str, now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn end_sessions(&self, user: &UserId, keep: Option<&str>) -> Result<u64, StoreError> {
+        let mut accounts = self.accounts()?;
+        let before = accounts.sessions.len();
+        accounts.sessions.retain(|key, (_, _, owner)| {
+            owner.as_ref() != Some(user) || Some(key.as_str()) == keep
+        });
+        Ok((before - accounts.sessions.len()) as u64)
+    }
+
+    async fn load_session(&self, key: &str, now_ms: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .accounts()?
             .sessions
-            .get(id)
-            .filter(|(_, expires)| *expires > now_ms)
-            .map(|(data, _)| data.clone()))
+            .get(key)
+            .filter(|(_, expires, _)| *expires > now_ms)
+            .map(|(data, _, _)| data.clone()))
     }
 
-    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        self.accounts()?.sessions.remove(id);
+    async fn delete_session(&self, key: &str) -> Result<(), StoreError> {
+        self.accounts()?.sessions.remove(key);
         Ok(())
     }
 
@@ -135,23 +173,24 @@ impl AccountStore for MemoryStore {
         let before = accounts.sessions.len();
         accounts
             .sessions
-            .retain(|_, (_, expires)| *expires > now_ms);
+            .retain(|_, (_, expires, _)| *expires > now_ms);
         Ok((before - accounts.sessions.len()) as u64)
     }
 }
 
 #[async_trait]
 impl SyncStore for MemoryStore {
-    async fn apply_batch(
+    async fn apply_batch_within(
         &self,
         user: &UserId,
         changes: &[Change],
         strategy: Strategy,
         now_ms: u64,
+        quota: Quota,
     ) -> Result<Vec<ChangeResult>, StoreError> {
         let mut users = self.lock()?;
         let data = users.entry(user.clone()).or_default();
-        apply_changes(data, changes, strategy, now_ms)
+        apply_changes(data, changes, strategy, now_ms, quota)
     }
 
     async fn changes_since(

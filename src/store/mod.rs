@@ -47,6 +47,78 @@ pub enum StoreError {
     Invalid(String),
 }
 
+/// What one user's notes take: live notes (tombstones hold no text and are
+/// not counted) and the bytes of their text, both sides of an unresolved
+/// conflict included ([`Usage::of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub notes: u64,
+    pub bytes: u64,
+}
+
+impl Usage {
+    /// What one stored note takes.
+    pub fn of(stored: &crate::sync::apply::StoredNote) -> Self {
+        if stored.note.deleted {
+            return Self::default();
+        }
+        let conflict = stored.conflict.as_ref().map_or(0, |c| {
+            c.server.as_ref().map_or(0, NoteDraft::text_bytes)
+                + c.client.as_ref().map_or(0, NoteDraft::text_bytes)
+        });
+        Self {
+            notes: 1,
+            bytes: (stored.note.text_bytes() + conflict) as u64,
+        }
+    }
+
+    /// This usage with `old` replaced by `new`.
+    pub fn replacing(self, old: Self, new: Self) -> Self {
+        Self {
+            notes: (self.notes + new.notes).saturating_sub(old.notes),
+            bytes: (self.bytes + new.bytes).saturating_sub(old.bytes),
+        }
+    }
+}
+
+/// The most one user may keep; a change that would take them past either
+/// limit, and would grow what they keep, is refused with
+/// [`RejectCode::Quota`](crate::sync::protocol::RejectCode::Quota).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub max_notes: u64,
+    pub max_bytes: u64,
+}
+
+impl Quota {
+    /// No limit.
+    pub const UNLIMITED: Self = Self {
+        max_notes: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+
+    /// Why going from `before` to `after` is refused, if it is: a change
+    /// over a limit is refused only if it grows what it is over (deletes
+    /// and edits that shrink always go through).
+    pub fn refuses(&self, before: Usage, after: Usage) -> Option<String> {
+        if after.notes > self.max_notes && after.notes > before.notes {
+            return Some(format!(
+                "your account is at its limit of {} notes; delete notes to make room (this \
+                 change is kept and will be sent again)",
+                self.max_notes
+            ));
+        }
+        if after.bytes > self.max_bytes && after.bytes > before.bytes {
+            return Some(format!(
+                "your account is at its limit of {} MB of text; delete or shorten notes to \
+                 make room (this change is kept and will be sent again)",
+                self.max_bytes / 1_000_000
+            ));
+        }
+        None
+    }
+}
+
 /// Where the server keeps every user's notes and change feed.
 ///
 /// Stores are shared by all requests (`Arc<dyn SyncStore>`), so every method
@@ -77,6 +149,24 @@ pub trait SyncStore: Send + Sync {
         changes: &[Change],
         strategy: Strategy,
         now_ms: u64,
+    ) -> Result<Vec<ChangeResult>, StoreError> {
+        self.apply_batch_within(user, changes, strategy, now_ms, Quota::UNLIMITED)
+            .await
+    }
+
+    /// [`SyncStore::apply_batch`] within `quota`: a change that
+    /// [`Quota::refuses`] for the user's usage as the batch has left it so
+    /// far is answered [`ChangeResult::over_quota`], changes nothing and is
+    /// not remembered (the same mutation is taken once there is room). The
+    /// usage a store keeps per user is the sum of [`Usage::of`] over the
+    /// user's notes.
+    async fn apply_batch_within(
+        &self,
+        user: &UserId,
+        changes: &[Change],
+        strategy: Strategy,
+        now_ms: u64,
+        quota: Quota,
     ) -> Result<Vec<ChangeResult>, StoreError>;
 
     /// Reads `user`'s state-based feed after `checkpoint`.

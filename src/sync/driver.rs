@@ -36,10 +36,10 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 
 use super::engine::{Action, Event, SyncMachine, SyncStatus, Timing};
-use super::outbox::PendingChange;
+use super::outbox::{PendingChange, PendingOp};
 use super::protocol::{
     changes_in_one_push, Change, ChangeResult, Checkpoint, FeedEntry, PokedChanges, PullRequest,
-    PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION,
+    PullResponse, PushRequest, PushResponse, RejectCode, PROTOCOL_VERSION,
 };
 use super::replica::change_for;
 use crate::domain::{ClientId, MutationId, Note, NoteId, Revision, LIMITS};
@@ -58,6 +58,10 @@ pub struct PortError {
     /// (an older server, or one of a cluster not yet updated, may take fewer
     /// than this build sends).
     pub push_limit: Option<usize>,
+    /// The server asked to be left alone this long (a rate limit, or too
+    /// busy): the driver waits it out and tries again, without showing an
+    /// error.
+    pub retry_after_ms: Option<u64>,
 }
 
 /// The replica's storage.
@@ -97,6 +101,10 @@ pub trait ReplicaStore {
         entries: &[FeedEntry],
         checkpoint: Checkpoint,
     ) -> Result<Applied, PortError>;
+    /// Makes every entry refused for the account's quota pushable again
+    /// ([`replica::requeue_over_quota`](super::replica::requeue_over_quota)),
+    /// atomically; returns how many.
+    async fn requeue_over_quota(&self) -> Result<u32, PortError>;
     /// Starts a full download: forgets the checkpoint and records that a
     /// resync is under way, atomically.
     async fn begin_resync(&self) -> Result<(), PortError>;
@@ -260,6 +268,13 @@ pub struct Driver<'a, S, T, H> {
     /// The most changes the server said it takes in one push, once it
     /// refused a larger one.
     server_push_limit: Option<usize>,
+    /// Why a change of the latest pushes was refused for the account's
+    /// quota. Refused changes wait; once nothing else is left to push the
+    /// reason is shown as an error, and the push after its backoff sends
+    /// them again, as space may have been freed meanwhile.
+    over_quota: Option<String>,
+    /// The last push ended on the quota error: the next one requeues.
+    quota_failed: bool,
 }
 
 /// Outbox entries the push after this one reads, from this push's `size`,
@@ -305,6 +320,8 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             poke_floor: 0,
             push_size: first_push_size(&config),
             server_push_limit: None,
+            over_quota: None,
+            quota_failed: false,
         }
     }
 
@@ -404,7 +421,34 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
 
     async fn push_once(&mut self) {
         if let Err(e) = self.try_push().await {
-            self.fail(e);
+            self.fail_or_wait(e).await;
+        }
+    }
+
+    /// A failure, unless the server only asked to be left alone a while:
+    /// then the driver waits that long (taking events meanwhile) and the
+    /// machine, which still wants the push or pull, asks for it again.
+    async fn fail_or_wait(&mut self, error: PortError) {
+        let Some(wait_ms) = error.retry_after_ms else {
+            self.fail(error);
+            return;
+        };
+        let until = self.host.now_ms().saturating_add(wait_ms);
+        while self.host.now_ms() < until {
+            if let Some(event) = self.host.wait(Some(until)).await {
+                self.handle(event);
+            }
+        }
+    }
+
+    /// The failure shown while changes wait for space in the account.
+    fn quota_error(message: &str) -> PortError {
+        PortError {
+            message: message.to_string(),
+            retryable: true,
+            offline: false,
+            push_limit: None,
+            retry_after_ms: None,
         }
     }
 
@@ -416,6 +460,12 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             .min(self.server_push_limit.unwrap_or(usize::MAX))
             .max(1);
         let max = self.push_size.clamp(1, most);
+        if std::mem::take(&mut self.quota_failed) {
+            // Space may have been freed since (here, on another device, or
+            // by a larger quota): the refused changes go again.
+            self.over_quota = None;
+            self.store.requeue_over_quota().await?;
+        }
         let mut batch: Vec<PendingChange> = self
             .store
             .next_batch(max)
@@ -425,6 +475,10 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
             .collect();
         if batch.is_empty() {
             self.count_pending().await?;
+            if let Some(reason) = &self.over_quota {
+                self.quota_failed = true;
+                return Err(Self::quota_error(reason));
+            }
             self.handle(Event::Pushed { more: false });
             return Ok(());
         }
@@ -481,6 +535,7 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                 retryable: true,
                 offline: false,
                 push_limit: None,
+                retry_after_ms: None,
             });
         }
         let fresh: Vec<MutationId> = batch
@@ -496,14 +551,39 @@ impl<'a, S: ReplicaStore, T: Transport, H: Host> Driver<'a, S, T, H> {
                 others: true,
             });
         }
+        let over_quota = response.results.iter().find_map(|r| match r {
+            ChangeResult::Rejected {
+                reason,
+                code: Some(RejectCode::Quota),
+            } => Some(reason.clone()),
+            _ => None,
+        });
+        // A delete that went through frees space: what it freed may be
+        // enough for the refused changes, so they go again at once.
+        let freed = batch
+            .iter()
+            .zip(&response.results)
+            .any(|(sent, result)| matches!(sent.op, PendingOp::Delete) && result.seq().is_some());
+        if let Some(reason) = over_quota {
+            self.over_quota = Some(reason);
+        }
+        if freed && self.over_quota.take().is_some() {
+            self.store.requeue_over_quota().await?;
+        }
         let pushable = self.count_pending().await?;
+        if pushable == 0 {
+            if let Some(reason) = &self.over_quota {
+                self.quota_failed = true;
+                return Err(Self::quota_error(reason));
+            }
+        }
         self.handle(Event::Pushed { more: pushable > 0 });
         Ok(())
     }
 
     async fn pull_once(&mut self) {
         if let Err(e) = self.try_pull().await {
-            self.fail(e);
+            self.fail_or_wait(e).await;
         }
     }
 

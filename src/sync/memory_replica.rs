@@ -30,8 +30,8 @@ use super::hlc::Hlc;
 use super::outbox::PendingChange;
 use super::protocol::{ChangeResult, Checkpoint, ConflictSides, FeedEntry};
 use super::replica::{
-    acknowledge, apply_entry, clock_after_pull, is_newer, next_batch, save_edit, AckDecision,
-    EditStamp, EntryDecision,
+    acknowledge, apply_entry, clock_after_pull, is_newer, next_batch, requeue_over_quota,
+    save_edit, AckDecision, EditStamp, EntryDecision,
 };
 use crate::domain::{ClientId, DomainError, MutationId, Note, NoteDraft, NoteId};
 
@@ -187,6 +187,18 @@ impl ReplicaStore for MemoryReplica {
 
     async fn next_batch(&self, max: usize) -> Result<Vec<PendingChange>, PortError> {
         Ok(next_batch(self.pending(), max))
+    }
+
+    async fn requeue_over_quota(&self) -> Result<u32, PortError> {
+        let mut outbox = self.outbox.borrow_mut();
+        let mut requeued = 0u32;
+        for entry in outbox.values_mut() {
+            if let Some(again) = requeue_over_quota(entry) {
+                *entry = again;
+                requeued += 1;
+            }
+        }
+        Ok(requeued)
     }
 
     async fn mark_sent(&self, pushed: &[PendingChange]) -> Result<(), PortError> {

@@ -856,7 +856,12 @@ mod tests {
         assert!(got.conflicted);
         assert_eq!(got.content.expect("kept").body, "same\nother\n");
         // With the empty text as their known base, they are two insertions.
-        let got = resolve(Strategy::Merge, Some(&NoteDraft::default()), &server, &client);
+        let got = resolve(
+            Strategy::Merge,
+            Some(&NoteDraft::default()),
+            &server,
+            &client,
+        );
         assert!(!got.conflicted);
     }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hlc::Hlc;
 use crate::domain::{MutationId, NoteDraft, NoteId, Revision};
+use crate::sync::protocol::RejectCode;
 
 /// What a pending change does to its note: the same operation it will be
 /// pushed as.
@@ -52,6 +53,11 @@ pub struct PendingChange {
     /// replicas kept a clock; they are timed by `last_edit_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hlc: Option<Hlc>,
+    /// The server's code for the refusal, when it gave one: a change
+    /// refused for the account's quota is sent again once space may have
+    /// been freed ([`crate::sync::replica::requeue_over_quota`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_code: Option<RejectCode>,
     /// What was pushed under `mutation_id` while the server's answer is not
     /// known. Edits folded in since then are pushed after it, as a new
     /// mutation: a retry of the same id with newer text would be answered
@@ -142,6 +148,7 @@ pub fn coalesce(existing: Option<PendingChange>, edit: Edit) -> PendingChange {
             edits: pending.edits.saturating_add(1),
             rejected: None,
             hlc: edit.hlc.or(pending.hlc),
+            rejected_code: None,
             ..pending
         },
         _ => PendingChange {
@@ -156,6 +163,7 @@ pub fn coalesce(existing: Option<PendingChange>, edit: Edit) -> PendingChange {
             created_at: edit.created_at,
             rejected: None,
             hlc: edit.hlc,
+            rejected_code: None,
             sent: None,
         },
     }

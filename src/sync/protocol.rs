@@ -163,25 +163,47 @@ pub enum ChangeResult {
     },
     /// This mutation id was applied before (a retry); nothing changed now.
     Duplicate,
-    /// The change was refused and will never be accepted as it is.
+    /// The change was refused: never to be accepted as it is, unless `code`
+    /// says otherwise. `reason` is for people.
     Rejected {
         reason: String,
-        /// What a client can do about it, when it can do something.
-        /// Since version 3.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<RejectCode>,
     },
 }
 
-/// Why a change was refused, where the client acts on the reason.
+/// Why a change was refused, for a client to act on; a refusal without a
+/// code is final for the change as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectCode {
+    /// The account is over its quota of notes or bytes. Deletes and changes
+    /// that free space are always accepted; this change may be accepted
+    /// once space is freed (by any device), so it is kept and sent again.
+    Quota,
     /// The change starts from a revision of a note the server does not have:
     /// the note was deleted elsewhere and its tombstone purged, or the
     /// server was restored from an older backup. The client saves the text
     /// as a new note.
     Gone,
+}
+
+impl ChangeResult {
+    /// A refusal for being over the account's quota.
+    pub fn over_quota(reason: String) -> Self {
+        Self::Rejected {
+            reason,
+            code: Some(RejectCode::Quota),
+        }
+    }
+
+    /// A refusal with no code: final for the change as sent.
+    pub fn rejected(reason: impl Into<String>) -> Self {
+        Self::Rejected {
+            reason: reason.into(),
+            code: None,
+        }
+    }
 }
 
 impl ChangeResult {
@@ -203,7 +225,17 @@ struct ChangeResultWire {
     conflicted: Option<bool>,
     reason: Option<String>,
     #[serde(default)]
-    code: Option<RejectCode>,
+    code: Option<RejectCodeWire>,
+}
+
+/// [`RejectCode`] as read: a code this build does not know reads as none.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RejectCodeWire {
+    Quota,
+    Gone,
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Deserialize)]
@@ -234,7 +266,11 @@ impl TryFrom<ChangeResultWire> for ChangeResult {
             ChangeResultKind::Duplicate => ChangeResult::Duplicate,
             ChangeResultKind::Rejected => ChangeResult::Rejected {
                 reason: needed(wire.reason, "rejected", "reason")?,
-                code: wire.code,
+                code: match wire.code {
+                    Some(RejectCodeWire::Quota) => Some(RejectCode::Quota),
+                    Some(RejectCodeWire::Gone) => Some(RejectCode::Gone),
+                    Some(RejectCodeWire::Unknown) | None => None,
+                },
             },
         })
     }
@@ -782,10 +818,8 @@ mod tests {
                     seq: 5,
                 },
                 ChangeResult::Duplicate,
-                ChangeResult::Rejected {
-                    reason: "too big".into(),
-                    code: None,
-                },
+                ChangeResult::rejected("too big"),
+                ChangeResult::over_quota("over quota".into()),
                 ChangeResult::Rejected {
                     reason: "gone".into(),
                     code: Some(RejectCode::Gone),
@@ -862,11 +896,12 @@ mod tests {
             ),
             (ChangeResult::Duplicate, r#"{"result":"duplicate"}"#),
             (
-                ChangeResult::Rejected {
-                    reason: "no".into(),
-                    code: None,
-                },
+                ChangeResult::rejected("no"),
                 r#"{"result":"rejected","reason":"no"}"#,
+            ),
+            (
+                ChangeResult::over_quota("full".into()),
+                r#"{"result":"rejected","reason":"full","code":"quota"}"#,
             ),
             (
                 ChangeResult::Rejected {
@@ -894,6 +929,15 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<PullResponse>(json).expect("decodes"),
             page
+        );
+    }
+
+    #[test]
+    fn a_reject_code_this_build_does_not_know_reads_as_none() {
+        let json = r#"{"result":"rejected","reason":"later","code":"something_new"}"#;
+        assert_eq!(
+            serde_json::from_str::<ChangeResult>(json).expect("decodes"),
+            ChangeResult::rejected("later")
         );
     }
 

@@ -53,6 +53,18 @@ pub fn next_batch(mut outbox: Vec<PendingChange>, max: usize) -> Vec<PendingChan
     outbox
 }
 
+/// A change refused for the account's quota, made pushable again: space
+/// may have been freed since (a delete here or elsewhere, a raised quota).
+/// `None` for any other entry. The server did not remember the refused
+/// mutation id, so the same change is sent again.
+pub fn requeue_over_quota(pending: &PendingChange) -> Option<PendingChange> {
+    (pending.rejected_code == Some(RejectCode::Quota)).then(|| PendingChange {
+        rejected: None,
+        rejected_code: None,
+        ..pending.clone()
+    })
+}
+
 /// What to do with an outbox entry once its push got an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AckDecision {
@@ -94,16 +106,14 @@ pub fn acknowledge(
                 base_rev: Revision::NEW,
                 base: None,
                 rejected: None,
+                rejected_code: None,
                 sent: None,
                 ..current.clone()
             })),
         },
-        ChangeResult::Rejected { reason, .. } => AckDecision::Keep(Box::new(PendingChange {
-            rejected: if untouched {
-                Some(reason.clone())
-            } else {
-                None
-            },
+        ChangeResult::Rejected { reason, code } => AckDecision::Keep(Box::new(PendingChange {
+            rejected: untouched.then(|| reason.clone()),
+            rejected_code: if untouched { *code } else { None },
             sent: None,
             ..current.clone()
         })),
@@ -443,17 +453,38 @@ mod tests {
     }
 
     #[test]
+    fn a_change_refused_for_quota_is_kept_and_requeued_as_sent() {
+        let sent = coalesce(None, edit("a", 1, 10));
+        let AckDecision::Keep(kept) = acknowledge(
+            &sent,
+            &sent,
+            &ChangeResult::over_quota("full".into()),
+            fresh(),
+        ) else {
+            panic!("refused text must stay");
+        };
+        assert_eq!(kept.rejected_code, Some(RejectCode::Quota));
+        assert!(
+            next_batch(vec![(*kept).clone()], 10).is_empty(),
+            "not pushed while refused"
+        );
+        let again = requeue_over_quota(&kept).expect("requeued");
+        assert_eq!(again.mutation_id, sent.mutation_id, "the same change again");
+        assert_eq!(again.op, sent.op);
+        assert_eq!(next_batch(vec![again], 10).len(), 1);
+        // A refusal without a code stays refused.
+        let AckDecision::Keep(final_refusal) =
+            acknowledge(&sent, &sent, &ChangeResult::rejected("too big"), fresh())
+        else {
+            panic!("refused text must stay");
+        };
+        assert_eq!(requeue_over_quota(&final_refusal), None);
+    }
+
+    #[test]
     fn a_refused_change_stays_with_its_reason() {
         let sent = coalesce(None, edit("a", 1, 10));
-        let decision = acknowledge(
-            &sent,
-            &sent,
-            &ChangeResult::Rejected {
-                code: None,
-                reason: "too big".into(),
-            },
-            fresh(),
-        );
+        let decision = acknowledge(&sent, &sent, &ChangeResult::rejected("too big"), fresh());
         let AckDecision::Keep(kept) = decision else {
             panic!("refused text must stay");
         };

@@ -683,7 +683,67 @@ fn AccountMenu(state: NotesState) -> impl IntoView {
             >
                 {move || if state.signing_out.get() { "Signing out…" } else { "Sign out" }}
             </button>
+            <AccountSettings state=state />
         </Show>
+    }
+}
+
+/// "Sign out everywhere" and "Change password", folded away.
+#[component]
+fn AccountSettings(state: NotesState) -> impl IntoView {
+    let current = RwSignal::new(String::new());
+    let new = RwSignal::new(String::new());
+    let message = RwSignal::new(None::<String>);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if let Err(e) = crate::domain::Password::parse(&new.get_untracked()) {
+            message.set(Some(e.to_string()));
+            return;
+        }
+        message.set(None);
+        platform::change_password(current.get_untracked(), new.get_untracked(), message);
+        current.set(String::new());
+        new.set(String::new());
+    };
+    view! {
+        <details class="account-settings" data-testid="account-settings">
+            <summary>"Account ▾"</summary>
+            <div class="account-panel">
+            <button
+                class="quiet"
+                id="sign-out-everywhere"
+                on:click=move |_| platform::sign_out_everywhere(state, message)
+            >
+                "Sign out everywhere"
+            </button>
+            <form id="change-password" on:submit=submit>
+                <label for="current-password">"Current password"</label>
+                <input
+                    id="current-password"
+                    type="password"
+                    autocomplete="current-password"
+                    required
+                    prop:value=move || current.get()
+                    on:input=move |ev| current.set(event_target_value(&ev))
+                />
+                <label for="new-password">"New password"</label>
+                <input
+                    id="new-password"
+                    type="password"
+                    autocomplete="new-password"
+                    required
+                    prop:value=move || new.get()
+                    on:input=move |ev| new.set(event_target_value(&ev))
+                />
+                <button type="submit">"Change password"</button>
+            </form>
+            <Show when=move || message.get().is_some()>
+                <p role="status" data-testid="account-message">
+                    {move || message.get().unwrap_or_default()}
+                </p>
+            </Show>
+            </div>
+        </details>
     }
 }
 

@@ -23,6 +23,17 @@ pub fn keep_both(
 ) {
 }
 pub fn sign_out(_state: NotesState) {}
+pub fn sign_out_everywhere(
+    _state: NotesState,
+    _message: leptos::prelude::RwSignal<Option<String>>,
+) {
+}
+pub fn change_password(
+    _current: String,
+    _new: String,
+    _message: leptos::prelude::RwSignal<Option<String>>,
+) {
+}
 pub fn submit_account(
     _create: bool,
     _name: String,

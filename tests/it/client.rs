@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 use notesync::api::{Account, AppError};
 use notesync::server::auth::{Accounts, AttemptLimits, SESSION_COOKIE};
+use notesync::server::limits::ProtectionSettings;
 use notesync::server::service::SyncService;
 use notesync::server::{router, AppState};
 use notesync::store::{AccountStore, MemoryStore, SyncStore};
@@ -29,6 +30,17 @@ pub fn relaxed() -> AttemptLimits {
         per_name_burst: 1_000,
         per_address_burst: 1_000,
         refill: Duration::from_millis(1),
+    }
+}
+
+/// Limits on requests and rates that no test meets unless it is about them.
+pub fn unlimited() -> ProtectionSettings {
+    ProtectionSettings {
+        max_in_flight: 100_000,
+        pushes_per_second: 1_000_000,
+        push_burst: 1_000_000,
+        pulls_per_second: 1_000_000,
+        pull_burst: 1_000_000,
     }
 }
 
@@ -52,8 +64,33 @@ where
     let accounts = Accounts::new(store, limits).expect("accounts");
     router(
         options,
-        AppState::new(sync, accounts).with_sessions(secure_cookies, 30),
+        AppState::new(sync, accounts)
+            .with_sessions(secure_cookies, 30)
+            .with_protection(unlimited()),
     )
+}
+
+/// The whole app over `store`, its state changed by `adjust` (limits,
+/// stream settings, session renewal) before the router is built.
+pub fn router_adjusted<S>(
+    store: Arc<S>,
+    limits: AttemptLimits,
+    adjust: impl FnOnce(AppState) -> AppState,
+) -> Router
+where
+    S: SyncStore + AccountStore + 'static,
+{
+    let options = LeptosOptions::builder().output_name("notesync").build();
+    let sync = SyncService::new(
+        store.clone(),
+        Strategy::Merge,
+        Duration::from_secs(90 * 24 * 60 * 60),
+    );
+    let accounts = Accounts::new(store, limits).expect("accounts");
+    let state = AppState::new(sync, accounts)
+        .with_sessions(false, 30)
+        .with_protection(unlimited());
+    router(options, adjust(state))
 }
 
 /// One browser: a router and the session cookie it holds, if any.

@@ -585,3 +585,105 @@ async fn a_server_that_takes_fewer_changes_per_push_gets_them_in_smaller_pushes(
     // Another device's note, and the 10.
     assert_eq!(entries.len(), 11);
 }
+
+/// A server that answers the first `limited` requests 429, asking for a
+/// wait of `retry_after_ms`, then serves them.
+struct RateLimited {
+    current: Recorder,
+    limited: RefCell<u32>,
+}
+
+impl RateLimited {
+    fn refuse(&self) -> Option<PortError> {
+        let mut left = self.limited.borrow_mut();
+        (*left > 0).then(|| {
+            *left -= 1;
+            PortError::from(AppError::RateLimited(3))
+        })
+    }
+}
+
+#[async_trait(?Send)]
+impl Transport for RateLimited {
+    async fn push(&self, request: PushRequest) -> Result<PushResponse, PortError> {
+        match self.refuse() {
+            Some(e) => Err(e),
+            None => self.current.push(request).await,
+        }
+    }
+
+    async fn pull(&self, request: PullRequest) -> Result<PullResponse, PortError> {
+        match self.refuse() {
+            Some(e) => Err(e),
+            None => self.current.pull(request).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_waited_out_as_the_server_asks_without_an_error() {
+    let transport = RateLimited {
+        current: Recorder::over(server_with(1).await),
+        limited: RefCell::new(2),
+    };
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    edit_own(&replica, &host, 1, draft("mine"));
+    let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
+    settle(&mut driver).await;
+    assert_eq!(driver.status().pending, 0);
+    assert_eq!(*host.errors_shown.borrow(), 0, "a rate limit is no error");
+    // Two refusals of 3 s each were waited out, no less.
+    assert!(
+        *host.waited_ms.borrow() >= 6_000,
+        "{}",
+        host.waited_ms.borrow()
+    );
+    assert_eq!(everything_on(&transport.current.service).await.len(), 2);
+}
+
+#[tokio::test]
+async fn changes_refused_for_the_quota_wait_and_sync_by_themselves_once_there_is_room() {
+    use notesync::store::Quota;
+    let store = Arc::new(MemoryStore::new());
+    let service = SyncService::new(store, Strategy::Merge, Duration::from_secs(86_400))
+        .with_quota(Quota {
+            max_notes: 2,
+            max_bytes: 1_000_000,
+        })
+        .with_clock(Arc::new(|| NOW));
+    let transport = Recorder::over(service);
+    let (replica, host) = (MemoryReplica::new(), Quiet::default());
+    for n in 1..=3u8 {
+        edit_own(&replica, &host, n, draft(&format!("note {n}")));
+    }
+    let mut driver = Driver::new(&replica, &transport, &host, config(100, 100));
+    // Two fit; the third is refused and kept, and the person is told why.
+    let mut error = None;
+    for _ in 0..20 {
+        driver.step().await;
+        if let SyncState::Error { message } = driver.status().state {
+            error = Some(message);
+            break;
+        }
+    }
+    let message = error.expect("the quota is shown");
+    assert!(message.contains("limit of 2 notes"), "{message}");
+    assert_eq!(driver.status().pending, 1, "the refused change is kept");
+    assert_eq!(replica.live_notes().len(), 3, "and its text");
+    assert_eq!(everything_on(&transport.service).await.len(), 2);
+    // The person deletes a note: the delete goes through, and the refused
+    // change follows it with no edit of its own.
+    let first = NoteId::new(NOW + 1, [1; 10]);
+    assert!(replica.delete(first, NOW, host.fresh_mutation_id()));
+    driver.handle(Event::LocalChange);
+    settle(&mut driver).await;
+    assert_eq!(driver.status().pending, 0);
+    let on_server = everything_on(&transport.service).await;
+    let live: Vec<String> = on_server
+        .iter()
+        .filter(|e| !e.note.deleted)
+        .map(|e| e.note.body.clone())
+        .collect();
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert!(live.contains(&"note 3".to_string()), "{live:?}");
+}

@@ -25,6 +25,8 @@ use serde_json::{json, Value};
 use crate::client::{relaxed, router_with, Browser, PASSWORD};
 use notesync::api::{Account, AppError, Pull, Push, SignIn, SignOut, SignUp, Whoami};
 use notesync::domain::{AccountInputError, NoteDraft, Password, UserName, LIMITS};
+use notesync::server::boundary::Endpoint;
+use notesync::server::inspect::{check_push, PushShapeError, MAX_WIRE_TAGS};
 use notesync::store::contract::{create, delete, edit, mutation_id, note_id};
 use notesync::sync::protocol::{
     ChangeOp, ChangeResult, Checkpoint, ProtocolError, PullRequest, PullResponse, PushRequest,
@@ -42,8 +44,82 @@ const ENDPOINTS: [&str; 6] = [
     "/api/whoami",
 ];
 
+/// Every seed: the valid bodies, then bodies at and just beyond each limit
+/// of the boundary (body size per endpoint, changes per push, tags per note).
+/// Made once: every case picks from them.
+fn seeds() -> &'static [(usize, Value)] {
+    static SEEDS: std::sync::OnceLock<Vec<(usize, Value)>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(make_seeds)
+}
+
+fn make_seeds() -> Vec<(usize, Value)> {
+    let mut all = valid_seeds();
+    all.extend(
+        limit_seeds()
+            .into_iter()
+            .map(|(endpoint, body, _)| (endpoint, body)),
+    );
+    all
+}
+
+/// `body` with a `pad` field making its JSON exactly `len` bytes.
+fn padded(mut body: Value, len: usize) -> Value {
+    body["pad"] = Value::from("");
+    let bare = serde_json::to_vec(&body).expect("serialises").len();
+    body["pad"] = Value::from("x".repeat(len - bare));
+    assert_eq!(serde_json::to_vec(&body).expect("serialises").len(), len);
+    body
+}
+
+/// Bodies at each limit (`true`: accepted) and one past it (`false`).
+fn limit_seeds() -> Vec<(usize, Value, bool)> {
+    let push = |changes: Vec<notesync::sync::protocol::Change>| {
+        json!({ "req": PushRequest {
+            protocol: PROTOCOL_VERSION,
+            client_id: notesync::domain::ClientId::new(1_600_000_000_000, [4; 10]),
+            changes,
+            account: None,
+        }})
+    };
+    let tagged = |tags: usize| {
+        let mut change = create(50, 50, "many tags");
+        if let ChangeOp::Upsert(draft) = &mut change.op {
+            draft.tags = (0..tags).map(|n| format!("t{n}")).collect();
+        }
+        push(vec![change])
+    };
+    let batch = |n: u32| {
+        push(
+            (1..=n)
+                .map(|m| create(1_000 + m, (m % 250) as u8, "x"))
+                .collect(),
+        )
+    };
+    let pull = json!({ "req": PullRequest {
+        protocol: PROTOCOL_VERSION,
+        checkpoint: Checkpoint(0),
+        limit: 10,
+        download_head: None,
+        account: None,
+    }});
+    let sign_in = json!({ "name": "fuzzer", "password": PASSWORD });
+    let limit = |path: &str| Endpoint::of_path(path).body_limit();
+    let mut seeds = vec![
+        (0, tagged(MAX_WIRE_TAGS), true),
+        (0, tagged(MAX_WIRE_TAGS + 1), false),
+        (0, batch(LIMITS.max_batch_changes as u32), true),
+        (0, batch(LIMITS.max_batch_changes as u32 + 1), false),
+    ];
+    for (endpoint, body) in [(1, pull), (2, sign_in), (5, json!({}))] {
+        let at = limit(ENDPOINTS[endpoint]);
+        seeds.push((endpoint, padded(body.clone(), at), true));
+        seeds.push((endpoint, padded(body, at + 1), false));
+    }
+    seeds
+}
+
 /// Valid bodies of every endpoint (index into [`ENDPOINTS`], body).
-fn seeds() -> Vec<(usize, Value)> {
+fn valid_seeds() -> Vec<(usize, Value)> {
     let push = |changes| {
         json!({ "req": PushRequest {
             protocol: PROTOCOL_VERSION,
@@ -389,12 +465,18 @@ enum Expected {
     Ok,
     /// An account call that decodes: the outcome depends on the accounts.
     Account,
+    /// Over the endpoint's body limit: 413 before it is read.
+    TooLarge,
 }
 
 fn expected(path: &str, body: &[u8]) -> Expected {
+    if body.len() > Endpoint::of_path(path).body_limit() {
+        return Expected::TooLarge;
+    }
     match path {
         "/api/push" => match serde_json::from_slice::<Push>(body) {
             Err(_) => Expected::Unreadable,
+            Ok(_) if check_push(body) == Err(PushShapeError::TooManyTags) => Expected::Unreadable,
             Ok(p) => match p.req.check() {
                 Err(e) => Expected::Refused(AppError::Protocol(e)),
                 Ok(()) => Expected::Ok,
@@ -455,9 +537,15 @@ fn check_answer(
                 text(body)
             ))
         })?;
-        prop_assert_eq!(e.status(), status.as_u16(), "{}: {:?}", path, e);
         prop_assert!(!e.to_string().is_empty());
-        return match expected(path, request) {
+        let expected = expected(path, request);
+        if matches!(expected, Expected::TooLarge) {
+            prop_assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+            prop_assert!(matches!(e, AppError::BadRequest(_)), "{}: {:?}", path, e);
+            return Ok(());
+        }
+        prop_assert_eq!(e.status(), status.as_u16(), "{}: {:?}", path, e);
+        return match expected {
             Expected::Unreadable => {
                 prop_assert!(
                     matches!(
@@ -492,6 +580,7 @@ fn check_answer(
             Expected::Ok => Err(TestCaseError::fail(format!(
                 "{path}: a valid request was refused with {e:?}"
             ))),
+            Expected::TooLarge => Ok(()),
         };
     }
     match expected(path, request) {
@@ -629,12 +718,29 @@ fn fuzz_every_endpoint_through_the_router() {
 fn check_functions(path: &str, body: &[u8]) -> Result<(), TestCaseError> {
     match path {
         "/api/push" => {
-            for req in [
-                serde_json::from_slice::<Push>(body).ok().map(|p| p.req),
-                serde_json::from_slice::<PushRequest>(body).ok(),
-            ]
-            .into_iter()
-            .flatten()
+            // The boundary's check before decoding agrees with the decoder:
+            // what it passes decodes, and what decodes within the limits on
+            // changes and tags it passes.
+            let decoded = serde_json::from_slice::<Push>(body).ok().map(|p| p.req);
+            let inspected = check_push(body);
+            if inspected.is_ok() {
+                prop_assert!(decoded.is_some(), "passed the check but does not decode");
+            }
+            if let Some(req) = &decoded {
+                let within = req.changes.len() <= LIMITS.max_batch_changes
+                    && req.changes.iter().all(|c| {
+                        let tags = |d: &NoteDraft| d.tags.len() <= MAX_WIRE_TAGS;
+                        c.base.as_ref().is_none_or(tags)
+                            && match &c.op {
+                                ChangeOp::Upsert(d) => tags(d),
+                                ChangeOp::Delete => true,
+                            }
+                    });
+                prop_assert_eq!(inspected.is_ok(), within, "{:?}", inspected);
+            }
+            for req in [decoded, serde_json::from_slice::<PushRequest>(body).ok()]
+                .into_iter()
+                .flatten()
             {
                 let whole = req.check();
                 if whole.is_ok() {
@@ -746,8 +852,41 @@ fn fuzz_decoding_and_validation_functions() {
 
 /// The mutators are deterministic and keep valid seeds valid when empty.
 #[test]
+fn limit_seeds_sit_at_and_just_past_each_limit() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let router = router_with(relaxed());
+    let signed_in = rt.block_on(async {
+        let mut b = Browser::new(&router);
+        b.sign_up("limits", PASSWORD).await.expect("signs up");
+        b
+    });
+    let anonymous = Browser::new(&router);
+    for (endpoint, seed, accepted) in limit_seeds() {
+        let body = serde_json::to_vec(&seed).expect("serialises");
+        let path = ENDPOINTS[endpoint];
+        let e = expected(path, &body);
+        assert_eq!(
+            matches!(e, Expected::Ok | Expected::Account),
+            accepted,
+            "{path}, {} bytes: {e:?}",
+            body.len()
+        );
+        // And the server answers as predicted.
+        let browser = if endpoint < 2 { &signed_in } else { &anonymous };
+        let (status, answer) =
+            rt.block_on(browser.clone().send(browser.request(path, body.clone())));
+        if let Err(e) = check_answer(path, &body, status, &answer) {
+            panic!("{path}, {} bytes: {e}", body.len());
+        }
+    }
+}
+
+#[test]
 fn seeds_are_valid_requests() {
-    for (endpoint, seed) in seeds() {
+    for (endpoint, seed) in valid_seeds() {
         let body = serde_json::to_vec(&seed).expect("serialises");
         let path = ENDPOINTS[endpoint];
         let e = expected(path, &body);

@@ -42,13 +42,13 @@ fn instance(store: &Arc<MemoryStore>) -> (Router, Arc<Pokes>) {
 }
 
 /// An open event stream, read event by event.
-struct Events {
+pub(crate) struct Events {
     body: Body,
     buffered: String,
 }
 
 impl Events {
-    async fn open(router: &Router, cookie: Option<&str>) -> Result<Self, StatusCode> {
+    pub(crate) async fn open(router: &Router, cookie: Option<&str>) -> Result<Self, StatusCode> {
         Self::open_for(router, cookie, None).await
     }
 
@@ -86,8 +86,16 @@ impl Events {
         })
     }
 
+    /// The events of a response's body.
+    pub(crate) fn from_body(body: Body) -> Self {
+        Self {
+            body,
+            buffered: String::new(),
+        }
+    }
+
     /// The next event as (name, data), or `None` if none came within `wait`.
-    async fn next(&mut self, wait: Duration) -> Option<(String, String)> {
+    pub(crate) async fn next(&mut self, wait: Duration) -> Option<(String, String)> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(end) = self.buffered.find("\n\n") {
@@ -319,7 +327,7 @@ async fn a_stream_ends_when_its_session_does() {
     // Not a word of the note: the stream says goodbye and ends.
     assert_eq!(
         stream.next(SOON).await,
-        Some(("bye".to_string(), String::new()))
+        Some(("bye".to_string(), "signed out".to_string()))
     );
     assert_eq!(stream.next(Duration::from_millis(300)).await, None);
     assert_eq!(
@@ -364,11 +372,18 @@ async fn a_poke_reaches_only_its_user() {
 #[tokio::test]
 async fn an_idle_stream_beats_and_ends_so_the_session_is_checked_again() {
     let store = Arc::new(MemoryStore::new());
-    let pokes = Pokes::new(store.clone(), store)
-        .with_timings(Duration::from_millis(50), Duration::from_millis(400));
+    let pokes = Arc::new(
+        Pokes::new(store.clone(), store)
+            .with_timings(Duration::from_millis(50), Duration::from_millis(400)),
+    );
     let user = notesync::store::contract::user("idle");
-    let events: Vec<_> =
-        futures::StreamExt::collect::<Vec<_>>(pokes.stream(&user, "a session".into(), 0)).await;
+    let events: Vec<_> = futures::StreamExt::collect::<Vec<_>>(pokes.stream(
+        &user,
+        "a session".into(),
+        "127.0.0.1".into(),
+        0,
+    ))
+    .await;
     assert!(
         events.len() >= 5,
         "ready, several heartbeats, bye: {}",

@@ -24,13 +24,19 @@ use crate::client::{
 };
 use notesync::api::{Account, AppError};
 use notesync::domain::{AccountInputError, ClientId, Note, Revision, LIMITS};
-use notesync::server::auth::{AttemptLimits, StoreSessions, SESSION_ACCOUNT, SESSION_COOKIE};
+use notesync::server::auth::{
+    session_key, AttemptLimits, StoreSessions, SESSION_ACCOUNT, SESSION_COOKIE,
+};
+use notesync::server::boundary::Endpoint;
 use notesync::server::embedded::EmbeddedStore;
+use notesync::server::inspect::MAX_WIRE_TAGS;
+use notesync::server::limits::ProtectionSettings;
+use notesync::server::pokes::StreamSettings;
 use notesync::store::contract::{create, delete, edit, mutation_id, note_id};
 use notesync::store::{AccountStore, MemoryStore};
 use notesync::sync::protocol::{
     Change, ChangeOp, ChangeResult, Checkpoint, ProtocolError, PullRequest, PullResponse,
-    PushRequest, PushResponse, MAX_PULL_LIMIT, PROTOCOL_VERSION,
+    PushRequest, PushResponse, RejectCode, MAX_PULL_LIMIT, PROTOCOL_VERSION,
 };
 
 // ---- helpers ----
@@ -168,6 +174,11 @@ fn body_text(note: &Note) -> &str {
 
 fn session_id(b: &Browser) -> String {
     b.cookie.clone().expect("a session cookie")
+}
+
+/// The key the stores keep the session of `cookie` under.
+fn stored_key(cookie: &str) -> String {
+    session_key(&cookie.parse::<Id>().expect("a session id"))
 }
 
 fn with_cookie(router: &axum::Router, cookie: &str) -> Browser {
@@ -397,7 +408,7 @@ async fn attack_09_forged_owner_fields_in_the_request_are_ignored() {
     let (b, _) = Browser::signed_up(&router, "bob").await;
     let mut body = serde_json::to_value(push_req(vec![create(1, 1, "planted")])).expect("json");
     // `account` on the request is the name of the account the local data
-    // belongs to, checked against the session (attack_84); in a change it
+    // belongs to, checked against the session (attack_122); in a change it
     // means nothing.
     body["changes"][0]["account"] = json!(account_a.id);
     for key in ["user", "user_id", "owner"] {
@@ -642,15 +653,15 @@ async fn attack_21_expired_session_in_the_store() {
     let store = Arc::new(MemoryStore::new());
     let router = router_over(store.clone(), relaxed(), false);
     let (a, _) = Browser::signed_up(&router, "ann").await;
-    let id = session_id(&a);
+    let id = stored_key(&session_id(&a));
     assert!(whoami(&a).await.is_some(), "the session works before");
     let bytes = store
         .load_session(&id, 0)
         .await
         .expect("loads")
-        .expect("the session is stored under its cookie value");
+        .expect("the session is stored under its key");
     store
-        .save_session(&id, &bytes, now_ms() - 1_000)
+        .save_session(&id, None, &bytes, now_ms() - 1_000)
         .await
         .expect("saves");
     assert_eq!(whoami(&a).await, None);
@@ -958,7 +969,7 @@ async fn attack_34_invalid_passwords_at_sign_up() {
 async fn attack_35_sign_in_with_malformed_credentials() {
     let router = router_with(relaxed());
     let (_, account) = Browser::signed_up(&router, "ann").await;
-    let long = "p".repeat(100_000);
+    let long = "p".repeat(8_000);
     for (name, password) in [
         ("", PASSWORD),
         (account.name.as_str(), ""),
@@ -973,6 +984,14 @@ async fn attack_35_sign_in_with_malformed_credentials() {
         );
         assert_eq!(b.cookie, None);
     }
+    // Past the sign-in's body limit: refused before it is read.
+    let mut b = Browser::new(&router);
+    let huge = "p".repeat(100_000);
+    assert!(matches!(
+        b.sign_in(&account.name, &huge).await,
+        Err((StatusCode::PAYLOAD_TOO_LARGE, AppError::BadRequest(_)))
+    ));
+    assert_eq!(b.cookie, None);
 }
 
 #[tokio::test]
@@ -1251,9 +1270,9 @@ async fn attack_55_password_guessing_on_one_account() {
         .sign_up(&name, PASSWORD)
         .await
         .expect("signs up");
-    // The sign-up was the first attempt on the name.
+    // The sign-up does not count: sign-ups and sign-ins are limited apart.
     let mut attacker = Browser::new(&router);
-    for _ in 0..2 {
+    for _ in 0..3 {
         assert_eq!(
             attacker.sign_in(&name, "guess guess").await,
             Err((StatusCode::UNAUTHORIZED, AppError::BadCredentials))
@@ -1382,7 +1401,12 @@ async fn attack_60_body_over_8_mib_on_every_endpoint() {
                 req.headers_mut().remove(header::CONTENT_LENGTH);
             }
             let e = refusal(&a, req, StatusCode::PAYLOAD_TOO_LARGE, bad_request).await;
-            assert!(e.to_string().contains("8 MiB"), "{e}");
+            let limit = if path == "/api/push" {
+                "8 MiB"
+            } else {
+                "KiB limit"
+            };
+            assert!(e.to_string().contains(limit), "{path}: {e}");
         }
         // A lying Content-Length cannot sneak it in either.
         let mut req = a.request(path, big.clone());
@@ -1688,6 +1712,11 @@ fn no_arguments(path: &str) -> bool {
 /// unknown key and answer `null` when `ignored` says the body is a JSON
 /// object, else refuse it too.
 async fn malformed(a: &Browser, path: &str, body: Vec<u8>, ignored: bool) {
+    if body.len() > Endpoint::of_path(path).body_limit() {
+        let req = a.request(path, body);
+        refusal(a, req, StatusCode::PAYLOAD_TOO_LARGE, bad_request).await;
+        return;
+    }
     if no_arguments(path) {
         let anon = Browser::new(&a.router);
         let req = anon.request(path, body);
@@ -1855,12 +1884,18 @@ async fn attack_80_empty_push_batch() {
 
 #[tokio::test]
 async fn attack_81_malformed_input_without_a_session_is_still_unauthorized_or_400() {
-    // Without a session, a well-formed push is refused for the session and a
-    // malformed one for its shape: neither is a 500.
+    // Without a session, every push is refused for the session before its
+    // body is read, well-formed or not: never a 500.
     let router = router_with(relaxed());
     let anon = Browser::new(&router);
     let req = anon.request("/api/push", b"{\"req\":".to_vec());
-    refusal(&anon, req, StatusCode::BAD_REQUEST, bad_request).await;
+    refusal(
+        &anon,
+        req,
+        StatusCode::UNAUTHORIZED,
+        is(AppError::Unauthorized),
+    )
+    .await;
     let mut big = push_req(vec![create(1, 1, "x")]);
     big.protocol = 7;
     let req = anon.request("/api/push", wrapped(&big));
@@ -1909,7 +1944,7 @@ async fn attack_83_router_keeps_answering_after_hostile_input() {
 }
 
 #[tokio::test]
-async fn attack_84_a_request_naming_another_account_is_refused_and_changes_nothing() {
+async fn attack_122_a_request_naming_another_account_is_refused_and_changes_nothing() {
     // A browser whose tab holds ann's notes while its cookie is bob's now
     // (bob signed in in another tab): its push and pull name ann.
     let router = router_with(relaxed());
@@ -1954,4 +1989,936 @@ async fn attack_84_a_request_naming_another_account_is_refused_and_changes_nothi
 #[test]
 fn the_test_origin_is_the_test_host() {
     assert_eq!(ORIGIN, format!("http://{HOST}"));
+}
+
+// ---- sessions: stored as hashes, sliding, ended everywhere ----
+
+/// `b` signed in again as `name` in a fresh browser on the same router.
+async fn another_device(router: &axum::Router, name: &str) -> Browser {
+    let mut b = Browser::new(router);
+    b.sign_in(name, PASSWORD).await.expect("signs in");
+    b
+}
+
+async fn pull_status(b: &Browser) -> StatusCode {
+    raw(b, "/api/pull", wrapped(&pull_req(0, 10))).await.0
+}
+
+#[tokio::test]
+async fn attack_84_the_store_holds_no_session_id() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let cookie = {
+        let store = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+        let router = router_over(store.clone(), relaxed(), false);
+        let (a, _) = Browser::signed_up(&router, "ann").await;
+        let cookie = session_id(&a);
+        assert!(store
+            .load_session(&stored_key(&cookie), 0)
+            .await
+            .expect("load")
+            .is_some());
+        assert_eq!(store.load_session(&cookie, 0).await.expect("load"), None);
+        cookie
+    };
+    // Neither the cookie's text nor the id's number is anywhere in the file.
+    let file = std::fs::read(dir.path().join(notesync::server::embedded::FILE_NAME)).expect("file");
+    let id = cookie.parse::<Id>().expect("an id");
+    for needle in [cookie.clone(), id.0.to_string()] {
+        assert!(
+            !file.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} is on disk"
+        );
+    }
+}
+
+#[tokio::test]
+async fn attack_85_the_stored_key_is_not_a_cookie() {
+    let store = Arc::new(MemoryStore::new());
+    let router = router_over(store.clone(), relaxed(), false);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    push(&a, vec![create(1, 1, "mine")]).await;
+    let key = stored_key(&session_id(&a));
+    let thief = with_cookie(&router, &key);
+    assert_eq!(whoami(&thief).await, None);
+    assert_eq!(pull_status(&thief).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(notes(&a).await.len(), 1);
+}
+
+/// The expiry (Unix ms) the store holds for `b`'s session.
+async fn stored_expiry(store: &MemoryStore, b: &Browser) -> i128 {
+    let bytes = store
+        .load_session(&stored_key(&session_id(b)), 0)
+        .await
+        .expect("load")
+        .expect("stored");
+    let record: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    let date: time::OffsetDateTime =
+        serde_json::from_value(record["expiry_date"].clone()).expect("a date");
+    date.unix_timestamp_nanos() / 1_000_000
+}
+
+#[tokio::test]
+async fn attack_86_a_session_in_use_slides_and_one_unused_does_not() {
+    let store = Arc::new(MemoryStore::new());
+    let router = crate::client::router_adjusted(store.clone(), relaxed(), |s| {
+        s.with_session_refresh(Duration::ZERO)
+    });
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let signed_in = stored_expiry(&store, &a).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+    let used = stored_expiry(&store, &a).await;
+    assert!(used > signed_in, "the expiry moved: {signed_in} -> {used}");
+    // With the default renewal (once a day), a request writes nothing.
+    let store = Arc::new(MemoryStore::new());
+    let router = router_over(store.clone(), relaxed(), false);
+    let (b, _) = Browser::signed_up(&router, "bob").await;
+    let before = stored_expiry(&store, &b).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(pull_status(&b).await, StatusCode::OK);
+    assert_eq!(stored_expiry(&store, &b).await, before);
+}
+
+#[tokio::test]
+async fn attack_87_sign_out_everywhere_ends_every_device_of_that_person_only() {
+    let router = router_with(relaxed());
+    let (a, account) = Browser::signed_up(&router, "ann").await;
+    let (b, _) = Browser::signed_up(&router, "bob").await;
+    push(&a, vec![create(1, 1, "ann's")]).await;
+    let phone = another_device(&router, &account.name).await;
+    let tablet = another_device(&router, &account.name).await;
+    let mut a = a;
+    a.call::<()>("/api/sign_out_everywhere", &json!({}))
+        .await
+        .expect("signs out everywhere");
+    assert_eq!(a.cookie, None, "this device's cookie is cleared too");
+    for device in [&phone, &tablet] {
+        assert_eq!(pull_status(device).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(whoami(device).await, None);
+    }
+    assert_eq!(
+        pull_status(&b).await,
+        StatusCode::OK,
+        "bob is not signed out"
+    );
+    let again = another_device(&router, &account.name).await;
+    assert_eq!(notes(&again).await.len(), 1, "the notes are kept");
+}
+
+#[tokio::test]
+async fn attack_88_sign_out_everywhere_without_a_session() {
+    let router = router_with(relaxed());
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let anon = Browser::new(&router);
+    let req = anon.request("/api/sign_out_everywhere", b"{}".to_vec());
+    refusal(
+        &anon,
+        req,
+        StatusCode::UNAUTHORIZED,
+        is(AppError::Unauthorized),
+    )
+    .await;
+    forbidden(
+        &a,
+        cross_site(&a, "/api/sign_out_everywhere", "http://evil.example"),
+    )
+    .await;
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+}
+
+fn passwords(current: &str, new: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "current": current, "new": new })).expect("json")
+}
+
+#[tokio::test]
+async fn attack_89_change_password_needs_the_current_one() {
+    let router = router_with(relaxed());
+    let (a, account) = Browser::signed_up(&router, "ann").await;
+    let phone = another_device(&router, &account.name).await;
+    let req = a.request(
+        "/api/change_password",
+        passwords("not my password", "a new password"),
+    );
+    refusal(
+        &a,
+        req,
+        StatusCode::UNAUTHORIZED,
+        is(AppError::BadCredentials),
+    )
+    .await;
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+    assert_eq!(
+        pull_status(&phone).await,
+        StatusCode::OK,
+        "no session ended"
+    );
+    another_device(&router, &account.name).await;
+    assert!(Browser::new(&router)
+        .sign_in(&account.name, "a new password")
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn attack_90_change_password_ends_the_other_sessions_and_keeps_this_one() {
+    let router = router_with(relaxed());
+    let (mut a, account) = Browser::signed_up(&router, "ann").await;
+    push(&a, vec![create(1, 1, "kept")]).await;
+    let old = session_id(&a);
+    let phone = another_device(&router, &account.name).await;
+    let tablet = another_device(&router, &account.name).await;
+    a.call::<()>(
+        "/api/change_password",
+        &json!({ "current": PASSWORD, "new": "a new password" }),
+    )
+    .await
+    .expect("changes the password");
+    assert_ne!(session_id(&a), old, "this session goes on under a new id");
+    assert_eq!(notes(&a).await.len(), 1);
+    assert_eq!(whoami(&with_cookie(&router, &old)).await, None);
+    for device in [&phone, &tablet] {
+        assert_eq!(pull_status(device).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        Browser::new(&router).sign_in(&account.name, PASSWORD).await,
+        Err((StatusCode::UNAUTHORIZED, AppError::BadCredentials))
+    );
+    assert!(Browser::new(&router)
+        .sign_in(&account.name, "a new password")
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn attack_91_change_password_to_an_invalid_one() {
+    let router = router_with(relaxed());
+    let (a, account) = Browser::signed_up(&router, "ann").await;
+    for new in ["short", "", &"p".repeat(257)] {
+        let req = a.request("/api/change_password", passwords(PASSWORD, new));
+        refusal(
+            &a,
+            req,
+            StatusCode::BAD_REQUEST,
+            is(AppError::InvalidAccount(AccountInputError::BadPassword)),
+        )
+        .await;
+    }
+    another_device(&router, &account.name).await;
+}
+
+#[tokio::test]
+async fn attack_92_change_password_cannot_be_used_to_guess() {
+    let router = router_with(strict(2, 1_000));
+    let (a, account) = Browser::signed_up(&router, "ann").await;
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        let req = a.request(
+            "/api/change_password",
+            passwords(&format!("guess number {n}"), "a new password"),
+        );
+        statuses.push(a.clone().send(req).await.0);
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    // Nothing changed: the session and the password are as they were.
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+    let _ = account;
+}
+
+#[tokio::test]
+async fn attack_93_change_password_from_another_site_or_without_a_session() {
+    let router = router_with(relaxed());
+    let (a, account) = Browser::signed_up(&router, "ann").await;
+    let mut req = a.request(
+        "/api/change_password",
+        passwords(PASSWORD, "a new password"),
+    );
+    set_header(&mut req, header::ORIGIN, "http://evil.example");
+    forbidden(&a, req).await;
+    let anon = Browser::new(&router);
+    let req = anon.request(
+        "/api/change_password",
+        passwords(PASSWORD, "a new password"),
+    );
+    refusal(
+        &anon,
+        req,
+        StatusCode::UNAUTHORIZED,
+        is(AppError::Unauthorized),
+    )
+    .await;
+    assert!(Browser::new(&router)
+        .sign_in(&account.name, PASSWORD)
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn attack_94_sign_out_everywhere_ends_the_live_streams_here() {
+    let router = router_with(relaxed());
+    let (mut a, account) = Browser::signed_up(&router, "ann").await;
+    let phone = another_device(&router, &account.name).await;
+    let mut stream = crate::pokes::Events::open(&router, phone.cookie.as_deref())
+        .await
+        .expect("a stream");
+    assert_eq!(
+        stream
+            .next(Duration::from_secs(5))
+            .await
+            .map(|e| e.0)
+            .as_deref(),
+        Some("ready")
+    );
+    a.call::<()>("/api/sign_out_everywhere", &json!({}))
+        .await
+        .expect("signs out everywhere");
+    assert_eq!(stream.next(Duration::from_secs(2)).await, None, "ended");
+    assert_eq!(
+        crate::pokes::Events::open(&router, phone.cookie.as_deref())
+            .await
+            .err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+}
+
+// ---- limits: rates, requests in flight, body sizes ----
+
+fn limited(settings: ProtectionSettings) -> axum::Router {
+    crate::client::router_adjusted(Arc::new(MemoryStore::new()), relaxed(), |s| {
+        s.with_protection(settings)
+    })
+}
+
+async fn send_full(router: &axum::Router, req: Request<Body>) -> axum::response::Response {
+    tower::ServiceExt::oneshot(router.clone(), req)
+        .await
+        .expect("response")
+}
+
+#[tokio::test]
+async fn attack_95_pushes_over_the_accounts_rate_are_429_with_retry_after() {
+    let router = limited(ProtectionSettings {
+        pushes_per_second: 1,
+        push_burst: 3,
+        ..crate::client::unlimited()
+    });
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let (b, _) = Browser::signed_up(&router, "bob").await;
+    for m in 1..=3 {
+        push(&a, vec![create(m, m as u8, "within the burst")]).await;
+    }
+    let res = send_full(
+        &router,
+        a.request("/api/push", wrapped(&push_req(vec![create(4, 4, "over")]))),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = res.headers()[header::RETRY_AFTER]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!((1..=2).contains(&wait), "{wait}");
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(decode_error(&body), AppError::RateLimited(wait));
+    assert_eq!(notes(&a).await.len(), 3, "the refused push changed nothing");
+    push(&b, vec![create(1, 1, "bob is not limited")]).await;
+}
+
+#[tokio::test]
+async fn attack_96_pulls_have_their_own_rate() {
+    let router = limited(ProtectionSettings {
+        pulls_per_second: 1,
+        pull_burst: 2,
+        ..crate::client::unlimited()
+    });
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+    let req = a.request("/api/pull", wrapped(&pull_req(0, 10)));
+    refusal(&a, req, StatusCode::TOO_MANY_REQUESTS, |e| {
+        matches!(e, AppError::RateLimited(1..=2))
+    })
+    .await;
+    push(&a, vec![create(1, 1, "pushes still go")]).await;
+}
+
+/// A body that sends `first` and then waits until `release` is dropped or
+/// sent to.
+fn held_body(first: Vec<u8>, release: tokio::sync::oneshot::Receiver<()>) -> Body {
+    let first = futures::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(first))
+    });
+    let rest = futures::stream::once(async move {
+        let _ = release.await;
+        Ok::<_, std::convert::Infallible>(axum::body::Bytes::new())
+    });
+    Body::from_stream(futures::StreamExt::chain(first, rest))
+}
+
+#[tokio::test]
+async fn attack_97_requests_over_the_in_flight_limit_get_503_at_once() {
+    let router = limited(ProtectionSettings {
+        max_in_flight: 1,
+        ..crate::client::unlimited()
+    });
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let (release, held) = tokio::sync::oneshot::channel();
+    let body = wrapped(&push_req(vec![create(1, 1, "slow")]));
+    let mut slow = a.request("/api/push", Vec::new());
+    *slow.body_mut() = held_body(body, held);
+    slow.headers_mut().remove(header::CONTENT_LENGTH);
+    let in_flight = tokio::spawn({
+        let router = router.clone();
+        async move { send_full(&router, slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let res = send_full(&router, a.request("/api/pull", wrapped(&pull_req(0, 10)))).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+    let health = send_full(
+        &router,
+        Request::get("/healthz")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "health checks are not counted"
+    );
+    let _ = release.send(());
+    let done = in_flight.await.expect("joined");
+    assert_eq!(done.status(), StatusCode::OK);
+    assert_eq!(notes(&a).await.len(), 1, "only the held push landed");
+}
+
+#[tokio::test]
+async fn attack_98_a_push_without_a_session_is_refused_before_its_body() {
+    let router = router_with(relaxed());
+    let anon = Browser::new(&router);
+    let (_release, held) = tokio::sync::oneshot::channel();
+    let mut req = anon.request("/api/push", Vec::new());
+    *req.body_mut() = held_body(b"{\"req\":".to_vec(), held);
+    req.headers_mut().remove(header::CONTENT_LENGTH);
+    let res = tokio::time::timeout(Duration::from_secs(2), send_full(&router, req))
+        .await
+        .expect("answered without waiting for the body");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn attack_99_a_cross_site_push_is_refused_before_its_body() {
+    let a = one_user().await;
+    let (_release, held) = tokio::sync::oneshot::channel();
+    let mut req = a.request("/api/push", Vec::new());
+    *req.body_mut() = held_body(b"{\"req\":".to_vec(), held);
+    req.headers_mut().remove(header::CONTENT_LENGTH);
+    set_header(&mut req, header::ORIGIN, "http://evil.example");
+    let res = tokio::time::timeout(Duration::from_secs(2), send_full(&a.router, req))
+        .await
+        .expect("answered without waiting for the body");
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(notes(&a).await.is_empty());
+}
+
+#[tokio::test]
+async fn attack_100_each_endpoint_has_its_own_body_limit() {
+    let a = one_user().await;
+    for (path, limit) in [
+        ("/api/pull", 4 * 1024),
+        ("/api/sign_in", 16 * 1024),
+        ("/api/sign_up", 16 * 1024),
+        ("/api/whoami", 1024),
+        ("/api/sign_out", 1024),
+        ("/api/change_password", 16 * 1024),
+    ] {
+        assert_eq!(Endpoint::of_path(path).body_limit(), limit);
+        let mut body = br#"{"req":""#.to_vec();
+        body.resize(limit + 1, b'x');
+        let req = a.request(path, body);
+        let e = refusal(&a, req, StatusCode::PAYLOAD_TOO_LARGE, bad_request).await;
+        assert!(e.to_string().contains("KiB limit"), "{path}: {e}");
+    }
+    assert!(whoami(&a).await.is_some(), "still signed in");
+}
+
+#[tokio::test]
+async fn attack_101_a_note_with_too_many_tags_refuses_the_whole_push() {
+    let a = one_user().await;
+    let mut change = create(1, 1, "tagged");
+    if let ChangeOp::Upsert(draft) = &mut change.op {
+        draft.tags = (0..=MAX_WIRE_TAGS).map(|n| format!("t{n}")).collect();
+    }
+    let req = a.request(
+        "/api/push",
+        wrapped(&push_req(vec![create(2, 2, "innocent"), change])),
+    );
+    refusal(&a, req, StatusCode::BAD_REQUEST, bad_request).await;
+    assert!(
+        notes(&a).await.is_empty(),
+        "nothing of the push was applied"
+    );
+}
+
+#[tokio::test]
+async fn attack_102_many_distinct_tags_cost_no_quadratic_time() {
+    let a = one_user().await;
+    let tags: Vec<String> = (0..200_000).map(|n| format!("tag{n}")).collect();
+    let mut change = create(1, 1, "tagged");
+    if let ChangeOp::Upsert(draft) = &mut change.op {
+        draft.tags = tags;
+    }
+    let started = std::time::Instant::now();
+    let req = a.request("/api/push", wrapped(&push_req(vec![change])));
+    refusal(&a, req, StatusCode::BAD_REQUEST, bad_request).await;
+    // Before the check, 200,000 distinct tags took minutes of one core.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(notes(&a).await.is_empty());
+}
+
+// ---- sign-in limits that cannot be turned against a person ----
+
+#[tokio::test]
+async fn attack_103_sign_ups_naming_an_account_do_not_spend_its_sign_ins() {
+    let router = router_with(strict(2, 1_000));
+    let (_, account) = Browser::signed_up(&router, "ann").await;
+    for _ in 0..3 {
+        let _ = Browser::new(&router).sign_up(&account.name, PASSWORD).await;
+    }
+    assert!(Browser::new(&router)
+        .sign_in(&account.name, PASSWORD)
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn attack_104_one_address_cannot_keep_a_name_locked() {
+    let limits = AttemptLimits {
+        per_name_burst: 1,
+        per_address_burst: 1,
+        refill: Duration::from_millis(600),
+    };
+    let router = router_with(limits);
+    let name = unique_name("ann");
+    let b = Browser::new(&router);
+    let sign_in = |addr: &str, password: &str| {
+        from(
+            addr,
+            b.request("/api/sign_in", credentials(&name, password)),
+        )
+    };
+    Browser::new(&router)
+        .sign_up(&name, PASSWORD)
+        .await
+        .expect("signs up");
+    // The attacker spends the name's attempt, as often as its address allows.
+    let (status, _) = b
+        .clone()
+        .send(sign_in("203.0.113.9:1", "guess guess"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The name has its attempt back in half the time the address waits.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, _) = b
+        .clone()
+        .send(sign_in("203.0.113.9:1", "guess guess"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address still waits"
+    );
+    let (status, _) = b.clone().send(sign_in("198.51.100.1:1", PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "the owner signs in");
+}
+
+#[tokio::test]
+async fn attack_105_ipv6_addresses_count_per_64() {
+    let router = router_with(strict(1_000, 2));
+    let b = Browser::new(&router);
+    let attempt = |addr: &str| {
+        from(
+            addr,
+            b.request(
+                "/api/sign_in",
+                credentials(&unique_name("v6"), "guess guess"),
+            ),
+        )
+    };
+    for addr in ["[2001:db8:1:2::1]:1", "[2001:db8:1:2:ffff::9]:1"] {
+        assert_eq!(
+            b.clone().send(attempt(addr)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (status, _) = b
+        .clone()
+        .send(attempt("[2001:db8:1:2:dead:beef::1]:1"))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the same /64");
+    let (status, _) = b.clone().send(attempt("[2001:db8:1:3::1]:1")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "another /64");
+}
+
+#[tokio::test]
+async fn attack_106_an_ipv4_mapped_address_counts_as_ipv4() {
+    let router = router_with(strict(1_000, 2));
+    let b = Browser::new(&router);
+    let attempt = |addr: &str| {
+        from(
+            addr,
+            b.request(
+                "/api/sign_in",
+                credentials(&unique_name("v4"), "guess guess"),
+            ),
+        )
+    };
+    assert_eq!(
+        b.clone().send(attempt("198.51.100.7:1")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        b.clone().send(attempt("[::ffff:198.51.100.7]:1")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        b.clone().send(attempt("[::ffff:198.51.100.7]:2")).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+// ---- live streams: capped per account and per address ----
+
+async fn open_stream(router: &axum::Router, cookie: &str, addr: &str) -> crate::pokes::Events {
+    let req = from(
+        addr,
+        Request::get("/api/events")
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, format!("{SESSION_COOKIE}={cookie}"))
+            .body(Body::empty())
+            .expect("request"),
+    );
+    let res = send_full(router, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut events = crate::pokes::Events::from_body(res.into_body());
+    assert_eq!(
+        events
+            .next(Duration::from_secs(5))
+            .await
+            .map(|e| e.0)
+            .as_deref(),
+        Some("ready")
+    );
+    events
+}
+
+fn with_streams(per_account: usize, per_address: usize) -> axum::Router {
+    crate::client::router_adjusted(Arc::new(MemoryStore::new()), relaxed(), |s| {
+        s.with_streams(StreamSettings {
+            per_account,
+            per_address,
+            ..StreamSettings::default()
+        })
+    })
+}
+
+#[tokio::test]
+async fn attack_107_streams_of_one_account_are_capped_oldest_closed_first() {
+    let router = with_streams(2, 100);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let cookie = session_id(&a);
+    let mut first = open_stream(&router, &cookie, "192.0.2.1:1").await;
+    let mut second = open_stream(&router, &cookie, "192.0.2.2:1").await;
+    let mut third = open_stream(&router, &cookie, "192.0.2.3:1").await;
+    assert_eq!(
+        first.next(Duration::from_secs(2)).await,
+        None,
+        "the oldest closed"
+    );
+    push(&a, vec![create(1, 1, "poked")]).await;
+    for stream in [&mut second, &mut third] {
+        let (name, _) = stream.next(Duration::from_secs(5)).await.expect("an event");
+        assert_eq!(name, "poke", "the two newest stay live");
+    }
+}
+
+#[tokio::test]
+async fn attack_108_streams_from_one_address_are_capped_across_accounts() {
+    let router = with_streams(100, 2);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let (b, _) = Browser::signed_up(&router, "bob").await;
+    let mut anns = open_stream(&router, &session_id(&a), "[2001:db8::1]:1").await;
+    let _bobs = open_stream(&router, &session_id(&b), "[2001:db8::2]:1").await;
+    let mut elsewhere = open_stream(&router, &session_id(&a), "192.0.2.1:1").await;
+    let _more = open_stream(&router, &session_id(&b), "[2001:db8::3]:1").await;
+    assert_eq!(
+        anns.next(Duration::from_secs(2)).await,
+        None,
+        "the /64's oldest closed"
+    );
+    push(&a, vec![create(1, 1, "poked")]).await;
+    let (name, _) = elsewhere
+        .next(Duration::from_secs(5))
+        .await
+        .expect("an event");
+    assert_eq!(name, "poke", "ann's stream from another address stays");
+}
+
+// ---- quotas: an account cannot fill the disk ----
+
+fn with_quota(max_notes: u64, max_bytes: u64) -> axum::Router {
+    crate::client::router_adjusted(Arc::new(MemoryStore::new()), relaxed(), |mut s| {
+        s.sync = Arc::new((*s.sync).clone().with_quota(notesync::store::Quota {
+            max_notes,
+            max_bytes,
+        }));
+        s
+    })
+}
+
+fn over_quota(r: &ChangeResult) -> bool {
+    matches!(
+        r,
+        ChangeResult::Rejected {
+            code: Some(RejectCode::Quota),
+            reason,
+        } if reason.contains("limit")
+    )
+}
+
+async fn head_of(b: &Browser) -> u64 {
+    match pull(b, 0, 1).await {
+        PullResponse::Page { head, .. } => head,
+        PullResponse::ResyncRequired => panic!("resync from 0"),
+    }
+}
+
+#[tokio::test]
+async fn attack_109_notes_past_the_quota_are_refused_and_stored_nowhere() {
+    let router = with_quota(3, 1_000_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let r = push(&a, (1..=3).map(|m| create(m, m as u8, "fits")).collect()).await;
+    assert!(r.iter().all(|r| matches!(r, ChangeResult::Applied { .. })));
+    let before = head_of(&a).await;
+    let r = push(&a, vec![create(4, 4, "one too many")]).await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    assert_eq!(head_of(&a).await, before, "no seq was taken");
+    assert_eq!(notes(&a).await.len(), 3);
+}
+
+#[tokio::test]
+async fn attack_110_text_past_the_quota_is_refused() {
+    let router = with_quota(1_000, 10_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    push(&a, vec![create(1, 1, &"a".repeat(6_000))]).await;
+    let r = push(&a, vec![create(2, 2, &"b".repeat(6_000))]).await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    // An edit growing the note past it is refused; one shrinking it is taken.
+    let big = "a".repeat(6_000);
+    let r = push(&a, vec![edit(3, 1, 1, Some(&big), &"c".repeat(12_000))]).await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    let r = push(&a, vec![edit(4, 1, 1, Some(&big), "short now")]).await;
+    assert!(matches!(r[0], ChangeResult::Applied { .. }), "{r:?}");
+    let kept: Vec<String> = notes(&a).await.into_iter().map(|n| n.body).collect();
+    assert_eq!(kept, vec!["short now".to_string()]);
+}
+
+#[tokio::test]
+async fn attack_111_deletes_go_through_over_the_quota() {
+    let router = with_quota(2, 1_000_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    push(&a, vec![create(1, 1, "one"), create(2, 2, "two")]).await;
+    let r = push(&a, vec![create(3, 3, "three"), delete(4, 1, 1)]).await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    assert!(matches!(r[1], ChangeResult::Applied { .. }), "{r:?}");
+    let live: Vec<String> = notes(&a)
+        .await
+        .into_iter()
+        .filter(|n| !n.deleted)
+        .map(|n| n.body)
+        .collect();
+    assert_eq!(live, vec!["two".to_string()]);
+}
+
+#[tokio::test]
+async fn attack_112_a_refused_change_is_taken_when_sent_again_with_room() {
+    let router = with_quota(1, 1_000_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    push(&a, vec![create(1, 1, "first")]).await;
+    let waiting = create(2, 2, "waiting for room");
+    let r = push(&a, vec![waiting.clone()]).await;
+    assert!(over_quota(&r[0]));
+    // Not remembered: sent again while still full, refused again, not a duplicate.
+    let r = push(&a, vec![waiting.clone()]).await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    push(&a, vec![delete(3, 1, 1)]).await;
+    let r = push(&a, vec![waiting]).await;
+    assert!(matches!(r[0], ChangeResult::Applied { .. }), "{r:?}");
+}
+
+#[tokio::test]
+async fn attack_113_one_full_account_does_not_limit_another() {
+    let router = with_quota(1, 1_000_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let (b, _) = Browser::signed_up(&router, "bob").await;
+    push(&a, vec![create(1, 1, "ann's")]).await;
+    assert!(over_quota(&push(&a, vec![create(2, 2, "more")]).await[0]));
+    let r = push(&b, vec![create(1, 1, "bob's")]).await;
+    assert!(matches!(r[0], ChangeResult::Applied { .. }), "{r:?}");
+}
+
+#[tokio::test]
+async fn attack_114_one_batch_cannot_pass_the_quota_together() {
+    let router = with_quota(2, 1_000_000);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let r = push(&a, (1..=5).map(|m| create(m, m as u8, "x")).collect()).await;
+    let applied = r
+        .iter()
+        .filter(|r| matches!(r, ChangeResult::Applied { .. }))
+        .count();
+    assert_eq!(applied, 2);
+    assert!(r[2..].iter().all(over_quota), "{r:?}");
+    assert_eq!(notes(&a).await.len(), 2);
+}
+
+#[tokio::test]
+async fn attack_115_conflict_copies_count_against_the_quota() {
+    let router = with_quota(1_000, 200);
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    push(&a, vec![create(1, 1, "line one\nline two")]).await;
+    push(
+        &a,
+        vec![edit(2, 1, 1, Some("line one\nline two"), "line one\nmine")],
+    )
+    .await;
+    // A stale edit of the same line keeps both texts, which must fit.
+    let r = push(
+        &a,
+        vec![edit(
+            3,
+            1,
+            1,
+            Some("line one\nline two"),
+            &format!("line one\n{}", "y".repeat(150)),
+        )],
+    )
+    .await;
+    assert!(over_quota(&r[0]), "{r:?}");
+    assert_eq!(notes(&a).await[0].body, "line one\nmine");
+}
+
+// ---- more limits that must not be turned around ----
+
+#[tokio::test]
+async fn attack_116_the_push_rate_is_per_account_not_per_session() {
+    let router = limited(ProtectionSettings {
+        pushes_per_second: 1,
+        push_burst: 2,
+        ..crate::client::unlimited()
+    });
+    let (a, account) = Browser::signed_up(&router, "ann").await;
+    let phone = another_device(&router, &account.name).await;
+    push(&a, vec![create(1, 1, "one")]).await;
+    push(&phone, vec![create(2, 2, "two")]).await;
+    let req = phone.request("/api/push", wrapped(&push_req(vec![create(3, 3, "three")])));
+    refusal(&phone, req, StatusCode::TOO_MANY_REQUESTS, |e| {
+        matches!(e, AppError::RateLimited(_))
+    })
+    .await;
+    assert_eq!(notes(&a).await.len(), 2);
+}
+
+#[tokio::test]
+async fn attack_117_event_streams_do_not_take_requests_in_flight() {
+    let router = crate::client::router_adjusted(Arc::new(MemoryStore::new()), relaxed(), |s| {
+        s.with_protection(ProtectionSettings {
+            max_in_flight: 1,
+            ..crate::client::unlimited()
+        })
+    });
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let _stream = open_stream(&router, &session_id(&a), "192.0.2.1:1").await;
+    let _another = open_stream(&router, &session_id(&a), "192.0.2.2:1").await;
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+    push(&a, vec![create(1, 1, "still served")]).await;
+}
+
+#[tokio::test]
+async fn attack_118_a_renewed_session_still_ends_at_sign_out() {
+    let router = crate::client::router_adjusted(Arc::new(MemoryStore::new()), relaxed(), |s| {
+        s.with_session_refresh(Duration::ZERO)
+    });
+    let (mut a, _) = Browser::signed_up(&router, "ann").await;
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+    let old = session_id(&a);
+    a.call::<()>("/api/sign_out", &json!({}))
+        .await
+        .expect("signs out");
+    let replay = with_cookie(&router, &old);
+    assert_eq!(pull_status(&replay).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(whoami(&replay).await, None);
+}
+
+#[tokio::test]
+async fn attack_119_change_password_with_a_huge_body() {
+    let router = router_with(relaxed());
+    let (a, account) = Browser::signed_up(&router, "ann").await;
+    let huge = "p".repeat(100_000);
+    let req = a.request("/api/change_password", passwords(PASSWORD, &huge));
+    refusal(&a, req, StatusCode::PAYLOAD_TOO_LARGE, bad_request).await;
+    assert!(Browser::new(&router)
+        .sign_in(&account.name, PASSWORD)
+        .await
+        .is_ok());
+    assert_eq!(pull_status(&a).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn attack_120_an_unreadable_push_naming_another_version_is_told_to_update() {
+    let a = one_user().await;
+    // JSON, but of another shape: eight megabytes of changes this version
+    // cannot read, and a client id it would refuse.
+    let mut body = br#"{"req":{"protocol":99,"client_id":"x","changes":["#.to_vec();
+    while body.len() < LIMITS.max_request_bytes - 64 {
+        body.extend_from_slice(br#"{"shape":"of the future"},"#);
+    }
+    body.extend_from_slice(br#"{}]}}"#);
+    let req = a.request("/api/push", body);
+    refusal(&a, req, StatusCode::BAD_REQUEST, |e| {
+        matches!(
+            e,
+            AppError::Protocol(ProtocolError::UnsupportedVersion { got: 99, .. })
+        )
+    })
+    .await;
+    assert!(notes(&a).await.is_empty());
+}
+
+#[tokio::test]
+async fn attack_121_a_change_password_cannot_name_another_account() {
+    let router = router_with(relaxed());
+    let (a, _) = Browser::signed_up(&router, "ann").await;
+    let (_, bob) = Browser::signed_up(&router, "bob").await;
+    let body = serde_json::to_vec(&json!({
+        "current": PASSWORD,
+        "new": "bob is mine now",
+        "name": bob.name,
+        "account": bob.id,
+    }))
+    .expect("json");
+    let (status, _) = raw(&a, "/api/change_password", body).await;
+    assert_eq!(status, StatusCode::OK, "it changed ann's own password");
+    assert!(Browser::new(&router)
+        .sign_in(&bob.name, PASSWORD)
+        .await
+        .is_ok());
+    assert!(Browser::new(&router)
+        .sign_in(&bob.name, "bob is mine now")
+        .await
+        .is_err());
 }

@@ -453,6 +453,7 @@ fn offline(message: &str) -> PortError {
         retryable: true,
         offline: true,
         push_limit: None,
+        retry_after_ms: None,
     }
 }
 
@@ -494,6 +495,7 @@ impl Transport for SimTransport {
                     retryable: true,
                     offline: false,
                     push_limit: None,
+                    retry_after_ms: None,
                 })
             }
         }

@@ -9,7 +9,7 @@ use notesync::domain::UserId;
 use notesync::server::embedded::EmbeddedStore;
 use notesync::store::contract::{self, create, delete, edit, feed, user, NOW};
 use notesync::store::kv::FakeCluster;
-use notesync::store::{MemoryStore, StoreError, SyncStore};
+use notesync::store::{MemoryStore, Quota, StoreError, SyncStore};
 use notesync::sync::merge::Strategy;
 use notesync::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
 
@@ -29,15 +29,16 @@ impl TempEmbedded {
 
 #[async_trait]
 impl SyncStore for TempEmbedded {
-    async fn apply_batch(
+    async fn apply_batch_within(
         &self,
         user: &UserId,
         changes: &[Change],
         strategy: Strategy,
         now_ms: u64,
+        quota: Quota,
     ) -> Result<Vec<ChangeResult>, StoreError> {
         self.store
-            .apply_batch(user, changes, strategy, now_ms)
+            .apply_batch_within(user, changes, strategy, now_ms, quota)
             .await
     }
 
@@ -224,7 +225,7 @@ async fn embedded_sessions_and_users_survive_a_restart() {
         let store = EmbeddedStore::open(dir.path()).expect("store opens");
         store.create_user(&user).await.expect("user");
         store
-            .save_session("s1", b"data", 10_000)
+            .save_session("s1", None, b"data", 10_000)
             .await
             .expect("session");
     }
@@ -237,6 +238,60 @@ async fn embedded_sessions_and_users_survive_a_restart() {
             .expect("read")
             .as_deref(),
         Some(&b"data"[..])
+    );
+}
+
+#[tokio::test]
+async fn embedded_sessions_stored_under_their_id_move_to_their_key_on_open() {
+    use notesync::server::auth::session_key_of;
+    use notesync::store::AccountStore;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let id = "KbqEm2yXGX3aOGNjNVCRrg";
+    let record = serde_json::json!({
+        "id": id,
+        "data": { "account": { "id": "u7", "name": "ann" } },
+        "expiry_date": [2030, 1, 0, 0, 0, 0, 0, 0, 0],
+    });
+    let bytes = serde_json::to_vec(&record).expect("json");
+    {
+        // The table as stores before hashed keys wrote it.
+        let legacy: redb::TableDefinition<&str, (u64, &[u8])> =
+            redb::TableDefinition::new("sessions");
+        let db = redb::Database::create(dir.path().join(notesync::server::embedded::FILE_NAME))
+            .expect("database");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(legacy)
+            .expect("table")
+            .insert(id, (10_000u64, bytes.as_slice()))
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let store = EmbeddedStore::open(dir.path()).expect("store opens");
+    assert_eq!(store.load_session(id, 5_000).await.expect("read"), None);
+    assert_eq!(
+        store
+            .load_session(&session_key_of(id), 5_000)
+            .await
+            .expect("read")
+            .map(|b| serde_json::from_slice::<serde_json::Value>(&b).expect("json")),
+        Some(serde_json::json!({
+            "data": { "account": { "id": "u7", "name": "ann" } },
+            "expiry_date": [2030, 1, 0, 0, 0, 0, 0, 0, 0],
+        })),
+        "moved under its key, without its id"
+    );
+    let user = UserId::parse("u7").expect("id");
+    assert_eq!(
+        store.end_sessions(&user, None).await.expect("end"),
+        1,
+        "and listed as ann's"
+    );
+    assert_eq!(
+        store
+            .load_session(&session_key_of(id), 5_000)
+            .await
+            .expect("read"),
+        None
     );
 }
 

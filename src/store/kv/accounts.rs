@@ -3,17 +3,23 @@
 //! the same accounts and sessions.
 //!
 //! Keys: `a:name:{name}` (the user record; `insert` makes a name unique
-//! without any lock) and `a:sess:{id}` (expiry as 8 big-endian bytes of Unix
-//! ms, then the session layer's bytes). Session documents carry the session's
-//! expiry as their TTL, so the cluster removes them itself and
-//! [`AccountStore::purge_sessions`] has nothing left to do.
+//! without any lock), `a:sess:{key}` (expiry as 8 big-endian bytes of Unix
+//! ms, then the session layer's bytes; the key is the hash of the session
+//! id) and `a:usess:{user}` (the user's session keys with their expiries,
+//! JSON, replaced with CAS; at most [`MAX_SESSIONS_PER_USER`], the one that
+//! expires first ended when another is saved).
+//! Session documents carry the session's expiry as their TTL, so the
+//! cluster removes them itself and [`AccountStore::purge_sessions`] has
+//! nothing left to do.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::algorithm::{unavailable, KvSyncStore};
 use super::port::{Expiry, KvError, KvPort, MAX_KEY_BYTES};
+use crate::domain::UserId;
 use crate::store::{AccountError, AccountStore, StoreError, UserRecord};
 
 fn name_key(name: &str) -> Result<String, StoreError> {
@@ -22,6 +28,20 @@ fn name_key(name: &str) -> Result<String, StoreError> {
 
 fn session_key(id: &str) -> Result<String, StoreError> {
     key(format!("a:sess:{id}"))
+}
+
+fn user_sessions_key(user: &UserId) -> Result<String, StoreError> {
+    key(format!("a:usess:{user}"))
+}
+
+/// Most sessions one user's list keeps (expired ones included, as documents
+/// expire by themselves and the list is not told).
+pub const MAX_SESSIONS_PER_USER: usize = 256;
+
+/// A user's sessions: key → expiry (Unix ms).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct UserSessions {
+    sessions: BTreeMap<String, u64>,
 }
 
 fn key(key: String) -> Result<String, StoreError> {
@@ -44,6 +64,47 @@ impl<P: KvPort> KvSyncStore<P> {
     fn session_ttl(&self, expires_ms: u64) -> Expiry {
         let left = expires_ms.saturating_sub(self.port().now_ms()).max(1_000);
         Expiry::After(Duration::from_millis(left))
+    }
+
+    /// Changes `user`'s session list with `change` (CAS, a few rounds);
+    /// answers what `change` returned on the list that was stored.
+    async fn update_user_sessions<T>(
+        &self,
+        user: &UserId,
+        change: impl Fn(&mut UserSessions) -> T,
+    ) -> Result<T, StoreError> {
+        let key = user_sessions_key(user)?;
+        for _ in 0..8 {
+            let current = match self.port().get(&key).await {
+                Ok(doc) => Some(doc),
+                Err(KvError::NotFound) => None,
+                Err(e) => return Err(unavailable("reading a user's sessions", &e)),
+            };
+            let mut list: UserSessions = match &current {
+                Some(doc) => serde_json::from_slice(&doc.value)
+                    .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?,
+                None => UserSessions::default(),
+            };
+            let answer = change(&mut list);
+            let bytes = serde_json::to_vec(&list)
+                .map_err(|e| StoreError::Invalid(format!("encoding sessions: {e}")))?;
+            let written = match &current {
+                Some(doc) => {
+                    self.port()
+                        .replace(&key, &bytes, doc.cas, Expiry::Never)
+                        .await
+                }
+                None => self.port().insert(&key, &bytes, Expiry::Never).await,
+            };
+            match written {
+                Ok(_) => return Ok(answer),
+                Err(KvError::CasMismatch | KvError::Exists | KvError::NotFound) => {}
+                Err(e) => return Err(unavailable("writing a user's sessions", &e)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "a user's session list kept racing other writes".into(),
+        ))
     }
 }
 
@@ -76,7 +137,87 @@ impl<P: KvPort> AccountStore for KvSyncStore<P> {
         }
     }
 
-    async fn save_session(&self, id: &str, data: &[u8], expires_ms: u64) -> Result<(), StoreError> {
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let key = name_key(name)?;
+        for _ in 0..5 {
+            let doc = match self.port().get(&key).await {
+                Ok(doc) => doc,
+                Err(KvError::NotFound) => return Ok(false),
+                Err(e) => return Err(unavailable("reading a user", &e)),
+            };
+            let mut user: UserRecord = serde_json::from_slice(&doc.value)
+                .map_err(|e| StoreError::Corrupt(format!("stored user: {e}")))?;
+            user.password_hash = password_hash.to_string();
+            let bytes = serde_json::to_vec(&user)
+                .map_err(|e| StoreError::Invalid(format!("encoding a user: {e}")))?;
+            match self
+                .port()
+                .replace(&key, &bytes, doc.cas, Expiry::Never)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(KvError::CasMismatch) => {}
+                Err(KvError::NotFound) => return Ok(false),
+                Err(e) => return Err(unavailable("changing a password", &e)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "changing a password kept racing other writes".into(),
+        ))
+    }
+
+    async fn end_sessions(&self, user: &UserId, keep: Option<&str>) -> Result<u64, StoreError> {
+        let ended = self
+            .update_user_sessions(user, |list| {
+                let ended: Vec<String> = list
+                    .sessions
+                    .keys()
+                    .filter(|k| Some(k.as_str()) != keep)
+                    .cloned()
+                    .collect();
+                list.sessions.retain(|k, _| Some(k.as_str()) == keep);
+                ended
+            })
+            .await?;
+        for key in &ended {
+            self.delete_session(key).await?;
+        }
+        Ok(ended.len() as u64)
+    }
+
+    async fn save_session(
+        &self,
+        id: &str,
+        user: Option<&UserId>,
+        data: &[u8],
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(user) = user {
+            // Listed first: a session saved is always one sign-out-everywhere
+            // ends. The list keeps the sessions that expire last; one pushed
+            // out of it is ended (a person has at most that many at once).
+            let dropped = self
+                .update_user_sessions(user, |list| {
+                    list.sessions.insert(id.to_string(), expires_ms);
+                    let mut dropped = Vec::new();
+                    while list.sessions.len() > MAX_SESSIONS_PER_USER {
+                        let first = list
+                            .sessions
+                            .iter()
+                            .min_by_key(|(_, expires)| **expires)
+                            .map(|(key, _)| key.clone());
+                        if let Some(key) = first {
+                            list.sessions.remove(&key);
+                            dropped.push(key);
+                        }
+                    }
+                    dropped
+                })
+                .await?;
+            for key in dropped {
+                self.delete_session(&key).await?;
+            }
+        }
         let key = session_key(id)?;
         let mut bytes = expires_ms.to_be_bytes().to_vec();
         bytes.extend_from_slice(data);

@@ -47,10 +47,15 @@ use super::model::{
 use super::port::{Cas, Expiry, KvError, KvPort, Versioned};
 use crate::domain::{MutationId, NoteId, UserId};
 use crate::store::batch::{apply_changes, BatchTxn};
-use crate::store::{PageBuilder, StoreError, SyncStore, UserHead};
+use crate::store::{PageBuilder, Quota, StoreError, SyncStore, Usage, UserHead};
 use crate::sync::apply::StoredNote;
 use crate::sync::merge::Strategy;
 use crate::sync::protocol::{Change, ChangeResult, Checkpoint, PullResponse};
+
+/// Most tombstones, and most old log slots, one purge holds a user's lease
+/// for: the user's pushes wait for one chunk at most. Each tombstone is a
+/// few KV calls, so a chunk is a few hundred (not measured on a cluster).
+pub const PURGE_CHUNK: usize = 100;
 
 /// Tuning of the KV sync store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +159,7 @@ enum Resolved {
 /// ids read ahead, plus what the batch itself does.
 struct Staged {
     head: UserHead,
+    usage: Usage,
     seen: HashSet<MutationId>,
     notes: HashMap<NoteId, Option<StoredNote>>,
     /// `(prev_seq, note)` per accepted change, in order.
@@ -192,6 +198,15 @@ impl BatchTxn for Staged {
         self.saved
             .push((previous.map_or(0, |p| p.seq), note.clone()));
         self.notes.insert(note.note.id, Some(note.clone()));
+        Ok(())
+    }
+
+    fn usage(&mut self) -> Result<Usage, StoreError> {
+        Ok(self.usage)
+    }
+
+    fn set_usage(&mut self, usage: Usage) -> Result<(), StoreError> {
+        self.usage = usage;
         Ok(())
     }
 }
@@ -520,6 +535,8 @@ impl<P: KvPort> KvSyncStore<P> {
             )));
         }
         session.last = seq;
+        // Not decided here: the usage is counted again from the notes.
+        session.head.usage = None;
         let id = slot.note.note.id;
         for _ in 0..self.config.attempts {
             let (doc, cas) = self.note(session, id).await?;
@@ -730,7 +747,12 @@ impl<P: KvPort> KvSyncStore<P> {
                 seen.insert(*id);
             }
         }
+        let usage = match session.head.usage {
+            Some(usage) => usage,
+            None => self.count_usage(session).await?,
+        };
         Ok(Staged {
+            usage,
             head: UserHead {
                 last_seq: session.last,
                 purge_watermark: session.head.purge_watermark,
@@ -746,19 +768,55 @@ impl<P: KvPort> KvSyncStore<P> {
         })
     }
 
+    /// What the user's notes take, counted from the notes: the index's live
+    /// notes, as this session last saw them where it did.
+    async fn count_usage(&self, session: &Session) -> Result<Usage, StoreError> {
+        let mut usage = Usage::default();
+        let mut unread: Vec<NoteId> = Vec::new();
+        for (id, entry) in self.read_index(&session.user).await? {
+            if session.notes.contains_key(&id) {
+                continue;
+            }
+            if !entry.deleted {
+                unread.push(id);
+            }
+        }
+        for (doc, _) in session.notes.values() {
+            if let Some(doc) = doc {
+                usage = usage.replacing(Usage::default(), Usage::of(doc));
+            }
+        }
+        for window in unread.chunks(self.config.window.max(1)) {
+            let keys: Vec<String> = window
+                .iter()
+                .map(|&id| note_key(&session.user, id))
+                .collect();
+            for (doc, _) in self
+                .get_many_json::<StoredNote>(&keys)
+                .await?
+                .into_iter()
+                .flatten()
+            {
+                usage = usage.replacing(Usage::default(), Usage::of(&doc));
+            }
+        }
+        Ok(usage)
+    }
+
     async fn write_batch(
         &self,
         session: &mut Session,
         changes: &[Change],
         strategy: Strategy,
         now_ms: u64,
+        quota: Quota,
     ) -> Result<Vec<ChangeResult>, StoreError> {
         let mut results = Vec::with_capacity(changes.len());
         let mut rest = changes;
         'decide: while !rest.is_empty() {
             self.renew(session).await?;
             let mut staged = self.stage(session, rest).await?;
-            let decided = apply_changes(&mut staged, rest, strategy, now_ms)?;
+            let decided = apply_changes(&mut staged, rest, strategy, now_ms, quota)?;
             let accepted: Vec<usize> = decided
                 .iter()
                 .enumerate()
@@ -820,6 +878,8 @@ impl<P: KvPort> KvSyncStore<P> {
                             return Err(lost_lease());
                         };
                         let theirs: SlotDoc = decode(&key, &found.value)?;
+                        // Ours so far are not counted in the head's usage.
+                        session.head.usage = None;
                         self.apply_found_slot(session, seq, theirs).await?;
                         self.roll_forward(session).await?;
                         let from = accepted[k];
@@ -829,6 +889,7 @@ impl<P: KvPort> KvSyncStore<P> {
                     }
                 }
             }
+            session.head.usage = Some(staged.usage);
             results.extend(decided);
             break;
         }
@@ -1026,23 +1087,37 @@ impl<P: KvPort> KvSyncStore<P> {
 
     // ---- purging ----
 
-    /// Purges one user under the lease; answers how many tombstones and
-    /// mutation records were removed.
-    async fn purge_user(&self, user: &UserId, older_than_ms: u64) -> Result<u64, StoreError> {
+    /// Purges up to [`PURGE_CHUNK`] tombstones and as many old log slots of
+    /// one user under the lease, which it releases before it answers, so a
+    /// push of that user waits for one chunk at most; answers how many
+    /// tombstones and mutation records were removed, and whether more are
+    /// left to purge.
+    async fn purge_user(
+        &self,
+        user: &UserId,
+        older_than_ms: u64,
+    ) -> Result<(u64, bool), StoreError> {
         let mut session = self.acquire(user).await?;
         let last = session.last;
-        let expired: Vec<(NoteId, u64)> = self
+        let mut expired: Vec<(NoteId, u64)> = self
             .read_index(user)
             .await?
             .into_iter()
             .filter(|(_, e)| e.deleted && e.written_ms < older_than_ms && e.seq <= last)
             .map(|(id, e)| (id, e.seq))
             .collect();
+        expired.sort_by_key(|&(_, seq)| seq);
+        let mut more = expired.len() > PURGE_CHUNK;
+        expired.truncate(PURGE_CHUNK);
         // Old slots, oldest first, up to the first one inside the window.
         let mut old_slots: Vec<(u64, SlotDoc, Cas)> = Vec::new();
         let mut floor = session.head.log_floor;
         let mut next = floor + 1;
         'walk: while next <= last {
+            if old_slots.len() >= PURGE_CHUNK {
+                more = true;
+                break;
+            }
             let end = last.min(next.saturating_add(self.window() - 1));
             let keys: Vec<String> = (next..=end).map(|seq| slot_key(user, seq)).collect();
             for (seq, slot) in (next..=end).zip(self.get_many_json::<SlotDoc>(&keys).await?) {
@@ -1102,7 +1177,7 @@ impl<P: KvPort> KvSyncStore<P> {
             self.remove(&slot_key(user, seq), cas).await?;
         }
         self.finish(session).await?;
-        Ok(removed)
+        Ok((removed, more))
     }
 
     /// Every user in the directory, once.
@@ -1138,16 +1213,17 @@ type ScannedPage = (PageBuilder, bool);
 
 #[async_trait]
 impl<P: KvPort> SyncStore for KvSyncStore<P> {
-    async fn apply_batch(
+    async fn apply_batch_within(
         &self,
         user: &UserId,
         changes: &[Change],
         strategy: Strategy,
         now_ms: u64,
+        quota: Quota,
     ) -> Result<Vec<ChangeResult>, StoreError> {
         let mut session = self.acquire(user).await?;
         let results = self
-            .write_batch(&mut session, changes, strategy, now_ms)
+            .write_batch(&mut session, changes, strategy, now_ms, quota)
             .await?;
         self.finish(session).await?;
         Ok(results)
@@ -1199,11 +1275,19 @@ impl<P: KvPort> SyncStore for KvSyncStore<P> {
         let mut removed = 0u64;
         let mut first_error = None;
         for user in self.users().await? {
-            match self.purge_user(&user, older_than_ms).await {
-                Ok(n) => removed += n,
-                // One busy or failing user must not stop the others.
-                Err(e) => {
-                    first_error.get_or_insert(e);
+            loop {
+                match self.purge_user(&user, older_than_ms).await {
+                    Ok((n, more)) => {
+                        removed += n;
+                        if !more {
+                            break;
+                        }
+                    }
+                    // One busy or failing user must not stop the others.
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        break;
+                    }
                 }
             }
         }

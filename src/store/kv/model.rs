@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::port::MAX_KEY_BYTES;
 use crate::domain::{MutationId, NoteId, UserId};
-use crate::store::UserHead;
+use crate::store::{Usage, UserHead};
 use crate::sync::apply::StoredNote;
 
 /// How many documents a user's note index is split over. Fixed forever: a
@@ -104,6 +104,11 @@ pub struct HeadDoc {
     pub log_floor: u64,
     /// The writer holding the user, if any.
     pub lease: Option<Lease>,
+    /// What the user's notes take, as of `committed`; absent until the
+    /// first batch counts it, and dropped whenever a writer applies a slot
+    /// it did not decide (it is then counted again from the notes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 impl HeadDoc {
